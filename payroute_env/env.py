@@ -1,0 +1,169 @@
+"""``PaymentRoutingEnv``: one payment platform on one surge evening, as a Gymnasium environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from . import actions, core, metrics, observations, render
+from .sampling import key_from_seed, next_key
+from .scenario import Scenario, load_scenario
+
+__all__ = ["PaymentRoutingEnv"]
+
+
+class PaymentRoutingEnv(gym.Env):
+    """Route and throttle payment attempts to banks during a Double 11 surge.
+
+    A payment platform receives payment intents and must send each attempt to the card's bank: through the
+    bank's quick-payment API (``quick``), its online-banking redirect (``netbank``) or the shared cross-bank
+    network (``switch``); balance payers use the platform's own balance. Banks have limited, partly unknown
+    capacity; overloaded bank cores degrade and go down; users retry, switch card or give up. Each step
+    (``dt`` = 5 s by default) the agent sets, per bank, how many attempts to admit and how to route them.
+    The dynamics are in ``payroute_env.core`` and ``docs/MODEL.md``.
+
+    ## Action space (``action_mode``; B = number of banks, 6 in every built-in scenario)
+
+    | mode | space | per bank b |
+    |---|---|---|
+    | ``continuous`` (default) | ``Box(0, 1, (4B,), float32)`` | index ``4b``: admit rate, ``4b+1``: weight quick, ``4b+2``: weight switch, ``4b+3``: weight netbank |
+    | ``multidiscrete`` | ``MultiDiscrete([11, 5] * B)`` | index ``2b``: admit level (rate = level / 10), ``2b+1``: route preset (quick, 75/25 quick/switch, 50/50, switch, netbank) |
+    | ``discrete`` | ``Discrete(1 + 4B)`` | 0: no change; ``1+4b``: admit +0.1, ``2+4b``: admit -0.1, ``3+4b``: next preset, ``4+4b``: previous preset |
+
+    The admit rate is the share of the bank's new and retrying attempts let through this step; the rest
+    get "busy, try later" (a failed attempt). Route weights are normalised over the three channels and
+    apply to quick-enabled users; all-zero weights mean "quick". Online-banking-only users always use
+    ``netbank``. Continuous values outside [0, 1] are clipped; a wrong shape, NaN or an out-of-range
+    integer raises ``ValueError``. ``[1, 1, 0, 0]`` for every bank is the 2013 status quo.
+
+    ## Observation space: ``Box(0, inf, (28B + 4,), float32)``
+
+    Counts are per step, scaled by ``B / norm`` (``norm`` = expected intents in the busiest step).
+
+    | index | feature |
+    |---|---|
+    | ``28b + 0`` | attempts offered for bank b (new and retrying) |
+    | ``28b + 1`` | attempts throttled ("busy, try later") |
+    | ``28b + 2`` | users known to be waiting to retry with bank b |
+    | ``28b + 3 + 7r + f`` | for route r (0 quick, 1 switch for bank b's cards, 2 netbank) and field f: 0 sent, 1 succeeded, 2 declined, 3 timed out, 4 rejected, 5 queue depth, 6 queue wait / channel timeout |
+    | ``28b + 24`` | admit rate applied in the last step |
+    | ``28b + 25 .. 27`` | route split applied in the last step (quick, switch, netbank) |
+    | ``28B + 0 .. 2`` | balance: attempts sent, succeeded, queue depth |
+    | ``28B + 3`` | episode progress in [0, 1] |
+
+    With ``observe_internal=True`` (ablations only; a real platform cannot see these) ``6B + 5`` values
+    follow: per bank stress, down (0/1), outage time left (hours), warm-up factor, true/declared capacity of
+    quick and of netbank; then the same five for the switch. ``payroute_env.observations.feature_names``
+    names every index.
+
+    ## Reward
+
+    ``-(lost_weight * intents_lost + beta * failed_attempts) / norm`` per step, with ``lost_weight = 1``
+    and ``beta = 0.1`` by default (constructor options). Rewards are O(1) at the peak.
+
+    ## Episode start and end
+
+    | | |
+    |---|---|
+    | start | the scenario's ``start_s`` (23:58 for ``double11_2013``), empty queues, healthy banks, status-quo control; randomised scenarios draw their peak, capacities, shares and fragility here |
+    | termination | never |
+    | truncation | after ``(end_s - start_s) / dt_s`` steps (744 for ``double11_2013``) |
+
+    ## Info
+
+    Every step: integer episode-cumulative ``arrived``, ``succeeded``, ``lost``, ``in_flight`` (intents;
+    ``arrived == succeeded + lost + in_flight``), ``attempts`` and ``failed_attempts``. The final step adds
+    ``episode_kpis`` (``payroute_env.metrics.episode_kpis``): ``failed_payment_rate`` and per bank,
+    ``attempt_failure_rate``, ``successful_payments_per_s``, median and ``p95_time_to_success_s``,
+    ``outage_seconds`` per bank, ``paid_share_by_channel``, ``pending_at_end``.
+
+    ## Options (constructor keyword arguments)
+
+    | option | default | meaning |
+    |---|---|---|
+    | ``scenario`` | ``"double11_2013"`` | built-in name, path to a TOML file, or a ``Scenario`` |
+    | ``action_mode`` | ``"continuous"`` | see above |
+    | ``observe_internal`` | ``False`` | append hidden server state to the observation |
+    | ``beta`` | ``0.1`` | reward weight of a failed attempt |
+    | ``lost_weight`` | ``1.0`` | reward weight of a lost intent |
+    | ``render_mode`` | ``None`` | ``"ansi"`` returns a text dashboard of the last step |
+
+    ``reset(seed=s)`` fixes the episode's random stream; ``reset()`` without a seed continues to the next
+    episode of the same stream. ``reset`` takes no options.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario = "double11_2013",
+        action_mode: str = "continuous",
+        observe_internal: bool = False,
+        beta: float = 0.1,
+        lost_weight: float = 1.0,
+        render_mode: str | None = None,
+    ) -> None:
+        self.scenario = load_scenario(scenario)
+        self.action_mode = actions.check_mode(action_mode)
+        _check_weight("beta", beta)
+        _check_weight("lost_weight", lost_weight)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'ansi'; got {render_mode!r}")
+        self.observe_internal = bool(observe_internal)
+        self.beta, self.lost_weight = float(beta), float(lost_weight)
+        self.render_mode = render_mode
+        self.params = core.make_params(self.scenario)
+        B = self.scenario.n_banks
+        self.action_space = actions.action_space(self.action_mode, B)
+        self.observation_space = observations.observation_space(B, self.observe_internal)
+        self.state: core.CoreState | None = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if options:
+            raise ValueError(f"reset takes no options; got {sorted(options)}")
+        if seed is not None:
+            key = key_from_seed(np.array([seed], dtype=np.uint64))
+        elif self.state is None:
+            key = np.array([self.np_random.integers(0, 2**63, dtype=np.uint64)], dtype=np.uint64)
+        else:
+            key = next_key(self.state.key)
+        self.state = core.reset(self.params, keys=key)
+        return self._obs(), metrics.step_counters(self.state, 0)
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if self.state.t[0] >= self.params.n_steps:
+            raise RuntimeError("the episode is over (truncated); call reset()")
+        s = self.state
+        B = self.scenario.n_banks
+        admit, route = actions.decode(self.action_mode, np.asarray(action)[None], B, s.admit, s.route)
+        self.state, counts = core.step(self.params, s, admit, route)
+        reward = -(self.lost_weight * counts.lost[0] + self.beta * counts.failed_attempts[0]) / self.params.norm
+        truncated = bool(counts.truncated[0])
+        info: dict[str, Any] = metrics.step_counters(self.state, 0)
+        if truncated:
+            info["episode_kpis"] = metrics.episode_kpis(self.params, self.state, 0)
+        return self._obs(), float(reward), False, truncated, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        if self.state is None:
+            raise RuntimeError("call reset() before render()")
+        return render.ansi(self.params, self.state, 0)
+
+    def _obs(self) -> np.ndarray:
+        assert self.state is not None
+        return observations.build(self.params, self.state, self.observe_internal)[0]
+
+
+def _check_weight(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")

@@ -1,0 +1,69 @@
+"""Episode KPIs computed from the core state (the same numbers for the env's info and the evaluator)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .core import LATENCY_BIN_S, PAID_CHANNELS, CoreParams, CoreState, in_flight
+
+__all__ = ["episode_kpis", "percentile_from_hist", "step_counters"]
+
+
+def step_counters(state: CoreState, i: int) -> dict[str, int]:
+    """Episode-cumulative integer counters of environment ``i`` (the per-step ``info``)."""
+    return {
+        "arrived": int(state.arrived[i]),
+        "succeeded": int(state.succeeded[i]),
+        "lost": int(state.lost[i]),
+        "in_flight": int(in_flight(state)[i]),
+        "attempts": int(state.attempts[i]),
+        "failed_attempts": int(state.failed_attempts[i]),
+    }
+
+
+def percentile_from_hist(hist: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile (0-100) of a latency histogram with ``LATENCY_BIN_S`` bins (bin midpoint)."""
+    total = hist.sum()
+    if total <= 0:
+        return float("nan")
+    idx = int(np.searchsorted(np.cumsum(hist), q / 100.0 * total))
+    return (idx + 0.5) * LATENCY_BIN_S
+
+
+def episode_kpis(params: CoreParams, state: CoreState, i: int) -> dict[str, Any]:
+    """KPIs of environment ``i`` so far; at the final step these are the episode's KPIs.
+
+    ``failed_payment_rate`` = lost / arrived intents (intents still in flight are neither). Per bank, the
+    rate is intents lost at that bank over intents that tried that bank (arrived there or switched in).
+    Times to success are estimates from a 5-second histogram (docs/MODEL.md).
+    """
+    p, s = params, state
+    B = p.n_banks
+    names = p.scenario.bank_names
+    arrived, lost, succ = float(s.arrived[i]), float(s.lost[i]), float(s.succeeded[i])
+    entered = s.entered_pool[i, : 2 * B].reshape(B, 2).sum(1)
+    lost_bank = s.lost_pool[i, : 2 * B].reshape(B, 2).sum(1)
+    duration = p.n_steps * p.dt if s.t[i] >= p.n_steps else max(float(s.t[i]) * p.dt, p.dt)
+    paid_total = s.paid_by[i].sum()
+    attempts = float(s.attempts[i])
+    return {
+        "failed_payment_rate": lost / arrived if arrived > 0 else 0.0,
+        "failed_payment_rate_by_bank": {
+            n: float(lost_bank[b] / entered[b]) if entered[b] > 0 else 0.0 for b, n in enumerate(names)
+        },
+        "attempt_failure_rate": float(s.failed_attempts[i]) / attempts if attempts > 0 else 0.0,
+        "successful_payments_per_s": succ / duration,
+        "median_time_to_success_s": percentile_from_hist(s.latency_hist[i], 50),
+        "p95_time_to_success_s": percentile_from_hist(s.latency_hist[i], 95),
+        "outage_seconds": {n: float(s.outage_s[i, b]) for b, n in enumerate(names)},
+        "switch_outage_seconds": float(s.outage_s[i, B]),
+        "paid_share_by_channel": {
+            c: float(s.paid_by[i, j] / paid_total) if paid_total > 0 else 0.0 for j, c in enumerate(PAID_CHANNELS)
+        },
+        "pending_at_end": int(in_flight(s)[i]),
+        "arrived": int(arrived),
+        "succeeded": int(succ),
+        "lost": int(lost),
+    }

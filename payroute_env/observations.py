@@ -1,0 +1,64 @@
+"""Observation layout and construction: what the platform sees, as one float32 vector per environment.
+
+Counts are scaled by ``B / norm`` (``norm`` = expected intents in the busiest step) so that an average
+bank at peak reads about 1; waits are divided by the channel timeout. See ``PaymentRoutingEnv`` for the table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from .core import N_ROUTES, ROUTE_NAMES, SEEN_FIELDS, CoreParams, CoreState
+
+__all__ = ["BANK_FEATURES", "GLOBAL_FEATURES", "INTERNAL_BANK", "INTERNAL_SWITCH", "build", "feature_names",
+           "observation_space"]
+
+BANK_FEATURES: tuple[str, ...] = (
+    ("offered", "throttled", "retry_backlog")
+    + tuple(f"{r}_{f}" for r in ROUTE_NAMES for f in SEEN_FIELDS)
+    + ("admit_rate", "w_quick", "w_switch", "w_netbank")
+)
+GLOBAL_FEATURES: tuple[str, ...] = ("balance_sent", "balance_succeeded", "balance_queue", "progress")
+INTERNAL_BANK: tuple[str, ...] = ("stress", "down", "outage_left_h", "warm", "quick_capacity_ratio",
+                                  "netbank_capacity_ratio")
+INTERNAL_SWITCH: tuple[str, ...] = ("switch_stress", "switch_down", "switch_outage_left_h", "switch_warm",
+                                    "switch_capacity_ratio")
+_WAIT = SEEN_FIELDS.index("wait_s")
+
+
+def feature_names(n_banks: int, bank_names: tuple[str, ...], observe_internal: bool) -> list[str]:
+    """Name of every observation index, in order."""
+    names = [f"{bank}.{f}" for bank in bank_names[:n_banks] for f in BANK_FEATURES] + list(GLOBAL_FEATURES)
+    if observe_internal:
+        names += [f"{bank}.{f}" for bank in bank_names[:n_banks] for f in INTERNAL_BANK] + list(INTERNAL_SWITCH)
+    return names
+
+
+def observation_space(n_banks: int, observe_internal: bool) -> spaces.Box:
+    n = n_banks * len(BANK_FEATURES) + len(GLOBAL_FEATURES)
+    if observe_internal:
+        n += n_banks * len(INTERNAL_BANK) + len(INTERNAL_SWITCH)
+    return spaces.Box(0.0, np.inf, (n,), dtype=np.float32)
+
+
+def build(params: CoreParams, state: CoreState, observe_internal: bool) -> np.ndarray:
+    """``[N, obs_dim]`` float32 observations of every environment."""
+    p, s = params, state
+    N, B = s.num_envs, p.n_banks
+    scale = B / p.norm
+    channel = s.seen_channel * scale
+    timeouts = np.stack([p.timeout_s[:B], np.repeat(p.timeout_s[2 * B], B), p.timeout_s[B : 2 * B]], axis=1)
+    channel[..., _WAIT] = s.seen_channel[..., _WAIT] / timeouts
+    per_bank = np.concatenate(
+        [s.seen_bank * scale, channel.reshape(N, B, N_ROUTES * len(SEEN_FIELDS)), s.admit[:, :, None], s.route],
+        axis=2,
+    )
+    progress = np.minimum(s.t / p.n_steps, 1.0)[:, None]
+    parts = [per_bank.reshape(N, -1), s.seen_balance * scale, progress]
+    if observe_internal:
+        ratio = s.capacity / np.where(p.declared > 0, p.declared, 1.0)
+        srv = np.stack([s.stress, (s.down_left > 0).astype(np.float64), s.down_left / 3600.0, s.warm], axis=2)
+        banks = np.concatenate([srv[:, :B], ratio[:, :B, None], ratio[:, B : 2 * B, None]], axis=2)
+        parts += [banks.reshape(N, -1), srv[:, B], ratio[:, 2 * B : 2 * B + 1]]
+    return np.concatenate(parts, axis=1).astype(np.float32)
