@@ -123,8 +123,10 @@ def preset_index(route: np.ndarray) -> np.ndarray:
 
 def _expect(a: np.ndarray, shape: tuple[int, ...], mode: str) -> None:
     if a.shape != shape:
-        raise ValueError(f"{mode} action must have shape {shape[1:] if len(shape) > 1 else ()} per env "
-                         f"(batched {shape}); got shape {a.shape}")
+        raise ValueError(
+            f"{mode} action must have shape {shape[1:] if len(shape) > 1 else ()} per env "
+            f"(batched {shape}); got shape {a.shape}"
+        )
 
 
 def _integers(a: np.ndarray, mode: str) -> np.ndarray:

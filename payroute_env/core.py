@@ -431,9 +431,7 @@ class StepCounts:
     truncated: np.ndarray  # [N] bool: the episode's last step was taken
 
 
-def step(
-    params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndarray
-) -> tuple[CoreState, StepCounts]:
+def step(params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndarray) -> tuple[CoreState, StepCounts]:
     """Advance every environment by one step.
 
     ``admit`` ``[N, B]`` in [0, 1] and ``route`` ``[N, B, 3]`` (non-negative, rows summing to 1) are the
@@ -441,7 +439,7 @@ def step(
     """
     p, s = params, state
     N, B, K = s.num_envs, p.n_banks, p.max_attempts
-    P, L = p.n_pools, p.n_lanes
+    L = p.n_lanes
     dt = p.dt
     u_all = uniforms(s.key, s.t, p.n_draws)
 
@@ -524,9 +522,7 @@ def step(
     length = p.outage_min_s + u("outage_len") * (p.outage_max_s - p.outage_min_s)
     down_left = np.where(trigger, length, np.maximum(s.down_left - dt, 0.0))
     stress = np.where(trigger, 0.0, stress)
-    warm = np.where(
-        trigger, p.warm_start, np.where(down_left > 0, s.warm, np.minimum(s.warm + dt * p.warm_rate, 1.0))
-    )
+    warm = np.where(trigger, p.warm_start, np.where(down_left > 0, s.warm, np.minimum(s.warm + dt * p.warm_rate, 1.0)))
 
     # 7. what the platform sees, and the episode counters ----------------------------------------
     wait_ch = np.minimum(
@@ -559,9 +555,9 @@ def step(
 
     # Estimated time to success: wait in the queue this step + the channel's user time + for each earlier
     # attempt one retry delay and one interaction (docs/MODEL.md, "time to success").
-    wait_before = np.minimum(
-        np.divide(q_ch, cap_rate, out=np.zeros_like(q_ch), where=cap_rate > 0), p.timeout_s
-    )[:, p.lane_channel]
+    wait_before = np.minimum(np.divide(q_ch, cap_rate, out=np.zeros_like(q_ch), where=cap_rate > 0), p.timeout_s)[
+        :, p.lane_channel
+    ]
     k = np.arange(K)
     latency = (wait_before + p.interaction_s)[:, :, None] + k * (p.retry_delay_s + p.interaction_s[:, None])
     bins = np.minimum((latency / LATENCY_BIN_S).astype(np.int64), LATENCY_BINS - 1)

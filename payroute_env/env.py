@@ -8,9 +8,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from . import actions, core, metrics, observations, render
-from .sampling import key_from_seed, next_key
-from .scenario import Scenario, load_scenario
+from . import core, render
+from .scenario import Scenario
+from .simulator import Simulator
 
 __all__ = ["PaymentRoutingEnv"]
 
@@ -39,9 +39,10 @@ class PaymentRoutingEnv(gym.Env):
     ``netbank``. Continuous values outside [0, 1] are clipped; a wrong shape, NaN or an out-of-range
     integer raises ``ValueError``. ``[1, 1, 0, 0]`` for every bank is the 2013 status quo.
 
-    ## Observation space: ``Box(0, inf, (28B + 4,), float32)``
+    ## Observation space: ``Box(0, 1e6, (28B + 4,), float32)``
 
-    Counts are per step, scaled by ``B / norm`` (``norm`` = expected intents in the busiest step).
+    Counts are per step, scaled by ``B / norm`` (``norm`` = expected intents in the busiest step), clipped
+    at 1e6.
 
     | index | feature |
     |---|---|
@@ -106,20 +107,24 @@ class PaymentRoutingEnv(gym.Env):
         lost_weight: float = 1.0,
         render_mode: str | None = None,
     ) -> None:
-        self.scenario = load_scenario(scenario)
-        self.action_mode = actions.check_mode(action_mode)
-        _check_weight("beta", beta)
-        _check_weight("lost_weight", lost_weight)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi'; got {render_mode!r}")
-        self.observe_internal = bool(observe_internal)
-        self.beta, self.lost_weight = float(beta), float(lost_weight)
+        self.sim = Simulator(scenario, 1, action_mode, observe_internal, beta, lost_weight)
+        self.scenario = self.sim.scenario
+        self.action_mode = self.sim.action_mode
+        self.observe_internal = self.sim.observe_internal
         self.render_mode = render_mode
-        self.params = core.make_params(self.scenario)
-        B = self.scenario.n_banks
-        self.action_space = actions.action_space(self.action_mode, B)
-        self.observation_space = observations.observation_space(B, self.observe_internal)
-        self.state: core.CoreState | None = None
+        self.action_space = self.sim.single_action_space
+        self.observation_space = self.sim.single_observation_space
+
+    @property
+    def params(self) -> core.CoreParams:
+        return self.sim.params
+
+    @property
+    def state(self) -> core.CoreState | None:
+        """The core state of this environment (a batch of one)."""
+        return self.sim.state
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -127,43 +132,19 @@ class PaymentRoutingEnv(gym.Env):
         super().reset(seed=seed)
         if options:
             raise ValueError(f"reset takes no options; got {sorted(options)}")
-        if seed is not None:
-            key = key_from_seed(np.array([seed], dtype=np.uint64))
-        elif self.state is None:
-            key = np.array([self.np_random.integers(0, 2**63, dtype=np.uint64)], dtype=np.uint64)
-        else:
-            key = next_key(self.state.key)
-        self.state = core.reset(self.params, keys=key)
-        return self._obs(), metrics.step_counters(self.state, 0)
+        obs = self.sim.reset([seed], entropy=self.np_random)
+        return obs[0], self.sim.counters(0)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
-        if self.state.t[0] >= self.params.n_steps:
-            raise RuntimeError("the episode is over (truncated); call reset()")
-        s = self.state
-        B = self.scenario.n_banks
-        admit, route = actions.decode(self.action_mode, np.asarray(action)[None], B, s.admit, s.route)
-        self.state, counts = core.step(self.params, s, admit, route)
-        reward = -(self.lost_weight * counts.lost[0] + self.beta * counts.failed_attempts[0]) / self.params.norm
-        truncated = bool(counts.truncated[0])
-        info: dict[str, Any] = metrics.step_counters(self.state, 0)
-        if truncated:
-            info["episode_kpis"] = metrics.episode_kpis(self.params, self.state, 0)
-        return self._obs(), float(reward), False, truncated, info
+        obs, reward, truncated, _ = self.sim.step(np.asarray(action)[None])
+        info: dict[str, Any] = self.sim.counters(0)
+        if truncated[0]:
+            info["episode_kpis"] = self.sim.kpis(0)
+        return obs[0], float(reward[0]), False, bool(truncated[0]), info
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
-        if self.state is None:
+        if self.sim.state is None:
             raise RuntimeError("call reset() before render()")
-        return render.ansi(self.params, self.state, 0)
-
-    def _obs(self) -> np.ndarray:
-        assert self.state is not None
-        return observations.build(self.params, self.state, self.observe_internal)[0]
-
-
-def _check_weight(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+        return render.ansi(self.params, self.sim.state, 0)

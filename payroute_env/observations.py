@@ -11,8 +11,15 @@ from gymnasium import spaces
 
 from .core import N_ROUTES, ROUTE_NAMES, SEEN_FIELDS, CoreParams, CoreState
 
-__all__ = ["BANK_FEATURES", "GLOBAL_FEATURES", "INTERNAL_BANK", "INTERNAL_SWITCH", "build", "feature_names",
-           "observation_space"]
+__all__ = [
+    "BANK_FEATURES",
+    "GLOBAL_FEATURES",
+    "INTERNAL_BANK",
+    "INTERNAL_SWITCH",
+    "build",
+    "feature_names",
+    "observation_space",
+]
 
 BANK_FEATURES: tuple[str, ...] = (
     ("offered", "throttled", "retry_backlog")
@@ -20,10 +27,21 @@ BANK_FEATURES: tuple[str, ...] = (
     + ("admit_rate", "w_quick", "w_switch", "w_netbank")
 )
 GLOBAL_FEATURES: tuple[str, ...] = ("balance_sent", "balance_succeeded", "balance_queue", "progress")
-INTERNAL_BANK: tuple[str, ...] = ("stress", "down", "outage_left_h", "warm", "quick_capacity_ratio",
-                                  "netbank_capacity_ratio")
-INTERNAL_SWITCH: tuple[str, ...] = ("switch_stress", "switch_down", "switch_outage_left_h", "switch_warm",
-                                    "switch_capacity_ratio")
+INTERNAL_BANK: tuple[str, ...] = (
+    "stress",
+    "down",
+    "outage_left_h",
+    "warm",
+    "quick_capacity_ratio",
+    "netbank_capacity_ratio",
+)
+INTERNAL_SWITCH: tuple[str, ...] = (
+    "switch_stress",
+    "switch_down",
+    "switch_outage_left_h",
+    "switch_warm",
+    "switch_capacity_ratio",
+)
 _WAIT = SEEN_FIELDS.index("wait_s")
 
 
@@ -35,11 +53,14 @@ def feature_names(n_banks: int, bank_names: tuple[str, ...], observe_internal: b
     return names
 
 
+OBS_HIGH = 1e6  # observations are clipped here: far beyond any real load, but finite for the checkers
+
+
 def observation_space(n_banks: int, observe_internal: bool) -> spaces.Box:
     n = n_banks * len(BANK_FEATURES) + len(GLOBAL_FEATURES)
     if observe_internal:
         n += n_banks * len(INTERNAL_BANK) + len(INTERNAL_SWITCH)
-    return spaces.Box(0.0, np.inf, (n,), dtype=np.float32)
+    return spaces.Box(0.0, OBS_HIGH, (n,), dtype=np.float32)
 
 
 def build(params: CoreParams, state: CoreState, observe_internal: bool) -> np.ndarray:
@@ -61,4 +82,4 @@ def build(params: CoreParams, state: CoreState, observe_internal: bool) -> np.nd
         srv = np.stack([s.stress, (s.down_left > 0).astype(np.float64), s.down_left / 3600.0, s.warm], axis=2)
         banks = np.concatenate([srv[:, :B], ratio[:, :B, None], ratio[:, B : 2 * B, None]], axis=2)
         parts += [banks.reshape(N, -1), srv[:, B], ratio[:, 2 * B : 2 * B + 1]]
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    return np.clip(np.concatenate(parts, axis=1), 0.0, OBS_HIGH).astype(np.float32)

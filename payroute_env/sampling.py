@@ -43,12 +43,14 @@ def _mix(x: np.ndarray) -> np.ndarray:
 def key_from_seed(seed: int | np.ndarray) -> np.ndarray:
     """64-bit environment keys from integer seeds (any non-negative int, scalar or array)."""
     s = np.asarray(seed, dtype=np.uint64)
-    return _mix(_mix(s + _GOLDEN))
+    with np.errstate(over="ignore"):
+        return _mix(_mix(s + _GOLDEN))
 
 
 def next_key(key: np.ndarray) -> np.ndarray:
     """The key of the next episode when reset is called without a seed."""
-    return _mix(key + _GOLDEN * np.uint64(3))
+    with np.errstate(over="ignore"):
+        return _mix(key + _GOLDEN * np.uint64(3))
 
 
 def uniforms(keys: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:

@@ -265,9 +265,7 @@ def _build(cls: type, table: Any, where: str, src: str, defaults: dict[str, Any]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - set(fields))
     if unknown:
-        raise ScenarioError(
-            f"{src}: unknown field {_join(where, unknown[0])!r}; allowed fields: {', '.join(fields)}"
-        )
+        raise ScenarioError(f"{src}: unknown field {_join(where, unknown[0])!r}; allowed fields: {', '.join(fields)}")
     values: dict[str, Any] = {}
     for name, f in fields.items():
         path = _join(where, name)
@@ -394,8 +392,7 @@ def _read(name_or_path: str) -> tuple[str, str, Path | None]:
     path = Path(name_or_path)
     if not path.is_file():
         raise ScenarioError(
-            f"unknown scenario {name_or_path!r}: not a built-in ({', '.join(BUILTIN_SCENARIOS)}) "
-            "and no such TOML file"
+            f"unknown scenario {name_or_path!r}: not a built-in ({', '.join(BUILTIN_SCENARIOS)}) and no such TOML file"
         )
     try:
         return str(path), path.read_text(encoding="utf-8"), path.parent

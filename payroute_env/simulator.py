@@ -1,0 +1,114 @@
+"""``Simulator``: the core plus action decoding, observations and rewards for a batch of environments.
+
+This is the one adapter every front end shares: ``PaymentRoutingEnv`` is a Simulator of one environment,
+the vector environments and the evaluator use larger batches. It owns no dynamics (``core.py`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import actions, core, metrics, observations
+from .sampling import key_from_seed, next_key
+from .scenario import Scenario, load_scenario
+
+__all__ = ["Simulator"]
+
+
+class Simulator:
+    """``num_envs`` payroute environments advanced together.
+
+    Environment ``i`` reset with seed ``s`` follows exactly the trajectory of a single environment reset
+    with seed ``s`` (each environment has its own counter-based random stream).
+    """
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario = "double11_2013",
+        num_envs: int = 1,
+        action_mode: str = "continuous",
+        observe_internal: bool = False,
+        beta: float = 0.1,
+        lost_weight: float = 1.0,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1; got {num_envs!r}")
+        for name, value in (("beta", beta), ("lost_weight", lost_weight)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+        self.scenario = load_scenario(scenario)
+        self.num_envs = int(num_envs)
+        self.action_mode = actions.check_mode(action_mode)
+        self.observe_internal = bool(observe_internal)
+        self.beta, self.lost_weight = float(beta), float(lost_weight)
+        self.params = core.make_params(self.scenario)
+        self.n_banks = self.scenario.n_banks
+        self.single_action_space = actions.action_space(self.action_mode, self.n_banks)
+        self.single_observation_space = observations.observation_space(self.n_banks, self.observe_internal)
+        self.state: core.CoreState | None = None
+
+    # -------------------------------------------------------------------------------------------- API
+
+    def reset(
+        self,
+        seeds: Sequence[int | None] | None = None,
+        mask: np.ndarray | None = None,
+        entropy: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Start new episodes for the environments in ``mask`` (all by default); return all observations.
+
+        ``seeds[j]`` seeds the j-th environment in the mask; ``None`` continues that environment's stream
+        to its next episode (or draws a fresh key from ``entropy`` the very first time).
+        """
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        n = int(mask.sum())
+        seeds = [None] * n if seeds is None else list(seeds)
+        if len(seeds) != n:
+            raise ValueError(f"need one seed per environment reset ({n}); got {len(seeds)}")
+        previous = None if self.state is None else self.state.key[mask]
+        keys = np.empty(n, dtype=np.uint64)
+        for j, seed in enumerate(seeds):
+            if seed is not None:
+                if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+                    raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
+                keys[j] = key_from_seed(np.uint64(seed))
+            elif previous is not None:
+                keys[j] = next_key(previous[j : j + 1])[0]
+            else:
+                rng = entropy if entropy is not None else np.random.default_rng()
+                keys[j] = rng.integers(0, 2**63, dtype=np.uint64)
+        if self.state is None or mask.all():
+            self.state = core.reset(self.params, keys=keys)
+        else:
+            self.state = core.reset_where(self.params, self.state, mask, keys)
+        return self.observations()
+
+    def step(self, actions_batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
+        """Apply one batched action; return observations, rewards, truncations and the step's counts."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if (self.state.t >= self.params.n_steps).any():
+            raise RuntimeError("an episode is over (truncated); reset it before stepping again")
+        s = self.state
+        admit, route = actions.decode(self.action_mode, actions_batch, self.n_banks, s.admit, s.route)
+        self.state, counts = core.step(self.params, s, admit, route)
+        reward = -(self.lost_weight * counts.lost + self.beta * counts.failed_attempts) / self.params.norm
+        return self.observations(), reward, counts.truncated.copy(), counts
+
+    def observations(self) -> np.ndarray:
+        assert self.state is not None
+        return observations.build(self.params, self.state, self.observe_internal)
+
+    def counters(self, i: int) -> dict[str, int]:
+        """Integer episode-cumulative counters of environment ``i``."""
+        assert self.state is not None
+        return metrics.step_counters(self.state, i)
+
+    def kpis(self, i: int) -> dict[str, Any]:
+        """Episode KPIs of environment ``i`` so far."""
+        assert self.state is not None
+        return metrics.episode_kpis(self.params, self.state, i)
