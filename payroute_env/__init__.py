@@ -1,6 +1,8 @@
 """payroute: a Gymnasium environment for payment routing and throttling under a Double 11 traffic surge.
 
-``import payroute_env`` registers the environments below with Gymnasium:
+``import payroute_env`` registers the environments below with Gymnasium, each with a ``vector_entry_point``
+(``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` gives a batched
+``PaymentRoutingVectorEnv``):
 
 =============================== ======================
 id                              scenario
@@ -40,5 +42,6 @@ for _env_id, _scenario in ENV_IDS.items():
         register(
             id=_env_id,
             entry_point="payroute_env.env:PaymentRoutingEnv",
+            vector_entry_point="payroute_env.vector_env:PaymentRoutingVectorEnv",
             kwargs={} if _scenario is None else {"scenario": _scenario},
         )
