@@ -36,12 +36,20 @@ exactly at every step.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .sampling import binomial, key_from_seed, next_key, poisson, split, uniforms
+from .sampling import NORMAL_TABLE, binomial, key_from_seed, next_key, poisson, split, uniforms
 from .scenario import Fragility, Scenario
+
+try:  # the compiled twin of step_numpy; PAYROUTE_NUMBA=0 forces the numpy code
+    if os.environ.get("PAYROUTE_NUMBA", "1") == "0":
+        raise ImportError("disabled by PAYROUTE_NUMBA=0")
+    from . import _fast
+except ImportError:  # pragma: no cover - depends on the installation
+    _fast = None
 
 __all__ = ["CoreParams", "CoreState", "make_params", "reset", "reset_where", "step", "in_flight"]
 
@@ -51,6 +59,23 @@ PAID_CHANNELS = ("quick", "switch", "netbank", "balance")
 LATENCY_BIN_S = 5.0
 LATENCY_BINS = 240  # 0 .. 1200 s; the last bin collects anything longer
 _RESET_STREAM = 2**31 - 1  # "step" index of the draws made at reset (steps never get there)
+# the random draws of one step, in the order of their columns (the compiled kernel relies on it)
+_DRAW_ORDER = (
+    "arrivals",
+    "release",
+    "admit",
+    "route_quick",
+    "route_switch",
+    "serve",
+    "timeout",
+    "success",
+    "abandon",
+    "switch",
+    "to_balance",
+    "dest",
+    "hazard",
+    "outage_len",
+)
 
 
 @dataclass(frozen=True)
@@ -243,10 +268,11 @@ def make_params(scenario: Scenario) -> CoreParams:
         "abandon": (P, K - 1),
         "switch": (P, K - 1),
         "to_balance": (P, K - 1),
-        "dest": (K - 1,),
+        "dest": (P, K - 1),
         "hazard": (S,),
         "outage_len": (S,),
     }
+    assert tuple(draw_shapes) == _DRAW_ORDER
     draws, offset = {}, 0
     for name, shape in draw_shapes.items():
         draws[name] = (offset, shape)
@@ -435,11 +461,21 @@ def step(params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndar
     """Advance every environment by one step.
 
     ``admit`` ``[N, B]`` in [0, 1] and ``route`` ``[N, B, 3]`` (non-negative, rows summing to 1) are the
-    decoded action (see ``actions.py``).
+    decoded action (see ``actions.py``). Runs the compiled twin (``_fast.py``, bit-identical) when numba is
+    available, else ``step_numpy``.
     """
+    if _fast is not None:
+        return step_compiled(params, state, admit, route)
+    return step_numpy(params, state, admit, route)
+
+
+def step_numpy(
+    params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndarray
+) -> tuple[CoreState, StepCounts]:
+    """The reference implementation of ``step`` in numpy: the code to read."""
     p, s = params, state
     N, B, K = s.num_envs, p.n_banks, p.max_attempts
-    L = p.n_lanes
+    P, L = p.n_pools, p.n_lanes
     dt = p.dt
     u_all = uniforms(s.key, s.t, p.n_draws)
 
@@ -505,16 +541,17 @@ def step(params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndar
     retry = can_retry - abandon - switch
     to_balance = binomial(switch, p.p_to_balance[None, :, None], u("to_balance"))
     to_banks = switch - to_balance
-    dest_mass = np.einsum("npk,npq->nkq", to_banks, s.dest)  # [N, K-1, P]
-    moved = split(to_banks.sum(1), dest_mass, u("dest")).transpose(0, 2, 1)  # [N, P, K-1]
+    # each origin pool's card switchers spread over the other banks' pools (exact totals)
+    spread = split(to_banks, np.broadcast_to(s.dest[:, :, None, :], (*to_banks.shape, P)), u("dest"))
+    moved = spread.sum(1).transpose(0, 2, 1)  # [N, P (destination), K-1]
     moved[:, 2 * B, :] += to_balance.sum(1)
     backlog = s.backlog - released
     backlog[:, :, 1:] += retry + moved
     lost_pool = abandon.sum(2) + pool_fail[:, :, K - 1]
 
     # 6. server stress, outages and warm-up ---------------------------------------------------------
-    load = (lane_in * ~blocked).sum(2) @ p.lane_to_channel @ p.channel_to_server  # [N, S]
-    cap_srv = cap_step @ p.channel_to_server
+    load = _channels_to_servers((lane_in * ~blocked).sum(2) @ p.lane_to_channel, B)  # [N, S]
+    cap_srv = _channels_to_servers(cap_step, B)
     rho = np.divide(load, cap_srv, out=np.where(load > 0, 10.0, 0.0), where=cap_srv > 0)
     drift = s.grow_rate * np.maximum(rho - 1.0, 0.0) - p.relax_rate * np.maximum(1.0 - rho, 0.0)
     stress = np.where(down, 0.0, np.maximum(s.stress + dt * drift, 0.0))
@@ -606,11 +643,100 @@ def step(params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndar
     return new_state, counts
 
 
+_PARALLEL_FROM = 64  # batches at least this large use numba's threads
+
+
+def step_compiled(
+    params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndarray
+) -> tuple[CoreState, StepCounts]:
+    """``step`` through the compiled kernel: same arithmetic as ``step_numpy``, one call per step."""
+    assert _fast is not None
+    p, s = params, state
+    N = s.num_envs
+    e = np.empty_like
+    out = CoreState(
+        key=s.key,
+        t=s.t + 1,
+        backlog=e(s.backlog),
+        queue=e(s.queue),
+        stress=e(s.stress),
+        down_left=e(s.down_left),
+        warm=e(s.warm),
+        admit=np.ascontiguousarray(admit, dtype=np.float64),
+        route=np.ascontiguousarray(route, dtype=np.float64),
+        peak_scale=s.peak_scale,
+        capacity=s.capacity,
+        pool_frac=s.pool_frac,
+        dest=s.dest,
+        grow_rate=s.grow_rate,
+        seen_bank=e(s.seen_bank),
+        seen_channel=e(s.seen_channel),
+        seen_balance=e(s.seen_balance),
+        arrived=e(s.arrived),
+        succeeded=e(s.succeeded),
+        lost=e(s.lost),
+        attempts=e(s.attempts),
+        failed_attempts=e(s.failed_attempts),
+        entered_pool=e(s.entered_pool),
+        lost_pool=e(s.lost_pool),
+        outage_s=e(s.outage_s),
+        paid_by=e(s.paid_by),
+        latency_hist=e(s.latency_hist),
+    )
+    step_counts = np.empty((N, 5))
+    kernel = _fast.step_parallel if N >= _PARALLEL_FROM else _fast.step_serial
+    kernel(
+        _kernel_params(p),
+        (s.key, s.t, s.backlog, s.queue, s.stress, s.down_left, s.warm, s.peak_scale, s.capacity, s.pool_frac,
+         s.dest, s.grow_rate, s.arrived, s.succeeded, s.lost, s.attempts, s.failed_attempts, s.entered_pool,
+         s.lost_pool, s.outage_s, s.paid_by, s.latency_hist),
+        out.admit,
+        out.route,
+        (out.backlog, out.queue, out.stress, out.down_left, out.warm, out.seen_bank, out.seen_channel,
+         out.seen_balance, out.arrived, out.succeeded, out.lost, out.attempts, out.failed_attempts,
+         out.entered_pool, out.lost_pool, out.outage_s, out.paid_by, out.latency_hist, step_counts),
+    )  # fmt: skip
+    counts = StepCounts(
+        arrived=step_counts[:, 0],
+        succeeded=step_counts[:, 1],
+        lost=step_counts[:, 2],
+        attempts=step_counts[:, 3],
+        failed_attempts=step_counts[:, 4],
+        truncated=out.t >= p.n_steps,
+    )
+    return out, counts
+
+
+_KERNEL_PARAMS: dict[int, tuple] = {}
+
+
+def _kernel_params(p: CoreParams) -> tuple:
+    """The parameters as the kernel's positional arguments (cached per CoreParams object)."""
+    cached = _KERNEL_PARAMS.get(id(p))
+    if cached is not None and cached[0] is p:
+        return cached[1]
+    offsets = np.array([p.draws[name][0] for name in _DRAW_ORDER], dtype=np.int64)
+    args = (
+        p.n_banks, p.max_attempts, p.dt, p.n_steps, p.base_per_step, p.surge_per_step, p.lane_channel,
+        p.lane_server, p.lane_origin, p.lane_kind, p.channel_server, p.timeout_s, p.interaction_s, p.success,
+        p.p_release, p.p_abandon, p.p_switch_given_stay, p.p_to_balance, p.retry_delay_s, p.relax_rate,
+        p.goodput_loss, p.decline_gain, p.outage_min_s, p.outage_max_s, p.warm_start, p.warm_rate, p.hazard_p,
+        offsets, NORMAL_TABLE,
+    )  # fmt: skip
+    _KERNEL_PARAMS[id(p)] = (p, args)
+    return args
+
+
 def _lanes_to_pools(x: np.ndarray, B: int) -> np.ndarray:
     """``[N, L, ...]`` lane counts to ``[N, P, ...]`` pool counts (quick-enabled lanes 0-2, netbank-only 3)."""
     banks = x[:, : 4 * B].reshape(x.shape[0], B, 4, *x.shape[2:])
     pools = np.stack([banks[:, :, :3].sum(2), banks[:, :, 3]], axis=2).reshape(x.shape[0], 2 * B, *x.shape[2:])
     return np.concatenate([pools, x[:, 4 * B :]], axis=1)
+
+
+def _channels_to_servers(x: np.ndarray, B: int) -> np.ndarray:
+    """``[N, C]`` to ``[N, S]``: a bank core serves its quick and netbank channels (added in that order)."""
+    return np.concatenate([x[:, :B] + x[:, B : 2 * B], x[:, 2 * B :]], axis=1)
 
 
 def _lanes_to_routes(x: np.ndarray, B: int) -> np.ndarray:

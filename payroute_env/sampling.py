@@ -15,6 +15,11 @@ Counts are sampled from uniforms:
 * ``split``: systematic rounding that splits an integer total into parts proportional to weights, summing
   exactly to the total (unbiased, lower variance than a multinomial).
 
+The normal quantile ``z`` comes from a 65,536-point table with linear interpolation (tails truncated at
++-4.3 standard deviations) and ``exp`` for small Poisson means from a fixed series: only +, -, *, /, sqrt,
+floor and rint are used, which IEEE arithmetic rounds the same everywhere. That is what lets the compiled
+kernel (``payroute_env/_fast.py``) and this numpy code produce bit-identical trajectories.
+
 Counts are float64 arrays holding whole numbers (exact below 2**53), which keeps arithmetic cheap.
 """
 
@@ -23,7 +28,17 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
-__all__ = ["binomial", "key_from_seed", "next_key", "poisson", "split", "uniforms"]
+__all__ = [
+    "NORMAL_TABLE",
+    "binomial",
+    "exp_neg",
+    "key_from_seed",
+    "next_key",
+    "normal_quantile",
+    "poisson",
+    "split",
+    "uniforms",
+]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -31,6 +46,10 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S11, _S32 = (np.uint64(s) for s in (30, 27, 31, 11, 32))
 _TO_UNIT = 2.0**-53
 POISSON_NORMAL_FROM = 12.0
+_TABLE_SIZE = 1 << 16
+# ndtri at the midpoints (i + 0.5) / 65536: the normal quantile, linearly interpolated in between.
+NORMAL_TABLE = ndtri((np.arange(_TABLE_SIZE) + 0.5) / _TABLE_SIZE)
+_EXP_TERMS = 18
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -61,14 +80,35 @@ def uniforms(keys: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
     return ((x >> _S11).astype(np.float64) + 0.5) * _TO_UNIT
 
 
+def normal_quantile(u: np.ndarray) -> np.ndarray:
+    """Standard normal quantile of ``u`` in (0, 1) from ``NORMAL_TABLE`` (linear interpolation)."""
+    x = u * _TABLE_SIZE - 0.5
+    i = np.clip(np.floor(x), 0.0, _TABLE_SIZE - 2)
+    f = np.clip(x - i, 0.0, 1.0)
+    lo = NORMAL_TABLE[i.astype(np.int64)]
+    hi = NORMAL_TABLE[i.astype(np.int64) + 1]
+    return lo + f * (hi - lo)
+
+
+def exp_neg(x: np.ndarray) -> np.ndarray:
+    """``exp(-x)`` for 0 <= x < 16 with basic arithmetic only (series for x/16, then squared 4 times)."""
+    y = x / 16.0
+    r = np.ones_like(y)
+    for j in range(_EXP_TERMS, 0, -1):
+        r = 1.0 - y * r / j
+    for _ in range(4):
+        r = r * r
+    return r
+
+
 def poisson(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Poisson counts with means ``lam`` from uniforms ``u`` (same shape)."""
-    out = np.maximum(np.rint(lam + np.sqrt(lam) * ndtri(u)), 0.0)
+    out = np.maximum(np.rint(lam + np.sqrt(lam) * normal_quantile(u)), 0.0)
     small = lam < POISSON_NORMAL_FROM
     if small.any():
         ls, us = lam[small], u[small]
         k = np.zeros_like(ls)
-        p = np.exp(-ls)
+        p = exp_neg(ls)
         cdf = p.copy()
         for i in range(1, 80):
             above = us > cdf
@@ -85,7 +125,7 @@ def binomial(n: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Binomial(n, p) counts (n whole numbers as floats) from uniforms ``u`` of n's shape."""
     mean = n * p
     var = mean * (1.0 - p)
-    normal = np.clip(np.rint(mean + np.sqrt(var) * ndtri(u)), 0.0, n)
+    normal = np.clip(np.rint(mean + np.sqrt(var) * normal_quantile(u)), 0.0, n)
     return np.where(var < 1.0, np.floor(mean + u), normal)
 
 
