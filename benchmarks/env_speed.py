@@ -1,10 +1,16 @@
 """Environment speed against CartPole, measured side by side in one run.
 
-    python benchmarks/env_speed.py            # single env (and vector envs, where available)
+    python benchmarks/env_speed.py            # single env, then vector envs
+    python benchmarks/env_speed.py --vector-seconds 1 --sizes 1 64 1024
 
 Single environment: steps per second through ``gymnasium.make`` with random actions (sampled from the
 action space inside the loop, as a user would) for ``payroute/Double11-2013-v0`` and ``CartPole-v1``, and
 their ratio (target >= 0.25). Absolute figures depend on the machine; the ratio is what to compare.
+
+Vector environments (``vector_speed``): env-steps per second (batch steps x N) of ``PaymentRoutingVectorEnv``
+(``payroute/Double11-2013-v0``, continuous actions) and Gymnasium's ``CartPoleVectorEnv`` at N = 1, 64, 1024,
+both with random actions pre-sampled outside the timed loop and their own next-step autoresets. Targets at
+N = 1024: >= 1,000,000 env-steps/s and >= 0.1 of CartPole's vector throughput.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ import platform
 import time
 
 import gymnasium as gym
+from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+from gymnasium.vector import VectorEnv
 
 import payroute_env  # noqa: F401  (registers the payroute ids)
+from payroute_env.vector_env import PaymentRoutingVectorEnv
 
 
 def single_env_steps_per_s(env_id: str, seconds: float, seed: int = 0) -> float:
@@ -44,12 +53,55 @@ def single_env_speed(seconds: float) -> None:
     print(f"  ratio payroute / CartPole {payroute / cartpole:12.3f}   (target >= 0.25)")
 
 
+def vector_env_steps_per_s(venv: VectorEnv, seconds: float, seed: int = 0, n_batches: int = 16) -> float:
+    """Env-steps per second (batch steps x num_envs) of a vector env under pre-sampled random action batches."""
+    venv.reset(seed=seed)
+    venv.action_space.seed(seed)
+    batches = [venv.action_space.sample() for _ in range(n_batches)]
+    for actions in batches[:2]:  # warm-up (compilation, caches) outside the timed loop
+        venv.step(actions)
+    steps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for actions in batches:
+            venv.step(actions)
+        steps += len(batches)
+    venv.close()
+    return steps * venv.num_envs / elapsed
+
+
+def vector_speed(seconds: float, sizes: tuple[int, ...] = (1, 64, 1024)) -> dict[int, tuple[float, float]]:
+    """Print and return ``{N: (payroute env-steps/s, CartPole env-steps/s)}`` measured in this run."""
+    print("vector environments, random actions pre-sampled, env-steps/s = batch steps x N")
+    print(f"  {'N':>5} {'PaymentRoutingVectorEnv':>24} {'CartPoleVectorEnv':>18} {'ratio':>8}")
+    results = {}
+    for n in sizes:
+        payroute = vector_env_steps_per_s(PaymentRoutingVectorEnv(n, "double11_2013"), seconds)
+        cartpole = vector_env_steps_per_s(CartPoleVectorEnv(num_envs=n), seconds)
+        results[n] = (payroute, cartpole)
+        print(f"  {n:>5} {payroute:>24,.0f} {cartpole:>18,.0f} {payroute / cartpole:>8.3f}")
+    if 1024 in results:
+        payroute, cartpole = results[1024]
+        print(f"  N=1024 payroute {payroute:,.0f} env-steps/s (target >= 1,000,000): {_verdict(payroute >= 1e6)}")
+        ratio = payroute / cartpole
+        print(f"  N=1024 ratio to CartPole {ratio:.3f} (target >= 0.1): {_verdict(ratio >= 0.1)}")
+    return results
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per environment")
+    parser.add_argument("--vector-seconds", type=float, default=1.5, help="measuring time per vector env and N")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024], help="vector env sizes N")
+    parser.add_argument("--skip-single", action="store_true", help="only measure the vector environments")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    single_env_speed(args.seconds)
+    if not args.skip_single:
+        single_env_speed(args.seconds)
+    vector_speed(args.vector_seconds, tuple(args.sizes))
 
 
 if __name__ == "__main__":
