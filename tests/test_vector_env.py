@@ -305,3 +305,22 @@ def test_errors(short_scenarios: dict[str, Path]) -> None:
         PaymentRoutingVectorEnv(2, path, render_mode="human")
     with pytest.raises(ValueError, match="num_envs"):
         PaymentRoutingVectorEnv(0, path)
+
+
+def test_gymnasium_vector_wrappers_compose(short_scenarios: dict[str, Path]) -> None:
+    """Gymnasium's vector wrappers see next-step autoresets and dict infos as they expect."""
+    from gymnasium.wrappers.vector import DictInfoToList, RecordEpisodeStatistics
+
+    venv = PaymentRoutingVectorEnv(2, short_scenarios["steady"], action_mode="discrete")
+    env = DictInfoToList(RecordEpisodeStatistics(venv))
+    env.reset(seed=0)
+    n_steps = venv.sim.params.n_steps
+    returns = np.zeros(2)
+    for t in range(n_steps):
+        _, reward, _, truncated, infos = env.step(np.array([t % 25, (3 * t) % 25]))
+        returns += reward
+    assert truncated.all()
+    for i in range(2):
+        assert infos[i]["episode"]["l"] == n_steps
+        assert infos[i]["episode"]["r"] == pytest.approx(returns[i])
+        assert infos[i]["episode_kpis"]["arrived"] == infos[i]["arrived"] > 0
