@@ -1,0 +1,572 @@
+"""The Gymnasium environment: info and KPIs, determinism, checkers, actions, rendering, registration."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from conftest import (
+    N_BUILTIN_BANKS,
+    assert_same_info,
+    assert_same_trajectory,
+    builtin_text,
+    run_episode,
+    status_quo_policy,
+)
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import payroute_env
+from payroute_env import BUILTIN_SCENARIOS, ENV_IDS, PaymentRoutingEnv
+from payroute_env.actions import ACTION_MODES, ROUTE_PRESETS, status_quo
+from payroute_env.simulator import Simulator
+
+B = N_BUILTIN_BANKS
+COUNTERS = ("arrived", "succeeded", "lost", "in_flight", "attempts", "failed_attempts")
+
+
+def random_policy(seed: int):
+    def policy(env, t: int):
+        if t == 0:
+            env.action_space.seed(seed)
+        return env.action_space.sample()
+
+    return policy
+
+
+# ------------------------------------------------------------------------------------------ info and accounting
+
+
+@pytest.mark.parametrize("mode", ACTION_MODES)
+@pytest.mark.parametrize("name", BUILTIN_SCENARIOS)
+def test_info_accounting_every_step_random_actions(name: str, mode: str) -> None:
+    env = PaymentRoutingEnv(name, action_mode=mode)
+    traj = run_episode(env, seed=11, policy=random_policy(11))
+    sc = env.scenario
+    assert len(traj) == sc.n_steps + 1
+    prev = traj[0][4]
+    assert all(prev[k] == 0 for k in COUNTERS)
+    for t, (obs, reward, term, trunc, info) in enumerate(traj[1:], start=1):
+        for k in COUNTERS:
+            assert type(info[k]) is int, k
+            assert info[k] >= 0
+        assert info["arrived"] == info["succeeded"] + info["lost"] + info["in_flight"]
+        for k in ("arrived", "succeeded", "lost", "attempts", "failed_attempts"):
+            assert info[k] >= prev[k], k  # episode-cumulative
+        assert info["failed_attempts"] <= info["attempts"] <= sc.max_attempts * info["arrived"]
+        assert obs.dtype == np.float32 and np.all(np.isfinite(obs))
+        assert env.observation_space.contains(obs)
+        assert isinstance(reward, float) and math.isfinite(reward) and reward <= 0
+        assert term is False
+        assert trunc is (t == sc.n_steps)
+        assert ("episode_kpis" in info) is (t == sc.n_steps)
+        prev = info
+    assert prev["arrived"] > 0
+
+
+def test_reward_is_lost_and_failed_attempts_over_norm() -> None:
+    beta, lost_weight = 0.37, 2.5
+    env = PaymentRoutingEnv("double11_2013", beta=beta, lost_weight=lost_weight)
+    traj = run_episode(env, seed=3, policy=random_policy(3))
+    norm = env.scenario.peak_intents_per_step
+    assert norm == pytest.approx(env.scenario.intent_rate(env.scenario.step_midpoints()).max() * 5.0)
+    for (_, _, _, _, before), (_, reward, _, _, after) in zip(traj[:-1], traj[1:], strict=True):
+        lost = after["lost"] - before["lost"]
+        failed = after["failed_attempts"] - before["failed_attempts"]
+        assert reward == pytest.approx(-(lost_weight * lost + beta * failed) / norm, rel=1e-9, abs=1e-12)
+    rewards = np.array([r for _, r, *_ in traj[1:]])
+    assert rewards.min() < -0.01  # the 2013 surge does cost something
+    assert rewards.min() > -20  # and rewards are O(1)
+
+
+@pytest.mark.parametrize("name", ["double11_2013", "steady", "outage_drill"])
+def test_episode_kpis(name: str) -> None:
+    env = PaymentRoutingEnv(name)
+    traj = run_episode(env, seed=0, policy=status_quo_policy())
+    info = traj[-1][4]
+    kpis = info["episode_kpis"]
+    names = env.scenario.bank_names
+    assert isinstance(kpis["failed_payment_rate"], float)
+    assert kpis["failed_payment_rate"] == pytest.approx(info["lost"] / info["arrived"])
+    assert 0 <= kpis["failed_payment_rate"] <= 1
+    for key in ("failed_payment_rate_by_bank", "outage_seconds"):
+        assert isinstance(kpis[key], dict)
+        assert tuple(kpis[key]) == names
+        assert all(isinstance(v, float) and v >= 0 for v in kpis[key].values())
+    assert all(v <= 1 for v in kpis["failed_payment_rate_by_bank"].values())
+    assert all(v <= env.scenario.n_steps * env.scenario.dt_s for v in kpis["outage_seconds"].values())
+    p95 = kpis["p95_time_to_success_s"]
+    assert isinstance(p95, float) and math.isfinite(p95) and p95 > 0
+    assert kpis["median_time_to_success_s"] <= p95
+    shares = kpis["paid_share_by_channel"]
+    assert set(shares) == {"quick", "switch", "netbank", "balance"}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert all(0 <= v <= 1 for v in shares.values())
+    assert shares["quick"] > 0 and shares["switch"] == 0  # status quo never uses the switch
+    assert kpis["pending_at_end"] == info["in_flight"]
+
+
+def test_stepping_after_truncation_raises_and_reset_recovers() -> None:
+    env = PaymentRoutingEnv("steady")
+    run_episode(env, seed=0, policy=status_quo_policy())
+    with pytest.raises(RuntimeError):
+        env.step(status_quo("continuous", B))
+    obs, info = env.reset(seed=0)
+    assert info["arrived"] == 0
+    env.step(status_quo("continuous", B))
+
+
+def test_step_before_reset_raises() -> None:
+    env = PaymentRoutingEnv("steady")
+    with pytest.raises(RuntimeError):
+        env.step(status_quo("continuous", B))
+
+
+def test_reset_rejects_options() -> None:
+    env = PaymentRoutingEnv("steady")
+    with pytest.raises(ValueError, match="options"):
+        env.reset(seed=0, options={"foo": 1})
+
+
+def test_gym_make_episode_truncates_after_n_steps() -> None:
+    env = gym.make("payroute/Steady-v0")
+    env.reset(seed=0)
+    n = payroute_env.load_scenario("steady").n_steps
+    for t in range(1, n + 1):
+        _, _, term, trunc, info = env.step(env.action_space.sample())
+        assert term is False
+        assert trunc is (t == n)
+    assert "episode_kpis" in info
+    env.close()
+
+
+# ------------------------------------------------------------------------------------------ determinism
+
+
+@pytest.mark.parametrize(("name", "mode"), [("double11_2013", "continuous"), ("randomized", "discrete")])
+def test_same_seed_is_bit_identical(name: str, mode: str) -> None:
+    a = run_episode(PaymentRoutingEnv(name, action_mode=mode), seed=42, policy=random_policy(5))
+    b = run_episode(PaymentRoutingEnv(name, action_mode=mode), seed=42, policy=random_policy(5))
+    assert_same_trajectory(a, b)
+
+
+@pytest.mark.parametrize("name", ["double11_2013", "randomized", "outage_drill"])
+def test_different_seeds_differ(name: str) -> None:
+    a = run_episode(PaymentRoutingEnv(name), seed=1, policy=status_quo_policy())
+    b = run_episode(PaymentRoutingEnv(name), seed=2, policy=status_quo_policy())
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a[1:], b[1:], strict=True))
+    assert a[-1][4]["arrived"] != b[-1][4]["arrived"]
+
+
+def test_reset_without_seed_continues_deterministically() -> None:
+    def history() -> tuple[list, list, list]:
+        env = PaymentRoutingEnv("steady")
+        first = run_episode(env, seed=7, policy=random_policy(1))
+        second = run_episode(env, seed=None, policy=random_policy(2))
+        third = run_episode(env, seed=None, policy=random_policy(2))
+        return first, second, third
+
+    f1, s1, t1 = history()
+    f2, s2, t2 = history()
+    assert_same_trajectory(f1, f2)
+    assert_same_trajectory(s1, s2)
+    assert_same_trajectory(t1, t2)
+    # the continued episodes are new episodes, not replays
+    assert s1[-1][4]["arrived"] != f1[-1][4]["arrived"]
+    assert t1[-1][4]["arrived"] != s1[-1][4]["arrived"]
+    # and reseeding replays the first
+    env = PaymentRoutingEnv("steady")
+    run_episode(env, seed=3, policy=random_policy(1))
+    assert_same_trajectory(run_episode(env, seed=7, policy=random_policy(1)), f1)
+
+
+def test_reset_seed_through_gym_make_is_deterministic() -> None:
+    trajs = []
+    for _ in range(2):
+        env = gym.make("payroute/Randomized-v0")
+        trajs.append(run_episode(env, seed=9, policy=random_policy(9)))
+        env.close()
+    assert_same_trajectory(*trajs)
+
+
+@pytest.mark.parametrize(("name", "mode"), [("double11_2013", "continuous"), ("randomized", "discrete")])
+def test_batch_equals_single_envs(name: str, mode: str) -> None:
+    s = 100
+    seeds = [s, s + 1, s + 2]
+    sim = Simulator(name, num_envs=3, action_mode=mode)
+    envs = [PaymentRoutingEnv(name, action_mode=mode) for _ in seeds]
+    batch_obs = sim.reset(seeds)
+    for i, (env, seed) in enumerate(zip(envs, seeds, strict=True)):
+        obs, info = env.reset(seed=seed)
+        assert obs.tobytes() == batch_obs[i].tobytes()
+        assert info == sim.counters(i)
+    rng = np.random.default_rng(0)
+    space = envs[0].action_space
+    for _ in range(sim.params.n_steps):
+        if mode == "continuous":
+            acts = rng.uniform(-0.2, 1.2, (3, space.shape[0])).astype(np.float32)
+        else:
+            acts = rng.integers(0, space.n, 3)
+        b_obs, b_rew, b_trunc, _ = sim.step(acts)
+        for i, env in enumerate(envs):
+            obs, reward, term, trunc, info = env.step(acts[i])
+            assert obs.tobytes() == b_obs[i].tobytes()
+            assert reward == float(b_rew[i])
+            assert trunc == bool(b_trunc[i]) and term is False
+            expected = sim.counters(i)
+            if trunc:
+                expected["episode_kpis"] = sim.kpis(i)
+            assert_same_info(info, expected)
+    assert all(b_trunc)
+
+
+def test_batch_partial_reset_equals_a_fresh_single_env() -> None:
+    sim = Simulator("double11_2013", num_envs=3)
+    sq = np.tile(status_quo("continuous", B), (3, 1))
+    sim.reset([1, 2, 3])
+    for _ in range(40):
+        sim.step(sq)
+    b_obs = sim.reset([77], mask=np.array([False, False, True]))
+    env = PaymentRoutingEnv("double11_2013")
+    obs, _ = env.reset(seed=77)
+    assert obs.tobytes() == b_obs[2].tobytes()
+    for _ in range(100):
+        b_obs, b_rew, _, _ = sim.step(sq)
+        obs, reward, *_ = env.step(sq[0])
+        assert obs.tobytes() == b_obs[2].tobytes() and reward == float(b_rew[2])
+
+
+# ------------------------------------------------------------------------------------------ checkers
+
+
+CHECK_CASES = (
+    [(env_id, mode, False) for env_id in ENV_IDS for mode in ACTION_MODES]
+    + [(env_id, "continuous", True) for env_id in ENV_IDS]
+    + [("payroute/Double11-2013-v0", mode, True) for mode in ("multidiscrete", "discrete")]
+)
+
+
+@pytest.mark.parametrize(("env_id", "mode", "internal"), CHECK_CASES)
+def test_gymnasium_and_sb3_checkers_pass(env_id: str, mode: str, internal: bool) -> None:
+    kwargs = {"action_mode": mode, "observe_internal": internal}
+    if ENV_IDS[env_id] is None:
+        kwargs["scenario"] = "flash_sales"
+    env = gym.make(env_id, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gym_check_env(env.unwrapped)
+        sb3_check_env(env)
+    env.close()
+
+
+def test_checkers_pass_for_a_scenario_file(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(builtin_text("outage_drill"), encoding="utf-8")
+    env = gym.make("payroute/PaymentRouting-v0", scenario=str(path))
+    assert env.unwrapped.scenario == payroute_env.load_scenario("outage_drill")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gym_check_env(env.unwrapped)
+        sb3_check_env(env)
+
+
+def test_every_id_is_registered_with_its_scenario() -> None:
+    assert set(ENV_IDS) == {
+        "payroute/Double11-2013-v0",
+        "payroute/Double11-2016-v0",
+        "payroute/Steady-v0",
+        "payroute/FlashSales-v0",
+        "payroute/OutageDrill-v0",
+        "payroute/Randomized-v0",
+        "payroute/PaymentRouting-v0",
+    }
+    for env_id, scenario in ENV_IDS.items():
+        assert env_id in gym.registry
+        env = gym.make(env_id)
+        assert env.unwrapped.scenario.name == (scenario or "double11_2013")
+        env.close()
+    env = gym.make("payroute/PaymentRouting-v0", scenario="steady")
+    assert env.unwrapped.scenario.name == "steady"
+
+
+@pytest.mark.parametrize("internal", [False, True])
+def test_observation_layout(internal: bool) -> None:
+    env = PaymentRoutingEnv("double11_2013", observe_internal=internal)
+    n = 28 * B + 4 + (6 * B + 5 if internal else 0)
+    assert env.observation_space.shape == (n,)
+    assert env.observation_space.dtype == np.float32
+    names = payroute_env.observations.feature_names(B, env.scenario.bank_names, internal)
+    assert len(names) == n and len(set(names)) == n
+    obs, _ = env.reset(seed=0)
+    a = np.tile(np.array([0.3, 0.2, 0.6, 0.2], dtype=np.float32), B)
+    for _ in range(10):
+        obs, *_ = env.step(a)
+    idx = {name: i for i, name in enumerate(names)}
+    assert obs[idx["CCB.admit_rate"]] == pytest.approx(0.3)
+    assert obs[idx["CCB.w_switch"]] == pytest.approx(0.6)
+    assert obs[idx["progress"]] == pytest.approx(10 / env.scenario.n_steps)
+    assert obs[idx["ICBC.offered"]] > 0 and obs[idx["ICBC.throttled"]] > 0
+    if internal:
+        state = env.state
+        assert obs[idx["CCB.stress"]] == pytest.approx(state.stress[0, 1], rel=1e-6)
+        assert obs[idx["CCB.quick_capacity_ratio"]] == pytest.approx(1100 / 1800, rel=1e-6)
+        assert obs[idx["ICBC.quick_capacity_ratio"]] == pytest.approx(3600 / 3000, rel=1e-6)
+    else:
+        assert not any("stress" in name or "capacity_ratio" in name for name in names)
+
+
+# ------------------------------------------------------------------------------------------ actions
+
+
+def test_action_spaces() -> None:
+    cont = PaymentRoutingEnv("steady").action_space
+    assert isinstance(cont, gym.spaces.Box) and cont.shape == (4 * B,) and cont.dtype == np.float32
+    assert np.all(cont.low == 0) and np.all(cont.high == 1)
+    md = PaymentRoutingEnv("steady", action_mode="multidiscrete").action_space
+    assert isinstance(md, gym.spaces.MultiDiscrete) and md.nvec.tolist() == [11, 5] * B
+    disc = PaymentRoutingEnv("steady", action_mode="discrete").action_space
+    assert isinstance(disc, gym.spaces.Discrete) and disc.n == 1 + 4 * B
+    for mode in ACTION_MODES:
+        assert PaymentRoutingEnv("steady", action_mode=mode).action_space.contains(status_quo(mode, B))
+    with pytest.raises(ValueError, match="action_mode"):
+        PaymentRoutingEnv("steady", action_mode="banana")
+
+
+def test_status_quo_is_the_same_control_in_every_mode() -> None:
+    trajs = [
+        run_episode(PaymentRoutingEnv("double11_2013", action_mode=m), seed=4, policy=status_quo_policy(m))
+        for m in ACTION_MODES
+    ]
+    assert_same_trajectory(trajs[0], trajs[1])
+    assert_same_trajectory(trajs[0], trajs[2])
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        (np.ones(4 * B - 1, dtype=np.float32), r"\(24,\)"),
+        (np.ones((2, 4 * B), dtype=np.float32), r"\(24,\)"),
+        (np.ones(4 * B + 1), r"\(24,\)"),
+        (np.float32(1.0), r"\(24,\)"),
+    ],
+)
+def test_continuous_wrong_shape_raises(bad: np.ndarray, expected: str) -> None:
+    env = PaymentRoutingEnv("steady")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=expected) as exc:
+        env.step(bad)
+    assert "shape" in str(exc.value)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_continuous_nan_or_inf_raises(value: float) -> None:
+    env = PaymentRoutingEnv("steady")
+    env.reset(seed=0)
+    a = status_quo("continuous", B).copy()
+    a[5] = value
+    with pytest.raises(ValueError, match="NaN") as exc:
+        env.step(a)
+    assert "[0, 1]" in str(exc.value)
+
+
+@pytest.mark.parametrize(("out_of_range", "inside"), [(5.0, 1.0), (-3.0, 0.0)])
+def test_out_of_range_continuous_actions_are_clipped(out_of_range: float, inside: float) -> None:
+    def const(v: float):
+        a = np.full(4 * B, v, dtype=np.float32)
+        a[0::4] = 1.0  # keep admitting so something happens, unless the admit column is under test
+        return lambda env, t: a
+
+    a = run_episode(PaymentRoutingEnv("steady"), seed=1, policy=const(out_of_range))
+    b = run_episode(PaymentRoutingEnv("steady"), seed=1, policy=const(inside))
+    assert_same_trajectory(a, b)
+    # and the admit column itself
+    adm_out = np.tile(np.array([out_of_range, 1, 0, 0], dtype=np.float32), B)
+    adm_in = np.tile(np.array([inside, 1, 0, 0], dtype=np.float32), B)
+    a = run_episode(PaymentRoutingEnv("steady"), seed=1, policy=lambda env, t: adm_out)
+    b = run_episode(PaymentRoutingEnv("steady"), seed=1, policy=lambda env, t: adm_in)
+    assert_same_trajectory(a, b)
+
+
+def test_random_out_of_range_actions_equal_their_clipped_version() -> None:
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(-2, 3, (400, 4 * B)).astype(np.float32)
+    a = run_episode(PaymentRoutingEnv("steady"), seed=2, policy=lambda env, t: acts[t])
+    b = run_episode(PaymentRoutingEnv("steady"), seed=2, policy=lambda env, t: np.clip(acts[t], 0, 1))
+    assert_same_trajectory(a, b)
+    env = PaymentRoutingEnv("steady")
+    env.reset(seed=0)
+    env.step(acts[0])
+    assert np.all((env.state.admit >= 0) & (env.state.admit <= 1))
+    assert np.allclose(env.state.route.sum(2), 1)
+
+
+def test_continuous_decoding_normalises_weights_and_zero_means_quick() -> None:
+    env = PaymentRoutingEnv("steady")
+    env.reset(seed=0)
+    a = np.tile(np.array([0.3, 0.5, 0.25, 0.25], dtype=np.float32), B)
+    a[4:8] = [0.7, 0.0, 0.0, 0.0]  # CCB: all-zero weights
+    env.step(a)
+    assert env.state.admit[0].tolist() == pytest.approx([0.3, 0.7, 0.3, 0.3, 0.3, 0.3])
+    assert env.state.route[0, 0].tolist() == pytest.approx([0.5, 0.25, 0.25])
+    assert env.state.route[0, 1].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_all_zero_route_weights_behave_like_quick() -> None:
+    zero = np.tile(np.array([1, 0, 0, 0], dtype=np.float32), B)
+    quick = np.tile(np.array([1, 1, 0, 0], dtype=np.float32), B)
+    a = run_episode(PaymentRoutingEnv("double11_2013"), seed=8, policy=lambda env, t: zero)
+    b = run_episode(PaymentRoutingEnv("double11_2013"), seed=8, policy=lambda env, t: quick)
+    assert_same_trajectory(a, b)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [11, 0] * B,
+        [0, 5] * B,
+        [-1, 0] * B,
+        [10, 0] * (B - 1),
+        [[10, 0] * B, [10, 0] * B],
+    ],
+)
+def test_multidiscrete_out_of_range_or_wrong_shape_raises(bad: list) -> None:
+    env = PaymentRoutingEnv("steady", action_mode="multidiscrete")
+    env.reset(seed=0)
+    with pytest.raises(ValueError) as exc:
+        env.step(np.array(bad))
+    assert "multidiscrete" in str(exc.value)
+    assert "range" in str(exc.value) or "shape" in str(exc.value)
+
+
+def test_multidiscrete_non_integer_raises() -> None:
+    env = PaymentRoutingEnv("steady", action_mode="multidiscrete")
+    env.reset(seed=0)
+    a = np.array([10.0, 0.0] * B)
+    a[2] = 4.5
+    with pytest.raises(ValueError, match="integer"):
+        env.step(a)
+
+
+def test_multidiscrete_decoding() -> None:
+    env = PaymentRoutingEnv("steady", action_mode="multidiscrete")
+    env.reset(seed=0)
+    a = np.array([[lvl, preset] for lvl, preset in zip([0, 3, 10, 7, 5, 1], [0, 1, 2, 3, 4, 0], strict=True)])
+    env.step(a.ravel())
+    assert env.state.admit[0].tolist() == pytest.approx([0.0, 0.3, 1.0, 0.7, 0.5, 0.1])
+    assert np.allclose(env.state.route[0], ROUTE_PRESETS[[0, 1, 2, 3, 4, 0]])
+
+
+@pytest.mark.parametrize("bad", [1 + 4 * B, -1, 100, np.array([0, 1]), 2.5])
+def test_discrete_out_of_range_raises(bad) -> None:
+    env = PaymentRoutingEnv("steady", action_mode="discrete")
+    env.reset(seed=0)
+    with pytest.raises(ValueError) as exc:
+        env.step(bad)
+    assert "discrete" in str(exc.value)
+
+
+def test_discrete_actions_move_admit_by_a_tenth_and_route_presets() -> None:
+    env = PaymentRoutingEnv("steady", action_mode="discrete")
+    env.reset(seed=0)
+    state = lambda: (env.state.admit[0].copy(), env.state.route[0].copy())  # noqa: E731
+    raise_, lower, nxt, prev = (
+        (lambda b: 1 + 4 * b),
+        (lambda b: 2 + 4 * b),
+        (lambda b: 3 + 4 * b),
+        (lambda b: 4 + 4 * b),
+    )
+
+    env.step(0)
+    admit, route = state()
+    assert admit.tolist() == [1.0] * B and np.allclose(route, ROUTE_PRESETS[0])
+    env.step(lower(1))  # CCB admit 1.0 -> 0.9
+    admit, _ = state()
+    assert admit[1] == pytest.approx(0.9) and np.delete(admit, 1).tolist() == [1.0] * (B - 1)
+    env.step(lower(1))
+    assert state()[0][1] == pytest.approx(0.8)
+    env.step(raise_(1))
+    assert state()[0][1] == pytest.approx(0.9)
+    env.step(raise_(1))
+    env.step(raise_(1))  # clipped at 1
+    assert state()[0][1] == pytest.approx(1.0)
+    for _ in range(12):  # clipped at 0
+        env.step(lower(5))
+    assert state()[0][5] == 0.0
+    env.step(raise_(5))
+    assert state()[0][5] == pytest.approx(0.1)
+    # route presets of bank 2 (CMB)
+    env.step(nxt(2))
+    assert np.allclose(state()[1][2], ROUTE_PRESETS[1])
+    env.step(nxt(2))
+    assert np.allclose(state()[1][2], ROUTE_PRESETS[2])
+    env.step(prev(2))
+    assert np.allclose(state()[1][2], ROUTE_PRESETS[1])
+    for _ in range(10):
+        env.step(nxt(2))
+    assert np.allclose(state()[1][2], ROUTE_PRESETS[-1])
+    for _ in range(10):
+        env.step(prev(2))
+    assert np.allclose(state()[1][2], ROUTE_PRESETS[0])
+    # no-op keeps everything; the other banks were never touched
+    before = state()
+    env.step(0)
+    after = state()
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    assert np.allclose(after[1][[0, 1, 3, 4, 5]], ROUTE_PRESETS[0])
+
+
+# ------------------------------------------------------------------------------------------ render
+
+
+def bank_rows(text: str, names: tuple[str, ...]) -> dict[str, str]:
+    rows = {}
+    for line in text.splitlines():
+        first = line.split(maxsplit=1)[0] if line.strip() else ""
+        if first in names:
+            assert first not in rows, f"two rows for {first}"
+            rows[first] = line
+    return rows
+
+
+def test_render_ansi_shows_bank_states() -> None:
+    env = PaymentRoutingEnv("double11_2013", render_mode="ansi")
+    names = env.scenario.bank_names
+    env.reset(seed=0)
+    env.step(status_quo("continuous", B))
+    text = env.render()
+    assert isinstance(text, str)
+    rows = bank_rows(text, names)
+    assert set(rows) == set(names)
+    assert all(row.split()[-1] == "up" for row in rows.values())
+    seen = {"up": False, "degraded": False, "down": False}
+    for _ in range(env.scenario.n_steps - 1):
+        env.step(status_quo("continuous", B))
+        rows = bank_rows(env.render(), names)
+        assert set(rows) == set(names)
+        for b, name in enumerate(names):
+            status = rows[name].split()[-1]
+            expected = (
+                "down"
+                if env.state.down_left[0, b] > 0
+                else ("degraded" if env.state.stress[0, b] > 0.05 or env.state.warm[0, b] < 0.999 else "up")
+            )
+            assert status == expected, (name, status, expected)
+            seen[status] = True
+    assert all(seen.values()), seen  # the 2013 story shows all three states
+
+
+def test_render_modes() -> None:
+    assert PaymentRoutingEnv("steady").render() is None
+    env = PaymentRoutingEnv("steady", render_mode="ansi")
+    with pytest.raises(RuntimeError):
+        env.render()
+    with pytest.raises(ValueError, match="render_mode"):
+        PaymentRoutingEnv("steady", render_mode="human")
+    env = gym.make("payroute/Steady-v0", render_mode="ansi")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    assert "ICBC" in env.render()
