@@ -118,15 +118,19 @@ def test_vector_equals_single_envs_across_autoresets(
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_vector_equals_sync_vector_env_with_partial_resets(short_scenarios: dict[str, Path], mode: str) -> None:
+@pytest.mark.parametrize("observe_internal", [False, True])
+def test_vector_equals_sync_vector_env_with_partial_resets(
+    short_scenarios: dict[str, Path], mode: str, observe_internal: bool
+) -> None:
     """Against Gymnasium's own SyncVectorEnv (next-step autoreset) over single envs, whole infos compared.
 
     ``reset_mask`` desynchronises the episodes, so some steps autoreset only part of the batch.
     """
     path = short_scenarios["surge"]
     n = 4
-    venv = PaymentRoutingVectorEnv(n, path, action_mode=mode)
-    sync = SyncVectorEnv([lambda: PaymentRoutingEnv(path, action_mode=mode) for _ in range(n)])
+    kwargs = {"action_mode": mode, "observe_internal": observe_internal}
+    venv = PaymentRoutingVectorEnv(n, path, **kwargs)
+    sync = SyncVectorEnv([lambda: PaymentRoutingEnv(path, **kwargs) for _ in range(n)])
     assert sync.metadata["autoreset_mode"] == venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     assert venv.single_observation_space == sync.single_observation_space
     assert venv.single_action_space == sync.single_action_space
