@@ -1,0 +1,170 @@
+"""stable-baselines3 algorithms for payroute: the registry and the hyper-parameter files.
+
+Hyper-parameters live in ``agents/hyperparams/<algo>.yml`` in RL Zoo's layout: one mapping per Gymnasium id
+(``payroute/Double11-2013-v0``) or ``default``, holding ``n_envs``, ``n_timesteps``, ``policy``,
+``policy_kwargs``, ``normalize`` and the algorithm's own keyword arguments. Unlike RL Zoo, ``policy_kwargs``
+is a YAML mapping (never a Python string to ``eval``); ``activation_fn`` is a name (``tanh``, ``relu``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from payroute_env import ENV_IDS, load_scenario
+
+__all__ = [
+    "ALGOS",
+    "AlgoSpec",
+    "HyperparamError",
+    "algo_class",
+    "apply_overrides",
+    "env_id_for",
+    "load_hyperparams",
+    "policy_kwargs",
+    "start_at_status_quo",
+]
+
+# keys that configure the run rather than the algorithm's constructor
+RUN_KEYS = (
+    "n_envs",
+    "n_timesteps",
+    "policy",
+    "policy_kwargs",
+    "normalize",
+    "eval_freq",
+    "eval_episodes",
+    "start_at_status_quo",
+)
+
+
+class HyperparamError(ValueError):
+    """A hyper-parameter file or override is invalid."""
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """How to build an algorithm: its class location and the action mode it needs."""
+
+    module: str
+    cls: str
+    action_mode: str
+    on_policy: bool
+
+
+ALGOS: dict[str, AlgoSpec] = {
+    "ppo": AlgoSpec("stable_baselines3", "PPO", "continuous", True),
+    "a2c": AlgoSpec("stable_baselines3", "A2C", "continuous", True),
+    "sac": AlgoSpec("stable_baselines3", "SAC", "continuous", False),
+    "td3": AlgoSpec("stable_baselines3", "TD3", "continuous", False),
+    "dqn": AlgoSpec("stable_baselines3", "DQN", "discrete", False),
+    # the platform sees only partial state: a recurrent policy can remember what it saw
+    "recurrent_ppo": AlgoSpec("sb3_contrib", "RecurrentPPO", "continuous", True),
+}
+# which action modes each algorithm can drive
+COMPATIBLE_MODES: dict[str, tuple[str, ...]] = {
+    "ppo": ("continuous", "multidiscrete", "discrete"),
+    "a2c": ("continuous", "multidiscrete", "discrete"),
+    "sac": ("continuous",),
+    "td3": ("continuous",),
+    "dqn": ("discrete",),
+    "recurrent_ppo": ("continuous", "multidiscrete", "discrete"),
+}
+
+
+def algo_class(name: str) -> type:
+    """The SB3 class of algorithm ``name``."""
+    if name not in ALGOS:
+        raise HyperparamError(f"unknown algorithm {name!r}; choose from {', '.join(ALGOS)}")
+    spec = ALGOS[name]
+    module = __import__(spec.module, fromlist=[spec.cls])
+    return getattr(module, spec.cls)
+
+
+def env_id_for(scenario: str) -> str:
+    """The registered id of a built-in scenario (``payroute/PaymentRouting-v0`` for TOML files)."""
+    for env_id, name in ENV_IDS.items():
+        if name == scenario:
+            return env_id
+    return "payroute/PaymentRouting-v0"
+
+
+def load_hyperparams(algo: str, scenario: str) -> dict[str, Any]:
+    """The hyper-parameters of ``algo`` for ``scenario``: its env-id entry, else ``default``."""
+    if algo not in ALGOS:
+        raise HyperparamError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGOS)}")
+    text = (resources.files("agents") / "hyperparams" / f"{algo}.yml").read_text(encoding="utf-8")
+    table = yaml.safe_load(text) or {}
+    env_id = env_id_for(scenario if isinstance(scenario, str) else load_scenario(scenario).name)
+    entry = table.get(env_id, table.get("default"))
+    if not isinstance(entry, dict):
+        raise HyperparamError(f"agents/hyperparams/{algo}.yml has no entry for {env_id} and no default")
+    return copy.deepcopy(entry)
+
+
+def apply_overrides(hyperparams: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` overrides (values parsed as YAML; dotted keys reach into mappings)."""
+    out = copy.deepcopy(hyperparams)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise HyperparamError(f"--hyperparams expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise HyperparamError(f"--hyperparams {item!r}: value is not valid YAML ({exc})") from None
+        target = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise HyperparamError(f"--hyperparams {item!r}: {part} is not a mapping")
+        target[leaf] = value
+    return out
+
+
+_ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
+
+
+def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """YAML policy_kwargs to SB3's: ``activation_fn`` by name becomes the torch class."""
+    import torch.nn as nn
+
+    kwargs = dict(raw or {})
+    act = kwargs.get("activation_fn")
+    if isinstance(act, str):
+        names = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
+                 "silu": nn.SiLU}  # fmt: skip
+        if act not in names:
+            raise HyperparamError(f"policy_kwargs.activation_fn = {act!r}; choose from {', '.join(_ACTIVATIONS)}")
+        kwargs["activation_fn"] = names[act]
+    return kwargs
+
+
+def start_at_status_quo(model: Any, n_banks: int) -> bool:
+    """Centre a fresh Gaussian policy on the status quo (admit all, quick) instead of on zero.
+
+    SB3's Gaussian policies start with mean actions near 0, which on payroute's ``[0, 1]`` box means
+    "throttle everything": early episodes then teach nothing but that throttling is bad. The action head's
+    bias is set to the status-quo action (its weights start near zero, so the mean starts there). Returns
+    whether it applied (policies with an ``action_net`` and a continuous action space).
+    """
+    import numpy as np
+    import torch as th
+    from gymnasium import spaces
+
+    from payroute_env import actions
+
+    net = getattr(model.policy, "action_net", None)
+    if net is None or not isinstance(model.action_space, spaces.Box) or not hasattr(net, "bias"):
+        return False
+    target = np.asarray(actions.status_quo("continuous", n_banks), dtype=np.float32)
+    if net.bias.shape != target.shape:
+        return False
+    with th.no_grad():
+        net.bias.copy_(th.as_tensor(target))
+    return True

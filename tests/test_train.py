@@ -1,0 +1,193 @@
+"""train.py: every algorithm trains, saves and reloads; resume; Ctrl-C; bad input; a real learning check."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import train
+from agents.sb3 import ALGOS, algo_class
+from payroute_env.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A short overload: two steps a minute apart are enough for the tests, 40 steps per episode.
+TINY = """
+extends = "double11_2013"
+name = "tiny"
+description = "a 200-second slice of the 2013 peak"
+start_s = 300.0
+end_s = 500.0
+"""
+
+FAST = ["--no-eval", "--no-progress"]
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> str:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return str(path)
+
+
+def _small_hp(algo: str) -> list[str]:
+    """Hyper-parameters that make a few hundred steps meaningful for each algorithm."""
+    if algo in ("ppo", "recurrent_ppo"):
+        return ["n_steps=32", "batch_size=64", "n_epochs=1"]
+    if algo == "a2c":
+        return ["n_steps=8"]
+    return ["learning_starts=50", "buffer_size=2000", "batch_size=32"]
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_every_algorithm_trains_saves_and_reloads(algo: str, tiny: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    argv = ["--algo", algo, "--scenario", tiny, "--timesteps", "256", "--n-envs", "2", "--out", str(out)]
+    assert train.main(argv + ["--eval-freq", "128", "--hyperparams", *_small_hp(algo)] + FAST) == 0
+    run = out / f"{algo}-tiny-seed0"
+    config = json.loads((run / "config.json").read_text())
+    assert config["algo"] == algo and config["n_envs"] == 2
+    for name in ("model.zip", "best_model.zip", "vecnormalize.pkl"):
+        assert (run / name).is_file(), name
+    model = algo_class(algo).load(run / "model.zip", device="cpu")
+    assert model.num_timesteps >= 256
+    sim = Simulator(tiny, num_envs=2, action_mode=config["action_mode"])
+    obs = sim.reset(seeds=[5, 6])
+    actions, _ = model.predict(obs, deterministic=True)
+    assert sim.single_action_space.contains(np.asarray(actions[0]).astype(sim.single_action_space.dtype))
+
+
+def test_resume_continues_the_timestep_count(tiny: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    base = ["--scenario", tiny, "--n-envs", "2", "--out", str(out), "--eval-freq", "64"]
+    base += ["--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]
+    assert train.main(base + ["--timesteps", "128"] + FAST) == 0
+    run = out / "ppo-tiny-seed0"
+    _, _, steps = train.last_checkpoint(run)
+    assert steps == 128
+    # a second start without --resume refuses to overwrite the run
+    assert train.main(base + ["--timesteps", "128"] + FAST) == 2
+    assert train.main(base + ["--timesteps", "256", "--resume"] + FAST) == 0
+    _, _, steps = train.last_checkpoint(run)
+    assert steps == 256
+    assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
+
+
+def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs"
+    base = ["--scenario", tiny, "--n-envs", "2", "--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64"]
+    assert train.main(base + ["--timesteps", "64"] + FAST) == 0
+    model_path, _, _ = train.last_checkpoint(out / "ppo-tiny-seed0")
+    model_path.write_bytes(b"not a zip file")
+    capsys.readouterr()
+    assert train.main(base + ["--timesteps", "128", "--resume"] + FAST) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load checkpoint" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--algo", "nope"], "unknown algorithm"),
+        (["--algo", "dqn", "--action-mode", "continuous"], "cannot use action mode"),
+        (["--algo", "sac", "--action-mode", "discrete"], "cannot use action mode"),
+        (["--timesteps", "-5"], "--timesteps must be a positive"),
+        (["--n-envs", "0"], "--n-envs must be an integer >= 1"),
+        (["--scenario", "no_such_scenario"], "unknown scenario"),
+        (["--hyperparams", "novalue"], "key=value"),
+        (["--seed", "995", "--n-envs", "8"], "overlap the evaluation seeds"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
+    assert train.main(argv + ["--out", str(tmp_path)] + FAST) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_unwritable_output_folder_exits_2(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the run folder's parent should be
+    assert train.main(["--out", str(blocker), "--timesteps", "64"] + FAST) == 2
+    assert "cannot write to output folder" in capsys.readouterr().err
+
+
+def test_ctrl_c_leaves_a_loadable_checkpoint(tiny: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--scenario", tiny, "--timesteps", "10000000", "--n-envs", "2"]
+    cmd += ["--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"] + FAST
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # "training ppo on tiny ..." once model.learn starts
+    assert first.startswith("training"), first
+    time.sleep(3.0)  # let it train a little
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "checkpoint saved" in stdout
+    model_path, stats, steps = train.last_checkpoint(out / "ppo-tiny-seed0")
+    assert steps > 0 and stats is not None
+    assert algo_class("ppo").load(model_path).num_timesteps == steps
+
+
+# One bank facing twice its capacity for a few minutes: small enough to learn in seconds.
+ONE_BANK = """
+extends = "steady"
+name = "one_bank"
+description = "one bank, steady load near its capacity"
+end_s = 300.0
+
+[traffic]
+base_rate = 1500.0
+
+[[banks]]
+name = "CCB"
+share = 1.0
+quick_share = 0.9
+quick_success = 0.94
+netbank_success = 0.65
+quick_capacity = 1500.0
+quick_declared = 1500.0
+netbank_capacity = 200.0
+netbank_declared = 200.0
+"""
+
+
+def _failed_rate(policy, scenario: str, seeds: list[int]) -> float:
+    sim = Simulator(scenario, num_envs=len(seeds))
+    obs = sim.reset(seeds=seeds)
+    for _ in range(sim.params.n_steps):
+        obs, _, _, _ = sim.step(np.clip(policy(obs), 0.0, 1.0))
+    return float(np.mean([sim.kpis(i)["failed_payment_rate"] for i in range(len(seeds))]))
+
+
+def test_short_ppo_run_improves_on_random(tmp_path: Path) -> None:
+    """A real learning check: PPO starting from SB3's default policy (not the status quo) beats random."""
+    scenario = tmp_path / "one_bank.toml"
+    scenario.write_text(ONE_BANK)
+    out = tmp_path / "runs"
+    hp = ["start_at_status_quo=false", "n_steps=128", "batch_size=256", "n_epochs=10", "learning_rate=0.001"]
+    argv = ["--scenario", str(scenario), "--timesteps", "30000", "--n-envs", "8", "--out", str(out)]
+    assert train.main(argv + ["--hyperparams", *hp] + FAST) == 0
+    run = out / "ppo-one_bank-seed0"
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from payroute_env.sb3_vec_env import make_sb3_vec_env
+
+    model = algo_class("ppo").load(run / "model.zip", device="cpu")
+    norm = VecNormalize.load(str(run / "vecnormalize.pkl"), make_sb3_vec_env(str(scenario), 1))
+    norm.training = False
+    seeds = list(range(1000, 1008))
+    learned = _failed_rate(lambda o: model.predict(norm.normalize_obs(o), deterministic=True)[0], str(scenario), seeds)
+    rng = np.random.default_rng(0)
+    random = _failed_rate(lambda o: rng.random((o.shape[0], 4)), str(scenario), seeds)
+    assert learned < random - 0.05, (learned, random)

@@ -1,0 +1,306 @@
+"""Train a stable-baselines3 agent to route and throttle payments during the surge.
+
+    python train.py                                   # PPO on double11_2013, then the evaluation table
+    python train.py --algo ppo --scenario double11_2013 --timesteps 1e6 --n-envs 16 --seed 0 --out runs/
+    python train.py --algo dqn --hyperparams learning_rate=5e-4 exploration_fraction=0.2
+    python train.py --out runs/ --resume              # continue the same run from its last checkpoint
+
+A run lives in ``<out>/<algo>-<scenario>-seed<seed>/``: ``config.json`` (every resolved setting),
+``model.zip`` and ``vecnormalize.pkl`` (the final agent), ``best_model.zip`` (best periodic evaluation),
+``checkpoints/``, ``tb/`` (TensorBoard) and ``evaluations.npz``. Hyper-parameters come from
+``agents/hyperparams/<algo>.yml``; ``--hyperparams key=value`` overrides them. Training environments are
+seeded ``seed .. seed + n_envs - 1``; periodic evaluation uses seeds from 2,000,000 and the final table seeds
+from ``--eval-seed`` (1000), all disjoint. Ctrl-C saves a checkpoint and exits; ``--resume`` picks it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PERIODIC_EVAL_SEED = 2_000_000  # periodic evaluation seeds start here (training uses seed .. seed + n_envs)
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit status 2."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from agents.sb3 import ALGOS
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
+    p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
+    p.add_argument("--timesteps", type=float, default=None, help="total environment steps (default: YAML)")
+    p.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: YAML)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (environments seed .. seed+n_envs-1)")
+    p.add_argument("--out", default="runs", help="folder for runs (default runs/)")
+    p.add_argument("--action-mode", default=None, help="continuous, multidiscrete or discrete (default: algo's)")
+    p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="override YAML settings")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--eval-freq", type=int, default=None, help="env steps between periodic evaluations")
+    p.add_argument("--eval-episodes", type=int, default=20, help="episodes in the final table (default 20)")
+    p.add_argument("--eval-seed", type=int, default=1000, help="first seed of the final table (default 1000)")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: envs use the other core)")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Every setting of the run, from the YAML file, the overrides and the command line."""
+    from agents.sb3 import ALGOS, COMPATIBLE_MODES, HyperparamError, apply_overrides, load_hyperparams
+    from payroute_env import ScenarioError, load_scenario
+
+    if args.algo not in ALGOS:
+        raise UsageError(f"unknown algorithm {args.algo!r}; choose from {', '.join(ALGOS)}")
+    try:
+        scenario = load_scenario(args.scenario)
+        hp = apply_overrides(load_hyperparams(args.algo, scenario.name), args.hyperparams)
+    except (ScenarioError, HyperparamError) as exc:
+        raise UsageError(str(exc)) from None
+    action_mode = args.action_mode or hp.pop("action_mode", None) or ALGOS[args.algo].action_mode
+    if action_mode not in COMPATIBLE_MODES[args.algo]:
+        raise UsageError(
+            f"--algo {args.algo} cannot use action mode {action_mode!r}; it works with "
+            f"{', '.join(COMPATIBLE_MODES[args.algo])}"
+        )
+    timesteps = args.timesteps if args.timesteps is not None else hp.pop("n_timesteps", 1_000_000)
+    hp.pop("n_timesteps", None)
+    n_envs = args.n_envs if args.n_envs is not None else hp.pop("n_envs", 8)
+    hp.pop("n_envs", None)
+    if not (isinstance(timesteps, int | float) and timesteps > 0 and timesteps == int(timesteps)):
+        raise UsageError(f"--timesteps must be a positive whole number, got {timesteps!r}")
+    if not (isinstance(n_envs, int) and n_envs >= 1):
+        raise UsageError(f"--n-envs must be an integer >= 1, got {n_envs!r}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.eval_episodes < 1:
+        raise UsageError(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
+    train_seeds = range(args.seed, args.seed + n_envs)
+    eval_seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
+    if set(train_seeds) & set(eval_seeds) or args.seed + n_envs > PERIODIC_EVAL_SEED:
+        raise UsageError(
+            f"training seeds {args.seed}..{args.seed + n_envs - 1} overlap the evaluation seeds "
+            f"{args.eval_seed}..{args.eval_seed + args.eval_episodes - 1}; pick another --seed or --eval-seed"
+        )
+    eval_freq = args.eval_freq or hp.pop("eval_freq", None) or max(int(timesteps) // 10, n_envs)
+    hp.pop("eval_freq", None)
+    periodic_episodes = int(hp.pop("eval_episodes", 8))
+    scenario_arg = str(args.scenario)
+    run_name = f"{args.algo}-{scenario.name}-seed{args.seed}"
+    return {
+        "algo": args.algo,
+        "scenario": scenario_arg,
+        "scenario_name": scenario.name,
+        "action_mode": action_mode,
+        "timesteps": int(timesteps),
+        "n_envs": int(n_envs),
+        "seed": args.seed,
+        "run_dir": str(Path(args.out) / run_name),
+        "policy": hp.pop("policy", "MlpPolicy"),
+        "policy_kwargs": hp.pop("policy_kwargs", {}),
+        "normalize": hp.pop("normalize", False),
+        "start_at_status_quo": bool(hp.pop("start_at_status_quo", False)),
+        "algo_kwargs": hp,
+        "eval_freq": int(eval_freq),
+        "periodic_eval_episodes": periodic_episodes,
+        "periodic_eval_seed": PERIODIC_EVAL_SEED,
+        "final_eval_episodes": args.eval_episodes,
+        "final_eval_seed": args.eval_seed,
+        "threads": args.threads,
+    }
+
+
+def prepare_run_dir(config: dict[str, Any], resume: bool) -> Path:
+    run_dir = Path(config["run_dir"])
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to output folder {run_dir}: {exc.strerror or exc}") from None
+    if not resume and (run_dir / "config.json").exists() and any((run_dir / "checkpoints").iterdir()):
+        raise UsageError(f"{run_dir} already holds a run; use --resume to continue it or another --out/--seed")
+    return run_dir
+
+
+def last_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
+    """The newest checkpoint of a run: (model zip, VecNormalize pickle or None, its timestep count)."""
+    found = []
+    for path in (run_dir / "checkpoints").glob("rl_model_*_steps.zip"):
+        m = re.fullmatch(r"rl_model_(\d+)_steps\.zip", path.name)
+        if m:
+            found.append((int(m.group(1)), path))
+    if not found:
+        raise UsageError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    steps, model_path = max(found)
+    stats = run_dir / "checkpoints" / f"rl_model_vecnormalize_{steps}_steps.pkl"
+    return model_path, stats if stats.exists() else None, steps
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool):
+    """SB3 vector env over the batched core, VecMonitor'ed, and normalised when the config says so."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from payroute_env.sb3_vec_env import make_sb3_vec_env
+
+    env = make_sb3_vec_env(config["scenario"], n_envs, seed=seed, action_mode=config["action_mode"])
+    norm = config["normalize"]
+    if norm:
+        opts = {"norm_obs": True, "norm_reward": True} if norm is True else dict(norm)
+        if not training:
+            opts["norm_reward"] = False
+        env = VecNormalize(env, training=training, gamma=config["algo_kwargs"].get("gamma", 0.99), **opts)
+    return env
+
+
+def save_checkpoint(model, env, run_dir: Path) -> Path:
+    """Save the model and VecNormalize statistics under checkpoints/ at the current timestep."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    steps = model.num_timesteps
+    path = run_dir / "checkpoints" / f"rl_model_{steps}_steps.zip"
+    model.save(path)
+    if isinstance(env, VecNormalize):
+        env.save(str(run_dir / "checkpoints" / f"rl_model_vecnormalize_{steps}_steps.pkl"))
+    return path
+
+
+def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
+    """Train (or resume) the agent; return the run folder. Raises KeyboardInterrupt after saving on Ctrl-C."""
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.sb3 import algo_class, policy_kwargs, start_at_status_quo
+
+    torch.set_num_threads(config["threads"])
+    run_dir = prepare_run_dir(config, resume)
+    algo = algo_class(config["algo"])
+    env = make_env(config, config["n_envs"], config["seed"], training=True)
+    eval_env = make_env(config, config["periodic_eval_episodes"], config["periodic_eval_seed"], training=False)
+    done_steps = 0
+    if resume:
+        model_path, stats_path, done_steps = last_checkpoint(run_dir)
+        if stats_path is not None and isinstance(env, VecNormalize):
+            try:
+                env = VecNormalize.load(str(stats_path), env.venv)
+            except Exception as exc:  # a truncated or foreign pickle
+                raise UsageError(f"--resume: cannot read {stats_path}: {exc}") from None
+            env.training = True
+        try:
+            model = algo.load(model_path, env=env, device="cpu")
+        except Exception as exc:  # zip, pickle or space mismatch: all mean the checkpoint is unusable
+            raise UsageError(f"--resume: cannot load checkpoint {model_path}: {exc}") from None
+        print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps)")
+    else:
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        model = algo(
+            config["policy"],
+            env,
+            seed=config["seed"],
+            device="cpu",
+            verbose=0,
+            tensorboard_log=str(run_dir / "tb"),
+            policy_kwargs=policy_kwargs(config["policy_kwargs"]),
+            **config["algo_kwargs"],
+        )
+        if config.get("start_at_status_quo"):
+            start_at_status_quo(model, env.get_attr("n_banks")[0])
+    n_envs = config["n_envs"]
+    callbacks = CallbackList(
+        [
+            CheckpointCallback(
+                save_freq=max(config["eval_freq"] // n_envs, 1),
+                save_path=str(run_dir / "checkpoints"),
+                name_prefix="rl_model",
+                save_vecnormalize=True,
+            ),
+            EvalCallback(
+                eval_env,
+                n_eval_episodes=config["periodic_eval_episodes"],
+                eval_freq=max(config["eval_freq"] // n_envs, 1),
+                best_model_save_path=str(run_dir),
+                log_path=str(run_dir),
+                deterministic=True,
+                verbose=0,
+            ),
+        ]
+    )
+    remaining = config["timesteps"] - done_steps
+    print(f"training {config['algo']} on {config['scenario_name']} for {remaining} steps -> {run_dir}", flush=True)
+    start = time.perf_counter()
+    try:
+        if remaining > 0:
+            model.learn(
+                total_timesteps=remaining,
+                callback=callbacks,
+                reset_num_timesteps=not resume,
+                progress_bar=progress,
+                tb_log_name="run",
+            )
+    except KeyboardInterrupt:
+        path = save_checkpoint(model, env, run_dir)
+        print(f"\ninterrupted at {model.num_timesteps} steps; checkpoint saved to {path}; continue with --resume")
+        raise
+    minutes = (time.perf_counter() - start) / 60
+    model.save(run_dir / "model.zip")
+    if isinstance(env, VecNormalize):
+        env.save(str(run_dir / "vecnormalize.pkl"))
+    save_checkpoint(model, env, run_dir)
+    print(
+        f"trained {config['algo']} for {model.num_timesteps} steps in {minutes:.1f} min; saved {run_dir / 'model.zip'}"
+    )
+    return run_dir
+
+
+def final_table(config: dict[str, Any], run_dir: Path) -> None:
+    """Evaluate the trained agent against every heuristic and the bound on the final-table seeds."""
+    from agents.evaluation import evaluate_and_report
+
+    evaluate_and_report(
+        scenario=config["scenario"],
+        policies=[str(run_dir / "model.zip")],
+        include_heuristics=True,
+        episodes=config["final_eval_episodes"],
+        seed=config["final_eval_seed"],
+        out=run_dir / "evaluation",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = resolve_config(args)
+        if args.resume:
+            saved = Path(config["run_dir"]) / "config.json"
+            if saved.exists():
+                config = {**json.loads(saved.read_text()), "timesteps": config["timesteps"]}
+        run_dir = train(config, args.resume, progress=not args.no_progress and sys.stderr.isatty())
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if not args.no_eval:
+        final_table(config, run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())
