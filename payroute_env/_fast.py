@@ -61,6 +61,17 @@ def _binomial(n: float, p: float, u: float, table: np.ndarray) -> float:
 
 
 @njit(inline="always")
+def _binomial_at(n: float, p: float, key: np.uint64, base: np.uint64, col: int, table: np.ndarray) -> float:
+    """``_binomial`` drawing its uniform only when it matters: with n = 0, p = 0 or p = 1 the result is
+    0, 0 or n whatever the uniform (floor(n p + u) with u < 1), so the hash is skipped."""
+    if n <= 0.0 or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return n
+    return _binomial(n, p, _uniform(key, base, col), table)
+
+
+@njit(inline="always")
 def _exp_neg(x: float) -> float:
     y = x / 16.0
     r = 1.0
@@ -115,9 +126,10 @@ def _step_env(
     released = np.empty((P, K))
     offered = np.empty((P, K))
     for p in range(P):
-        arrivals[p] = _poisson(expected * pool_frac[i, p], _uniform(kk, cb, o_arr + p), table)
+        lam = expected * pool_frac[i, p]
+        arrivals[p] = _poisson(lam, _uniform(kk, cb, o_arr + p), table) if lam > 0 else 0.0
         for k in range(K):
-            released[p, k] = _binomial(backlog[i, p, k], p_release, _uniform(kk, cb, o_rel + p * K + k), table)
+            released[p, k] = _binomial_at(backlog[i, p, k], p_release, kk, cb, o_rel + p * K + k, table)
             offered[p, k] = released[p, k]
         offered[p, 0] += arrivals[p]
 
@@ -127,7 +139,7 @@ def _step_env(
     for p in range(P):
         a = admit[i, p // 2] if p < 2 * B else 1.0
         for k in range(K):
-            admitted[p, k] = _binomial(offered[p, k], a, _uniform(kk, cb, o_adm + p * K + k), table)
+            admitted[p, k] = _binomial_at(offered[p, k], a, kk, cb, o_adm + p * K + k, table)
             throttled[p, k] = offered[p, k] - admitted[p, k]
 
     # 3. route
@@ -137,9 +149,9 @@ def _step_env(
         sw_share = route[i, b, 1] / rest_w if rest_w > 0 else 0.0
         for k in range(K):
             adm_q = admitted[2 * b, k]
-            to_quick = _binomial(adm_q, route[i, b, 0], _uniform(kk, cb, o_rq + b * K + k), table)
+            to_quick = _binomial_at(adm_q, route[i, b, 0], kk, cb, o_rq + b * K + k, table)
             rest = adm_q - to_quick
-            to_switch = _binomial(rest, sw_share, _uniform(kk, cb, o_rs + b * K + k), table)
+            to_switch = _binomial_at(rest, sw_share, kk, cb, o_rs + b * K + k, table)
             lane_in[4 * b, k] = to_quick
             lane_in[4 * b + 1, k] = to_switch
             lane_in[4 * b + 2, k] = rest - to_switch
@@ -180,7 +192,7 @@ def _step_env(
     r_ch = np.zeros(C)
     for l in range(L):  # noqa: E741
         for k in range(K):
-            served[l, k] = _binomial(q[l, k], serve_frac[lane_channel[l]], _uniform(kk, cb, o_srv + l * K + k), table)
+            served[l, k] = _binomial_at(q[l, k], serve_frac[lane_channel[l]], kk, cb, o_srv + l * K + k, table)
             remain[l, k] = q[l, k] - served[l, k]
             r_ch[lane_channel[l]] += remain[l, k]
     timeout_frac = np.empty(C)
@@ -195,11 +207,9 @@ def _step_env(
         srv = lane_server[l]
         p_succ = success[l] * (1.0 - decline_gain[srv] * stress1[srv])
         for k in range(K):
-            timed_out[l, k] = _binomial(
-                remain[l, k], timeout_frac[lane_channel[l]], _uniform(kk, cb, o_to + l * K + k), table
-            )
+            timed_out[l, k] = _binomial_at(remain[l, k], timeout_frac[lane_channel[l]], kk, cb, o_to + l * K + k, table)
             new_queue[l, k] = remain[l, k] - timed_out[l, k]
-            succ[l, k] = _binomial(served[l, k], p_succ, _uniform(kk, cb, o_suc + l * K + k), table)
+            succ[l, k] = _binomial_at(served[l, k], p_succ, kk, cb, o_suc + l * K + k, table)
             declined[l, k] = served[l, k] - succ[l, k]
 
     # 5. users after a failure
@@ -226,10 +236,10 @@ def _step_env(
         for k in range(K - 1):
             f = pool_fail[p, k]
             col = p * (K - 1) + k
-            ab = _binomial(f, p_abandon, _uniform(kk, cb, o_ab + col), table)
-            sw = _binomial(f - ab, p_switch, _uniform(kk, cb, o_sw + col), table)
+            ab = _binomial_at(f, p_abandon, kk, cb, o_ab + col, table)
+            sw = _binomial_at(f - ab, p_switch, kk, cb, o_sw + col, table)
             rt = f - ab - sw
-            tb = _binomial(sw, p_to_balance[p], _uniform(kk, cb, o_tb + col), table)
+            tb = _binomial_at(sw, p_to_balance[p], kk, cb, o_tb + col, table)
             to_banks = sw - tb
             new_backlog[p, k + 1] += rt
             moved[2 * B, k] += tb

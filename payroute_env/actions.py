@@ -81,14 +81,16 @@ def decode(
     a = np.asarray(actions)
     if mode == "continuous":
         _expect(a, (N, 4 * n_banks), "continuous")
+        a = np.array(a, dtype=np.float64)  # a private copy, clipped in place
         if not np.isfinite(a).all():
             raise ValueError("continuous action contains NaN or inf; expected finite values in [0, 1]")
-        a = np.clip(a.astype(np.float64), 0.0, 1.0).reshape(N, n_banks, 4)
+        a = np.clip(a, 0.0, 1.0, out=a).reshape(N, n_banks, 4)
         weights = a[:, :, 1:]
         total = weights.sum(2, keepdims=True)
-        default = np.broadcast_to(ROUTE_PRESETS[0], weights.shape)
-        new_route = np.where(total > 0, weights / np.where(total > 0, total, 1.0), default)
-        return a[:, :, 0].copy(), new_route
+        new_route = np.divide(
+            weights, total, out=np.broadcast_to(ROUTE_PRESETS[0], weights.shape).copy(), where=total > 0
+        )
+        return a[:, :, 0], new_route
     if mode == "multidiscrete":
         _expect(a, (N, 2 * n_banks), "multidiscrete")
         idx = _integers(a, "multidiscrete").reshape(N, n_banks, 2)

@@ -63,23 +63,42 @@ def observation_space(n_banks: int, observe_internal: bool) -> spaces.Box:
     return spaces.Box(0.0, OBS_HIGH, (n,), dtype=np.float32)
 
 
+_SCALES: dict[int, tuple[CoreParams, np.ndarray, float]] = {}
+
+
+def _channel_scale(params: CoreParams) -> tuple[np.ndarray, float]:
+    """Per (bank, route, field) multiplier of ``seen_channel``: ``B / norm`` for counts, 1 / timeout for waits."""
+    cached = _SCALES.get(id(params))
+    if cached is None or cached[0] is not params:
+        B = params.n_banks
+        count_scale = B / params.norm
+        scale = np.full((B, N_ROUTES, len(SEEN_FIELDS)), count_scale)
+        t = params.timeout_s
+        scale[:, :, _WAIT] = 1.0 / np.stack([t[:B], np.repeat(t[2 * B], B), t[B : 2 * B]], axis=1)
+        cached = (params, scale, count_scale)
+        _SCALES[id(params)] = cached
+    return cached[1], cached[2]
+
+
 def build(params: CoreParams, state: CoreState, observe_internal: bool) -> np.ndarray:
-    """``[N, obs_dim]`` float32 observations of every environment."""
+    """``[N, obs_dim]`` float32 observations of every environment (layout in ``BANK_FEATURES`` order)."""
     p, s = params, state
     N, B = s.num_envs, p.n_banks
-    scale = B / p.norm
-    channel = s.seen_channel * scale
-    timeouts = np.stack([p.timeout_s[:B], np.repeat(p.timeout_s[2 * B], B), p.timeout_s[B : 2 * B]], axis=1)
-    channel[..., _WAIT] = s.seen_channel[..., _WAIT] / timeouts
-    per_bank = np.concatenate(
-        [s.seen_bank * scale, channel.reshape(N, B, N_ROUTES * len(SEEN_FIELDS)), s.admit[:, :, None], s.route],
-        axis=2,
-    )
-    progress = np.minimum(s.t / p.n_steps, 1.0)[:, None]
-    parts = [per_bank.reshape(N, -1), s.seen_balance * scale, progress]
+    channel_scale, scale = _channel_scale(p)
+    n_bank = len(BANK_FEATURES)
+    n_base = B * n_bank + len(GLOBAL_FEATURES)
+    out = np.empty((N, n_base + (B * len(INTERNAL_BANK) + len(INTERNAL_SWITCH) if observe_internal else 0)))
+    per_bank = out[:, : B * n_bank].reshape(N, B, n_bank)
+    n_seen = N_ROUTES * len(SEEN_FIELDS)
+    np.multiply(s.seen_bank, scale, out=per_bank[:, :, 0:3])
+    np.multiply(s.seen_channel, channel_scale, out=per_bank[:, :, 3 : 3 + n_seen].reshape(N, B, N_ROUTES, -1))
+    per_bank[:, :, 3 + n_seen] = s.admit
+    per_bank[:, :, 4 + n_seen :] = s.route
+    np.multiply(s.seen_balance, scale, out=out[:, B * n_bank : B * n_bank + 3])
+    out[:, n_base - 1] = np.minimum(s.t / p.n_steps, 1.0)
     if observe_internal:
         ratio = s.capacity / np.where(p.declared > 0, p.declared, 1.0)
         srv = np.stack([s.stress, (s.down_left > 0).astype(np.float64), s.down_left / 3600.0, s.warm], axis=2)
         banks = np.concatenate([srv[:, :B], ratio[:, :B, None], ratio[:, B : 2 * B, None]], axis=2)
-        parts += [banks.reshape(N, -1), srv[:, B], ratio[:, 2 * B : 2 * B + 1]]
-    return np.clip(np.concatenate(parts, axis=1), 0.0, OBS_HIGH).astype(np.float32)
+        out[:, n_base:] = np.concatenate([banks.reshape(N, -1), srv[:, B], ratio[:, 2 * B : 2 * B + 1]], axis=1)
+    return np.clip(out, 0.0, OBS_HIGH, out=out).astype(np.float32)
