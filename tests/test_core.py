@@ -670,3 +670,22 @@ def test_throttled_users_retry_later() -> None:
     assert final.lost[0] == 0  # nobody gives up, retries are slow
     assert final.backlog.sum() == final.arrived[0]
     assert final.seen_bank[0, 0, 2] == final.backlog[0, :2].sum()  # the platform sees the retry backlog
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"num_envs": 0}, {"num_envs": 1.5}, {"num_envs": True}, {"beta": -1.0}, {"lost_weight": math.nan}],
+)
+def test_simulator_rejects_bad_options(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Simulator("steady", **kwargs)
+
+
+def test_simulator_reset_needs_one_seed_per_env_and_valid_seeds() -> None:
+    sim = Simulator("steady", num_envs=2)
+    with pytest.raises(ValueError, match="seed"):
+        sim.reset([1])
+    with pytest.raises(ValueError, match="seed"):
+        sim.reset([1, -2])
+    with pytest.raises(RuntimeError):
+        Simulator("steady").step(np.zeros((1, 24), dtype=np.float32))

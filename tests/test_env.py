@@ -18,7 +18,10 @@ from conftest import (
     status_quo_policy,
 )
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from test_core import valid_scenarios
 
 import payroute_env
 from payroute_env import BUILTIN_SCENARIOS, ENV_IDS, PaymentRoutingEnv
@@ -243,11 +246,7 @@ def test_batch_partial_reset_equals_a_fresh_single_env() -> None:
 # ------------------------------------------------------------------------------------------ checkers
 
 
-CHECK_CASES = (
-    [(env_id, mode, False) for env_id in ENV_IDS for mode in ACTION_MODES]
-    + [(env_id, "continuous", True) for env_id in ENV_IDS]
-    + [("payroute/Double11-2013-v0", mode, True) for mode in ("multidiscrete", "discrete")]
-)
+CHECK_CASES = [(env_id, mode, internal) for env_id in ENV_IDS for mode in ACTION_MODES for internal in (False, True)]
 
 
 @pytest.mark.parametrize(("env_id", "mode", "internal"), CHECK_CASES)
@@ -570,3 +569,18 @@ def test_render_modes() -> None:
     env.reset(seed=0)
     env.step(env.action_space.sample())
     assert "ICBC" in env.render()
+
+
+@settings(max_examples=25, deadline=None)
+@given(sc=valid_scenarios(), mode=st.sampled_from(ACTION_MODES), seed=st.integers(0, 2**31 - 1))
+def test_env_info_accounting_for_generated_scenarios(sc, mode: str, seed: int) -> None:
+    env = PaymentRoutingEnv(sc, action_mode=mode, observe_internal=True)
+    traj = run_episode(env, seed=seed, policy=random_policy(seed))
+    assert len(traj) == sc.n_steps + 1
+    for obs, reward, term, _, info in traj[1:]:
+        assert info["arrived"] == info["succeeded"] + info["lost"] + info["in_flight"]
+        assert env.observation_space.contains(obs) and np.all(np.isfinite(obs))
+        assert math.isfinite(reward) and term is False
+    kpis = traj[-1][4]["episode_kpis"]
+    assert 0 <= kpis["failed_payment_rate"] <= 1
+    assert tuple(kpis["outage_seconds"]) == sc.bank_names

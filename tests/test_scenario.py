@@ -184,6 +184,20 @@ def test_extends_itself_is_a_cycle(tmp_path: Path) -> None:
         load_scenario(path)
 
 
+def test_extends_must_be_a_string(tmp_path: Path) -> None:
+    path = write(tmp_path, "extends = 3\n", "num.toml")
+    with pytest.raises(ScenarioError, match="extends"):
+        load_scenario(path)
+
+
+def test_undecodable_file_is_a_scenario_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00name = 1")
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(path)
+    assert str(path) in str(exc.value)
+
+
 def test_extends_missing_parent(tmp_path: Path) -> None:
     path = write(tmp_path, 'extends = "nope.toml"\n', "orphan.toml")
     with pytest.raises(ScenarioError, match="nope"):
@@ -316,6 +330,9 @@ def test_probability_outside_unit_interval_in_a_file(tmp_path: Path) -> None:
         (lambda d: d.update(max_attempts=2.5), "max_attempts"),
         (lambda d: d.update(end_s=-1.0), "end_s"),
         (lambda d: d.update(name=3), "name"),
+        (lambda d: d.update(dt_s=True), "dt_s"),
+        (lambda d: d.update(banks={"name": "A"}), "banks"),
+        (lambda d: d.update(users=[1, 2]), "users"),
         (lambda d: d["traffic"].update(base_rate=-1.0), "traffic.base_rate"),
         (lambda d: d["traffic"].update(base_rate="lots"), "traffic.base_rate"),
         (lambda d: d["traffic"].update(base_rate=math.nan), "traffic.base_rate"),
