@@ -1,0 +1,340 @@
+"""The fluid lower bound: the fewest intents any policy could lose, as a linear program.
+
+The LP is a *relaxation* of the simulation in ``core.py`` taken in the fluid limit (expected values): every
+quantity the platform controls is a free non-negative flow, and everything it does not control is replaced
+by the most favourable case. Its optimum is therefore no larger than the expected number of intents lost by
+any policy, heuristic or learned, on the same scenario. ``docs/BOUND.md`` lists the assumptions.
+
+Time-expanded network, one layer per simulation step ``t`` (``dt`` seconds), per user *pool* ``p``
+(bank b quick-enabled, bank b online-banking-only, balance payers), per attempt number ``k < K`` and per
+*lane* ``l`` (a pool's path to a channel: quick, switch or netbank for quick-enabled users, netbank for
+netbank-only users, balance for balance payers). Variables, all ``>= 0``:
+
+=====  =======================================================================================
+A      attempts admitted into lane ``l`` at step ``t`` (attempt ``k``)
+H      attempts throttled ("busy, try later") in pool ``p``
+S      attempts served by the channel (they then succeed with the lane's base probability)
+X      attempts failed out of the queue (a timeout the platform may schedule at any time)
+Q      attempts still queued at the end of the step
+F      failed attempts of pool ``p`` (throttled + declined + timed out)
+R      users waiting to make attempt ``k + 1`` (the retry backlog) at the end of the step
+=====  =======================================================================================
+
+Constraints (``a_tp`` expected new intents, ``c_c`` true capacity, ``tau_c`` timeout, ``s_l`` base success,
+``rho = 1 - exp(-dt / retry_delay)``; ``pa`` abandon and ``ps`` switch probability, ``M`` where switchers go)::
+
+    offer      sum_{l in p} A[t,l,k] + H[t,p,k] = a_tp            (k = 0)
+                                              = rho R[t-1,p,k]    (k >= 1)
+    queue      Q[t,l,k] = Q[t-1,l,k] + A[t,l,k] - S[t,l,k] - X[t,l,k]
+    capacity   sum_{l in c, k} S[t,l,k] <= c_c dt
+    deadline   sum_{l in c, k} Q[t,l,k] <= c_c tau_c
+    failures   F[t,p,k] = H[t,p,k] + sum_{l in p} ((1 - s_l) S[t,l,k] + X[t,l,k])
+    backlog    R[t,q,k] = (1 - rho) R[t-1,q,k] + sum_p ((1 - pa - ps) [p = q] + ps M[p,q]) F[t,p,k-1]
+    minimise   sum_t ( pa sum_{p, k < K-1} F[t,p,k] + sum_p F[t,p,K-1] )     (intents lost)
+
+The result is reported as ``lost / arrived`` (expected intents), the fluid limit of the failed-payment rate.
+It solves in a few seconds at full time resolution for the built-in scenarios (about 300k variables for
+744 steps); ``bucket`` optionally merges steps (see :func:`fluid_bound`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
+from . import core
+from .scenario import Randomize, Scenario, load_scenario
+
+__all__ = ["BoundResult", "fluid_bound"]
+_DISP = False
+
+
+@dataclass(frozen=True)
+class BoundResult:
+    """The LP optimum in expected intents over one episode of the scenario."""
+
+    scenario: str
+    failed_payment_rate: float  # lost / arrived: no policy can have a lower expected failed-payment rate
+    arrived: float  # expected intents arriving in the episode
+    lost: float  # fewest intents lost
+    succeeded: float  # intents paid in the optimal fluid plan
+    pending: float  # intents still queued or waiting to retry at the end
+    paid_by_channel: dict[str, float]  # successes of the optimal plan by channel kind
+    n_variables: int
+    n_constraints: int
+    solve_seconds: float
+    status: str
+
+
+class BoundError(RuntimeError):
+    """The LP could not be solved (should not happen: the LP is always feasible, throttling everything is)."""
+
+
+def _nominal_state(scenario: Scenario) -> core.CoreState:
+    """Reset state with the scenario's nominal (not randomised) per-episode parameters."""
+    nominal = dataclasses.replace(scenario, randomize=Randomize())
+    return core.reset(core.make_params(nominal), seeds=np.array([0]))
+
+
+def fluid_bound(
+    scenario: str | Path | Scenario,
+    state: core.CoreState | None = None,
+    env_index: int = 0,
+    layer_s: float = 60.0,
+    method: str = "highs-ipm",
+    tolerance: float = 1e-7,
+) -> BoundResult:
+    """Solve the fluid LP of ``scenario``: the minimum failed-payment rate any policy can reach in the fluid limit.
+
+    ``state`` (a reset ``CoreState``) supplies the per-episode parameters of environment ``env_index`` (true
+    capacities, pool shares, switch destinations and peak scale, which a randomised scenario draws at reset);
+    by default the scenario's nominal figures are used.
+
+    ``layer_s`` merges simulation steps into LP layers of about that many seconds (``round(layer_s / dt)``
+    steps, at least 1). Merging keeps the LP a relaxation of the step-by-step LP (arrivals and capacity are
+    summed over the layer; a layer's retry releases may fall anywhere between the least and the most the
+    step-by-step dynamics could give; the queue-age window is rounded up to whole layers), so the result
+    stays a valid lower bound, slightly looser: on the built-in scenarios 60 s layers are within about 0.05
+    percentage points of 30 s layers and solve in about 4 s instead of 20 s (docs/BOUND.md). ``layer_s``
+    at most ``dt`` gives the step-by-step LP. ``method`` is a scipy HiGHS method; the interior-point solver
+    is several times faster than dual simplex on this staircase-structured LP.
+    """
+    sc = load_scenario(scenario)
+    params = core.make_params(sc)
+    if state is None:
+        state, env_index = _nominal_state(sc), 0
+    if not layer_s > 0:
+        raise ValueError(f"layer_s must be > 0; got {layer_s}")
+    B, K = params.n_banks, params.max_attempts
+    P, L, C = params.n_pools, params.n_lanes, params.n_channels
+
+    # layers of m steps each (the last one may be shorter)
+    bucket = max(1, int(round(layer_s / params.dt)))
+    m = np.full(-(-params.n_steps // bucket), bucket, dtype=np.int64)
+    m[-1] = params.n_steps - bucket * (len(m) - 1)
+    T = len(m)
+    ends = np.cumsum(m)  # step index (exclusive) where each layer ends
+    layer_of_step = np.repeat(np.arange(T), m)
+
+    expected = params.base_per_step + float(state.peak_scale[env_index]) * params.surge_per_step  # [n_steps]
+    per_layer = np.bincount(layer_of_step, weights=expected, minlength=T)
+    unit = params.norm  # flows are solved in units of the busiest step's intents (a well-scaled LP)
+    arrivals = per_layer[:, None] * state.pool_frac[env_index][None, :] / unit  # [T, P]
+    capacity = np.asarray(state.capacity[env_index], dtype=np.float64) / unit  # [C] true capacity, healthy
+    dest = state.dest[env_index]  # [P, P]
+    stay = float(np.exp(-params.dt / params.retry_delay_s))  # chance a waiting user is still waiting a step later
+    rho = 1.0 - stay**m  # [T] release probability over a layer for users waiting at its start
+    phi = 1.0 - stay ** (m - 1)  # [T] most of a layer's new backlog that can come back within the layer
+    exact = bool((m == 1).all())
+
+    lane_pool = np.empty(L, dtype=np.int64)
+    lane_pool[: 4 * B] = np.repeat(np.arange(B) * 2, 4) + np.tile([0, 0, 0, 1], B)
+    lane_pool[4 * B] = 2 * B
+    lane_channel = params.lane_channel
+    fail_after_service = 1.0 - params.success  # [L]
+
+    pa = params.p_abandon
+    ps = params.p_switch_given_stay * (1.0 - pa)
+    p_retry = 1.0 - pa - ps
+    to_bal = params.p_to_balance
+    move = (1.0 - to_bal)[:, None] * dest
+    move[:, 2 * B] += to_bal
+    coef = p_retry * np.eye(P) + ps * move  # [p, q]: share of pool p's failures that wait in pool q
+
+    # ---- variable layout -----------------------------------------------------------------------------
+    K1 = max(K - 1, 0)
+    blocks = {
+        "A": (L, K),
+        "H": (P, K),
+        "S": (L, K),
+        "X": (L, K),
+        "Q": (L, K),
+        "F": (P, K),
+        "R": (P, K1),  # backlog at the end of the layer, waiting for attempt j + 2
+        "G": (P, K1),  # users released from the backlog during the layer (they make attempt j + 2)
+        "M": (C, 1),  # attempts admitted into each channel (for the queue-age constraint)
+    }
+    offsets, n_var = {}, 0
+    for name, shape in blocks.items():
+        offsets[name] = n_var
+        n_var += T * int(np.prod(shape))
+
+    def var(name: str, t: np.ndarray, i: np.ndarray, k: np.ndarray) -> np.ndarray:
+        n_i, n_k = blocks[name]
+        return offsets[name] + (t * n_i + i) * n_k + k
+
+    eq, ub = _Rows(), _Rows()
+    t_ = np.arange(T)
+    tp, pp, kp = np.meshgrid(t_, np.arange(P), np.arange(K), indexing="ij")  # pool grid
+    tl, ll, kl = np.meshgrid(t_, np.arange(L), np.arange(K), indexing="ij")  # lane grid
+
+    # offer: sum_{l in p} A + H - G = arrivals (k = 0) or 0 (k >= 1: the released users)
+    r0 = offer_r0 = eq.reserve(T * P * K)
+    rows = r0 + (tp * P + pp) * K + kp
+    eq.add(rows, var("H", tp, pp, kp), 1.0)
+    eq.add(r0 + (tl * P + lane_pool[ll]) * K + kl, var("A", tl, ll, kl), 1.0)
+    rhs = np.zeros((T, P, K))
+    rhs[:, :, 0] = arrivals
+    eq.rhs(r0, rhs)
+
+    # queue: Q[t] - Q[t-1] - A + S + X = 0
+    r0 = eq.reserve(T * L * K)
+    rows = r0 + (tl * L + ll) * K + kl
+    for name, sign in (("Q", 1.0), ("A", -1.0), ("S", 1.0), ("X", 1.0)):
+        eq.add(rows, var(name, tl, ll, kl), sign)
+    eq.add(rows[1:], var("Q", tl[1:] - 1, ll[1:], kl[1:]), -1.0)
+
+    # failures: F - H - sum_{l in p} ((1 - s_l) S + X) = 0
+    r0 = eq.reserve(T * P * K)
+    eq.add(r0 + (tp * P + pp) * K + kp, var("F", tp, pp, kp), 1.0)
+    eq.add(r0 + (tp * P + pp) * K + kp, var("H", tp, pp, kp), -1.0)
+    rows_l = r0 + (tl * P + lane_pool[ll]) * K + kl
+    eq.add(rows_l, var("S", tl, ll, kl), -fail_after_service[ll])
+    eq.add(rows_l, var("X", tl, ll, kl), -1.0)
+
+    if K > 1:
+        tb, qb, jb = np.meshgrid(t_, np.arange(P), np.arange(K1), indexing="ij")
+        pi, qi = np.nonzero(coef)
+        tf, nf, jf = np.meshgrid(t_, np.arange(len(pi)), np.arange(K1), indexing="ij")
+        inflow_rows = (tf * P + qi[nf]) * K1 + jf  # row offsets of "inflow into pool q"
+        inflow_cols = var("F", tf, pi[nf], jf)
+        inflow_vals = coef[pi[nf], qi[nf]]
+        # the released users make their next attempt: they enter the offer rows (attempt j + 2 = index j + 1)
+        eq.add(offer_r0 + (tb * P + qb) * K + jb + 1, var("G", tb, qb, jb), -1.0)
+        # backlog: R[t] - R[t-1] + G[t] - inflow[t] = 0
+        r0 = eq.reserve(T * P * K1)
+        rows = r0 + (tb * P + qb) * K1 + jb
+        eq.add(rows, var("R", tb, qb, jb), 1.0)
+        eq.add(rows[1:], var("R", tb[1:] - 1, qb[1:], jb[1:]), -1.0)
+        eq.add(rows, var("G", tb, qb, jb), 1.0)
+        eq.add(r0 + inflow_rows, inflow_cols, -inflow_vals)
+        if exact:
+            # one step per layer: G[t] = rho R[t-1]
+            r0 = eq.reserve(T * P * K1)
+            rows = r0 + (tb * P + qb) * K1 + jb
+            eq.add(rows, var("G", tb, qb, jb), 1.0)
+            eq.add(rows[1:], var("R", tb[1:] - 1, qb[1:], jb[1:]), -rho[tb[1:]])
+        else:
+            # a layer of m steps: rho_t R[t-1] <= G[t] <= rho_t R[t-1] + phi_t inflow[t]
+            r0 = ub.reserve(T * P * K1)
+            rows = r0 + (tb * P + qb) * K1 + jb
+            ub.add(rows, var("G", tb, qb, jb), -1.0)
+            ub.add(rows[1:], var("R", tb[1:] - 1, qb[1:], jb[1:]), rho[tb[1:]])
+            r0 = ub.reserve(T * P * K1)
+            rows = r0 + (tb * P + qb) * K1 + jb
+            ub.add(rows, var("G", tb, qb, jb), 1.0)
+            ub.add(rows[1:], var("R", tb[1:] - 1, qb[1:], jb[1:]), -rho[tb[1:]])
+            ub.add(r0 + inflow_rows, inflow_cols, -phi[tf] * inflow_vals)
+
+    # capacity and queue size per channel and layer: sum S <= c dt, sum Q <= c tau
+    ch_rows = tl * C + lane_channel[ll]
+    r0 = ub.reserve(T * C)
+    ub.add(r0 + ch_rows, var("S", tl, ll, kl), 1.0)
+    ub.rhs(r0, (m * params.dt)[:, None] * capacity[None, :])
+    r0 = ub.reserve(T * C)
+    ub.add(r0 + ch_rows, var("Q", tl, ll, kl), 1.0)
+    ub.rhs(r0, np.tile(capacity * params.timeout_s, T))
+    # queue age: what is queued at the end of a layer arrived in the last ``window_c`` layers
+    # (M[t, c] = attempts admitted into channel c in layer t, an auxiliary variable)
+    r0 = eq.reserve(T * C)
+    eq.add(r0 + ch_rows, var("A", tl, ll, kl), 1.0)
+    tc, cc = np.meshgrid(t_, np.arange(C), indexing="ij")
+    eq.add(r0 + tc * C + cc, var("M", tc, cc, 0), -1.0)
+    # (every layer that overlaps the last ceil(tau_c / dt) steps before the layer's end counts)
+    r0 = ub.reserve(T * C)
+    ub.add(r0 + ch_rows, var("Q", tl, ll, kl), 1.0)
+    age_steps = np.ceil(params.timeout_s / params.dt - 1e-9).astype(np.int64)  # [C]
+    first_step = ends[tc] - age_steps[cc]  # [T, C] earliest step still allowed in the queue
+    for lag in range(T):
+        keep = (tc >= lag) & (ends[np.maximum(tc - lag, 0)] > first_step)
+        if not keep.any():
+            break
+        ub.add(r0 + tc[keep] * C + cc[keep], var("M", tc[keep] - lag, cc[keep], 0), -1.0)
+
+    # objective: intents lost
+    cost = np.zeros(n_var)
+    f_cost = np.full(K, pa)
+    f_cost[K - 1] = 1.0
+    cost[var("F", tp, pp, kp).ravel()] = f_cost[kp.ravel()]
+
+    # balance payers are never throttled (the core always admits them)
+    bounds = np.zeros((n_var, 2))
+    bounds[:, 1] = np.inf
+    bounds[var("H", t_[:, None], np.full((1, 1), 2 * B), np.arange(K)[None, :]).ravel(), 1] = 0.0
+
+    A_eq, b_eq = eq.build(n_var)
+    A_ub, b_ub = ub.build(n_var)
+    start = time.perf_counter()
+    options: dict[str, float | bool] = {"disp": _DISP}
+    if method == "highs-ipm":
+        options["ipm_optimality_tolerance"] = tolerance
+    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method=method, options=options)
+    elapsed = time.perf_counter() - start
+    if res.status != 0 or res.x is None:
+        raise BoundError(f"fluid LP for {sc.name} failed: {res.message}")
+    x = res.x * unit
+
+    def block(name: str) -> np.ndarray:
+        n = T * int(np.prod(blocks[name]))
+        return x[offsets[name] : offsets[name] + n].reshape(T, *blocks[name])
+
+    served = block("S")
+    paid_lane = (served * params.success[None, :, None]).sum((0, 2))
+    paid_by = {c: float(paid_lane[params.lane_kind == i].sum()) for i, c in enumerate(core.PAID_CHANNELS)}
+    arrived = float(arrivals.sum() * unit)
+    lost = float(res.fun * unit)
+    pending = float(block("Q")[-1].sum() + (block("R")[-1].sum() if K > 1 else 0.0))
+    return BoundResult(
+        scenario=sc.name,
+        failed_payment_rate=lost / arrived if arrived > 0 else 0.0,
+        arrived=arrived,
+        lost=lost,
+        succeeded=float(sum(paid_by.values())),
+        pending=pending,
+        paid_by_channel=paid_by,
+        n_variables=n_var,
+        n_constraints=eq.n + ub.n,
+        solve_seconds=elapsed,
+        status=str(res.message),
+    )
+
+
+class _Rows:
+    """Sparse constraint rows collected as (row, column, value) triplets."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.rows: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+        self.vals: list[np.ndarray] = []
+        self.b: dict[int, np.ndarray] = {}
+
+    def reserve(self, n: int) -> int:
+        first, self.n = self.n, self.n + n
+        return first
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray | float) -> None:
+        rows, cols, vals = np.broadcast_arrays(rows, cols, np.asarray(vals, dtype=np.float64))
+        self.rows.append(rows.ravel())
+        self.cols.append(cols.ravel())
+        self.vals.append(vals.ravel())
+
+    def rhs(self, first: int, values: np.ndarray) -> None:
+        self.b[first] = np.asarray(values, dtype=np.float64).ravel()
+
+    def build(self, n_var: int) -> tuple[sparse.csr_matrix, np.ndarray]:
+        b = np.zeros(self.n)
+        for first, values in self.b.items():
+            b[first : first + len(values)] = values
+        if not self.rows:
+            return sparse.csr_matrix((self.n, n_var)), b
+        m = sparse.csr_matrix(
+            (np.concatenate(self.vals), (np.concatenate(self.rows), np.concatenate(self.cols))), shape=(self.n, n_var)
+        )
+        return m, b
