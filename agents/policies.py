@@ -1,0 +1,302 @@
+"""One interface for every payroute policy: hand-written heuristics and trained stable-baselines3 agents.
+
+A :class:`Policy` is batched and follows the stable-baselines3 ``predict`` signature, so the evaluator (and
+anything else) can drive heuristics and trained models the same way::
+
+    policy = load_policy("sre_throttle", "double11_2013")        # or load_policy("models/ppo.zip", ...)
+    sim = Simulator("double11_2013", num_envs=20, action_mode=policy.action_mode,
+                    observe_internal=policy.observe_internal)
+    obs = sim.reset(seeds=range(1000, 1020)); policy.reset(20)
+    state, start = None, np.ones(20, dtype=bool)
+    for _ in range(sim.params.n_steps):
+        actions, state = policy.predict(obs, state, episode_start=start, deterministic=True)
+        obs, reward, truncated, counts = sim.step(actions)
+        start = truncated
+
+``load_policy`` takes a heuristic name (see ``agents.baselines.HEURISTICS``) or the path of an SB3 model
+``.zip`` (PPO, A2C, SAC, TD3, DQN, or RecurrentPPO from sb3-contrib; the algorithm is read from the file,
+or forced with a prefix such as ``a2c:models/run.zip``). VecNormalize statistics saved beside the model
+(``<model>_vecnormalize.pkl``, ``<model>.vecnormalize.pkl`` or ``vecnormalize.pkl`` in the same folder)
+are applied to observations. Anything wrong raises :class:`PolicyError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from payroute_env import actions as env_actions
+from payroute_env import observations as env_observations
+from payroute_env.scenario import Scenario, load_scenario
+
+__all__ = [
+    "ALGORITHMS",
+    "Policy",
+    "PolicyError",
+    "SB3Policy",
+    "available_policies",
+    "load_policy",
+    "policy_spaces_match",
+]
+
+
+class PolicyError(ValueError):
+    """A policy cannot be built or loaded; the message is one line meant for the user."""
+
+
+class Policy:
+    """A batched policy with the stable-baselines3 ``predict`` signature.
+
+    ``action_mode`` (``continuous``, ``multidiscrete`` or ``discrete``) and ``observe_internal`` tell the
+    evaluator which ``Simulator`` to build for it. ``reset(num_envs)`` forgets any memory before a batch of
+    episodes; ``predict`` also forgets the memory of environments flagged in ``episode_start``.
+    """
+
+    name: str = "policy"
+    action_mode: str = "continuous"
+    observe_internal: bool = False
+
+    def reset(self, num_envs: int) -> None:
+        """Prepare for ``num_envs`` environments starting new episodes."""
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        """Actions for a batch of observations ``[N, obs_dim]`` (a single ``[obs_dim]`` also works)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line saying what the policy is (shown by ``evaluate.py --list``)."""
+        return (self.__doc__ or self.name).strip().splitlines()[0]
+
+
+# -------------------------------------------------------------------------------------- SB3 models
+
+ALGORITHMS: tuple[str, ...] = ("ppo", "a2c", "sac", "td3", "dqn", "recurrentppo")
+
+
+def _algorithm_class(name: str) -> Any:
+    name = name.lower()
+    if name == "recurrentppo":
+        from sb3_contrib import RecurrentPPO
+
+        return RecurrentPPO
+    import stable_baselines3 as sb3
+
+    classes = {"ppo": sb3.PPO, "a2c": sb3.A2C, "sac": sb3.SAC, "td3": sb3.TD3, "dqn": sb3.DQN}
+    if name not in classes:
+        raise PolicyError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
+    return classes[name]
+
+
+def _detect_algorithm(path: Path) -> str:
+    """Which SB3 algorithm saved ``path``, from the ``data`` JSON inside the zip."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            data = json.loads(zf.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise PolicyError(f"{path}: not a stable-baselines3 model file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or "policy_class" not in data:
+        raise PolicyError(f"{path}: not a stable-baselines3 model file (no policy_class in its data)")
+    policy_class = data.get("policy_class")
+    module = policy_class.get("__module__", "") if isinstance(policy_class, dict) else ""
+    if "recurrent" in module:
+        return "recurrentppo"
+    for algo in ("sac", "td3", "dqn"):
+        if f".{algo}." in module:
+            return algo
+    if "policy_delay" in data:
+        return "td3"
+    if "target_entropy" in data:
+        return "sac"
+    if "exploration_rate" in data:
+        return "dqn"
+    return "ppo" if "clip_range" in data else "a2c"
+
+
+def _vecnormalize_path(model_path: Path) -> Path | None:
+    stem = model_path.with_suffix("")
+    for candidate in (
+        Path(f"{stem}_vecnormalize.pkl"),
+        Path(f"{stem}.vecnormalize.pkl"),
+        model_path.parent / "vecnormalize.pkl",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _mode_of(action_space: Any) -> str | None:
+    from gymnasium import spaces
+
+    if isinstance(action_space, spaces.Box):
+        return "continuous"
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return "multidiscrete"
+    if isinstance(action_space, spaces.Discrete):
+        return "discrete"
+    return None
+
+
+def policy_spaces_match(policy: Policy, scenario: Scenario) -> None:
+    """Raise :class:`PolicyError` unless a model's spaces are those the scenario gives for its settings."""
+    if not isinstance(policy, SB3Policy):
+        return
+    B = scenario.n_banks
+    want_obs = env_observations.observation_space(B, policy.observe_internal).shape
+    want_act = env_actions.action_space(policy.action_mode, B)
+    model = policy.model
+    if model.observation_space.shape != want_obs:
+        raise PolicyError(
+            f"{policy.path}: model expects observations of shape {model.observation_space.shape}, but scenario "
+            f"{scenario.name!r} ({B} banks) gives {want_obs}"
+        )
+    got = model.action_space
+    same = getattr(got, "shape", None) == want_act.shape and (
+        getattr(got, "n", None) == getattr(want_act, "n", None)
+        and np.array_equal(np.asarray(getattr(got, "nvec", 0)), np.asarray(getattr(want_act, "nvec", 0)))
+    )
+    if not same:
+        raise PolicyError(
+            f"{policy.path}: model's action space {got} does not fit scenario {scenario.name!r} "
+            f"({policy.action_mode} actions for {B} banks are {want_act})"
+        )
+
+
+class SB3Policy(Policy):
+    """A trained stable-baselines3 model (observations normalised with its VecNormalize statistics if saved)."""
+
+    def __init__(self, path: str | Path, algorithm: str | None = None, device: str = "cpu") -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PolicyError(f"model file not found: {self.path}")
+        self.algorithm = algorithm or _detect_algorithm(self.path)
+        cls = _algorithm_class(self.algorithm)
+        try:
+            self.model = cls.load(str(self.path), device=device)
+        except Exception as exc:  # noqa: BLE001 - any failure to unpickle/load is a bad model file
+            msg = " ".join(str(exc).split())[:200]
+            raise PolicyError(f"{self.path}: cannot load as {self.algorithm}: {type(exc).__name__}: {msg}") from None
+        mode = _mode_of(self.model.action_space)
+        if mode is None:
+            raise PolicyError(f"{self.path}: unsupported action space {self.model.action_space}")
+        self.action_mode = mode
+        self.name = str(path)
+        shape = getattr(self.model.observation_space, "shape", None)
+        self.observe_internal = _is_internal_shape(shape)
+        self.obs_rms: Any = None
+        self.clip_obs, self.epsilon = 10.0, 1e-8
+        self.vecnormalize_path = _vecnormalize_path(self.path)
+        if self.vecnormalize_path is not None:
+            self._load_vecnormalize(self.vecnormalize_path, shape)
+
+    def _load_vecnormalize(self, path: Path, shape: tuple[int, ...] | None) -> None:
+        try:
+            with open(path, "rb") as fh:
+                vn = pickle.load(fh)
+        except Exception as exc:  # noqa: BLE001 - a corrupt pickle can raise almost anything
+            raise PolicyError(f"{path}: cannot read VecNormalize statistics: {type(exc).__name__}") from None
+        rms = getattr(vn, "obs_rms", None)
+        if rms is None or not hasattr(rms, "mean"):
+            raise PolicyError(f"{path}: not a VecNormalize statistics file")
+        if getattr(vn, "norm_obs", True):
+            if np.shape(rms.mean) != tuple(shape or ()):
+                raise PolicyError(
+                    f"{path}: VecNormalize statistics of shape {np.shape(rms.mean)} do not fit the model's "
+                    f"observations {shape}"
+                )
+            self.obs_rms = rms
+        self.clip_obs = float(getattr(vn, "clip_obs", 10.0))
+        self.epsilon = float(getattr(vn, "epsilon", 1e-8))
+
+    def normalize(self, observation: np.ndarray) -> np.ndarray:
+        if self.obs_rms is None:
+            return observation
+        z = (observation - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
+        return np.clip(z, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        obs = self.normalize(np.asarray(observation, dtype=np.float32))
+        return self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+
+    def describe(self) -> str:
+        norm = f", VecNormalize {self.vecnormalize_path.name}" if self.vecnormalize_path else ""
+        return f"{self.algorithm} model {self.path} ({self.action_mode} actions{norm})"
+
+
+def _is_internal_shape(shape: tuple[int, ...] | None) -> bool:
+    """Whether an observation shape is the ``observe_internal=True`` layout (for some number of banks)."""
+    if not shape or len(shape) != 1:
+        return False
+    n = shape[0]
+    plain = len(env_observations.BANK_FEATURES)
+    internal = plain + len(env_observations.INTERNAL_BANK)
+    extra_plain = len(env_observations.GLOBAL_FEATURES)
+    extra_internal = extra_plain + len(env_observations.INTERNAL_SWITCH)
+    fits_plain = (n - extra_plain) % plain == 0 and n > extra_plain
+    fits_internal = (n - extra_internal) % internal == 0 and n > extra_internal
+    return fits_internal and not fits_plain
+
+
+# -------------------------------------------------------------------------------------- loading
+
+
+def available_policies() -> dict[str, str]:
+    """Heuristic names and one-line descriptions."""
+    from .baselines import HEURISTICS
+
+    return {name: (cls.__doc__ or name).strip().splitlines()[0] for name, cls in HEURISTICS.items()}
+
+
+def load_policy(
+    spec: str | Path | Policy,
+    scenario: str | Path | Scenario,
+    seed: int = 0,
+    device: str = "cpu",
+    **kwargs: Any,
+) -> Policy:
+    """The policy named by ``spec``: a heuristic name, or a path to an SB3 model ``.zip``.
+
+    ``scenario`` gives heuristics the published (declared) capacities and checks that a model's spaces fit.
+    ``seed`` seeds random policies; ``kwargs`` override a heuristic's parameters. A ``Policy`` passes through.
+    """
+    from .baselines import HEURISTICS
+
+    sc = load_scenario(scenario)
+    if isinstance(spec, Policy):
+        return spec
+    text = str(spec).strip()
+    if text in HEURISTICS:
+        try:
+            return HEURISTICS[text](sc, seed=seed, **kwargs)
+        except TypeError as exc:
+            raise PolicyError(f"bad parameters for {text}: {exc}") from None
+    algorithm = None
+    head, sep, tail = text.partition(":")
+    if sep and head.lower() in ALGORITHMS:
+        algorithm, text = head.lower(), tail
+    path = Path(text)
+    if not path.suffix == ".zip" and not path.is_file():
+        raise PolicyError(
+            f"unknown policy {str(spec)!r}: not a heuristic ({', '.join(HEURISTICS)}) and not a model .zip file"
+        )
+    policy = SB3Policy(path, algorithm=algorithm, device=device)
+    internal_shape = env_observations.observation_space(sc.n_banks, True).shape
+    policy.observe_internal = policy.model.observation_space.shape == internal_shape
+    policy_spaces_match(policy, sc)
+    return policy
