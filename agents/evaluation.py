@@ -373,13 +373,13 @@ def results_table(result: EvaluationResult) -> Any:
     n = len(result.seeds)
     table = Table(
         title=f"{result.scenario}: {n} episode{'s' if n != 1 else ''}, seeds {result.seeds[0]}-{result.seeds[-1]}",
-        caption="failed payments = lost / arrived intents; CI = 95% bootstrap of the mean; gap = mean - bound (pp)",
+        caption="failed % = lost / arrived intents (* = best); CI = 95% bootstrap of the mean; gap = mean - bound",
     )
-    table.add_column("policy")
-    table.add_column("failed payments %", justify="right")
-    table.add_column("95% CI", justify="right")
-    table.add_column("attempt failures %", justify="right")
-    table.add_column("payments/s", justify="right")
+    table.add_column("policy", no_wrap=True)
+    table.add_column("failed %", justify="right", no_wrap=True)
+    table.add_column("95% CI", justify="right", no_wrap=True)
+    table.add_column("attempts failed %", justify="right")
+    table.add_column("paid/s", justify="right")
     table.add_column("p95 time to pay s", justify="right")
     table.add_column("outage min", justify="right")
     table.add_column("gap to bound pp", justify="right")

@@ -76,7 +76,7 @@ class Policy:
 
     def describe(self) -> str:
         """One line saying what the policy is (shown by ``evaluate.py --list``)."""
-        return (self.__doc__ or self.name).strip().splitlines()[0]
+        return _first_line(self.__doc__ or self.name)
 
 
 # -------------------------------------------------------------------------------------- SB3 models
@@ -260,7 +260,11 @@ def available_policies() -> dict[str, str]:
     """Heuristic names and one-line descriptions."""
     from .baselines import HEURISTICS
 
-    return {name: (cls.__doc__ or name).strip().splitlines()[0] for name, cls in HEURISTICS.items()}
+    return {name: _first_line(cls.__doc__ or name) for name, cls in HEURISTICS.items()}
+
+
+def _first_line(doc: str) -> str:
+    return doc.strip().splitlines()[0].replace("``", "")
 
 
 def load_policy(
