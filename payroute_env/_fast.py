@@ -23,6 +23,8 @@ _TABLE_SIZE = float(_TABLE.shape[0])
 _TABLE_LAST = float(_TABLE.shape[0] - 2)
 _EXP_TERMS = sampling._EXP_TERMS
 _POISSON_NORMAL_FROM = sampling.POISSON_NORMAL_FROM
+_BINOMIAL_NORMAL_FROM = sampling.BINOMIAL_NORMAL_FROM
+_INVERSION_STEPS = sampling._INVERSION_STEPS
 
 
 @njit(inline="always")
@@ -52,10 +54,31 @@ def _normal(u: float, table: np.ndarray) -> float:
 
 @njit(inline="always")
 def _binomial(n: float, p: float, u: float, table: np.ndarray) -> float:
+    rare_is_failure = p > 0.5
+    q_rare = 1.0 - p if rare_is_failure else p
+    if n > 0 and n * q_rare < _BINOMIAL_NORMAL_FROM:
+        ratio = q_rare / (1.0 - q_rare)
+        # (1 - q_rare) ** n by repeated squaring, as sampling._int_power
+        pk = 1.0
+        b = 1.0 - q_rare
+        e = np.int64(n)
+        while e > 0:
+            if e & 1:
+                pk = pk * b
+            b = b * b
+            e = e >> 1
+        cdf = pk
+        x = 0.0
+        for i in range(1, _INVERSION_STEPS):
+            if not u > cdf:
+                break
+            x += 1.0
+            pk = pk * (n - (i - 1)) / i * ratio
+            cdf += pk
+        x = min(x, n)
+        return n - x if rare_is_failure else x
     mean = n * p
     var = mean * (1.0 - p)
-    if var < 1.0:
-        return np.floor(mean + u)
     v = np.rint(mean + np.sqrt(var) * _normal(u, table))
     return min(max(v, 0.0), n)
 
@@ -63,7 +86,7 @@ def _binomial(n: float, p: float, u: float, table: np.ndarray) -> float:
 @njit(inline="always")
 def _binomial_at(n: float, p: float, key: np.uint64, base: np.uint64, col: int, table: np.ndarray) -> float:
     """``_binomial`` drawing its uniform only when it matters: with n = 0, p = 0 or p = 1 the result is
-    0, 0 or n whatever the uniform (floor(n p + u) with u < 1), so the hash is skipped."""
+    0, 0 or n whatever the uniform, so the hash is skipped."""
     if n <= 0.0 or p <= 0.0:
         return 0.0
     if p >= 1.0:
@@ -103,7 +126,7 @@ def _poisson(lam: float, u: float, table: np.ndarray) -> float:
 def _step_env(
     i, B, K, dt, n_steps, base, surge, lane_channel, lane_server, lane_origin, lane_kind, channel_server,
     timeout, inter, success, p_release, p_abandon, p_switch, p_to_balance, retry_delay,
-    relax, goodput_loss, decline_gain, out_min, out_max, warm_start, warm_rate, hazard, off, table,
+    relax, goodput_loss, decline_gain, out_min, out_max, warm_start, warm_rate, hazard, rho_max, off, table,
     key, t, backlog, queue, stress, down_left, warm, peak_scale, capacity, pool_frac, dest, grow,
     arrived, succeeded, lost, attempts, failed, entered, lost_pool, outage, paid_by, hist,
     admit, route,
@@ -254,7 +277,7 @@ def _step_env(
             prev = 0.0
             for q2 in range(P):
                 frac = cum[q2] / wsum if wsum > 0 else 1.0
-                edge = to_banks if q2 == P - 1 else np.floor(frac * to_banks + u)
+                edge = to_banks if q2 == P - 1 else min(np.floor(frac * to_banks + u), to_banks)
                 moved[q2, k] += edge - prev
                 prev = edge
         lost_step[p] += pool_fail[p, K - 1]
@@ -276,9 +299,9 @@ def _step_env(
             load = load_ch[s + B]
             cap_srv = cap_step[s + B]
         if cap_srv > 0:
-            rho = load / cap_srv
+            rho = min(load / cap_srv, rho_max)
         else:
-            rho = 10.0 if load > 0 else 0.0
+            rho = rho_max if load > 0 else 0.0
         drift = grow[i, s] * max(rho - 1.0, 0.0) - relax[s] * max(1.0 - rho, 0.0)
         st = 0.0 if down[s] else max(stress[i, s] + dt * drift, 0.0)
         trigger = (not down[s]) and (st >= 1.0 or _uniform(kk, cb, o_hz + s) < hazard[s])

@@ -56,6 +56,7 @@ __all__ = ["CoreParams", "CoreState", "make_params", "reset", "reset_where", "st
 N_ROUTES = 3  # quick, switch, netbank
 ROUTE_NAMES = ("quick", "switch", "netbank")
 PAID_CHANNELS = ("quick", "switch", "netbank", "balance")
+RHO_MAX = 100.0  # load / capacity is capped here (it only sets how fast stress grows)
 LATENCY_BIN_S = 5.0
 LATENCY_BINS = 96  # 0 .. 480 s; the last bin collects anything longer (estimates stay under 5 min)
 _RESET_STREAM = 2**31 - 1  # "step" index of the draws made at reset (steps never get there)
@@ -552,7 +553,8 @@ def step_numpy(
     # 6. server stress, outages and warm-up ---------------------------------------------------------
     load = _channels_to_servers((lane_in * ~blocked).sum(2) @ p.lane_to_channel, B)  # [N, S]
     cap_srv = _channels_to_servers(cap_step, B)
-    rho = np.divide(load, cap_srv, out=np.where(load > 0, 10.0, 0.0), where=cap_srv > 0)
+    # load / capacity, capped: a server with (almost) no capacity under load is simply far overloaded
+    rho = np.minimum(np.divide(load, cap_srv, out=np.where(load > 0, RHO_MAX, 0.0), where=cap_srv > 0), RHO_MAX)
     drift = s.grow_rate * np.maximum(rho - 1.0, 0.0) - p.relax_rate * np.maximum(1.0 - rho, 0.0)
     stress = np.where(down, 0.0, np.maximum(s.stress + dt * drift, 0.0))
     trigger = ~down & ((stress >= 1.0) | (u("hazard") < p.hazard_p))
@@ -721,7 +723,7 @@ def _kernel_params(p: CoreParams) -> tuple:
         p.lane_server, p.lane_origin, p.lane_kind, p.channel_server, p.timeout_s, p.interaction_s, p.success,
         p.p_release, p.p_abandon, p.p_switch_given_stay, p.p_to_balance, p.retry_delay_s, p.relax_rate,
         p.goodput_loss, p.decline_gain, p.outage_min_s, p.outage_max_s, p.warm_start, p.warm_rate, p.hazard_p,
-        offsets, NORMAL_TABLE,
+        RHO_MAX, offsets, NORMAL_TABLE,
     )  # fmt: skip
     _KERNEL_PARAMS[id(p)] = (p, args)
     return args

@@ -9,16 +9,16 @@ Counts are sampled from uniforms:
 
 * ``poisson``: exact inversion for small means, normal approximation ``round(lam + sqrt(lam) z)`` (same mean
   and variance) for means >= 12, where the two are indistinguishable for this model.
-* ``binomial``: normal approximation with mean ``n p`` and variance ``n p (1-p)`` rounded and clipped to
-  [0, n]; when that variance is below 1 it falls back to unbiased stochastic rounding of ``n p`` (exact for
-  n = 1). Counts here are in the hundreds to tens of thousands, where this is the binomial to within rounding.
+* ``binomial``: exact inversion when the rarer outcome's mean is below 10; otherwise the normal
+  approximation with mean ``n p`` and variance ``n p (1-p)``, rounded and clipped to [0, n].
 * ``split``: systematic rounding that splits an integer total into parts proportional to weights, summing
   exactly to the total (unbiased, lower variance than a multinomial).
 
 The normal quantile ``z`` comes from a 65,536-point table with linear interpolation (tails truncated at
 +-4.3 standard deviations) and ``exp`` for small Poisson means from a fixed series: only +, -, *, /, sqrt,
-floor and rint are used, which IEEE arithmetic rounds the same everywhere. That is what lets the compiled
-kernel (``payroute_env/_fast.py``) and this numpy code produce bit-identical trajectories.
+floor and rint are used (powers by repeated squaring), which IEEE arithmetic rounds the same everywhere.
+That is what lets the compiled kernel (``payroute_env/_fast.py``) and this numpy code produce bit-identical
+trajectories.
 
 Counts are float64 arrays holding whole numbers (exact below 2**53), which keeps arithmetic cheap.
 """
@@ -121,12 +121,52 @@ def poisson(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out
 
 
+BINOMIAL_NORMAL_FROM = 10.0  # the normal approximation is used when n p and n (1 - p) are both at least this
+_INVERSION_STEPS = 80  # enough for means below 10 (P(X >= 80) < 1e-40)
+
+
+def _int_power(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """``base ** exponent`` for whole exponents by repeated squaring (multiplications only)."""
+    result = np.ones_like(base)
+    e = exponent.astype(np.int64)
+    b = base.copy()
+    while (e > 0).any():
+        result = np.where(e & 1, result * b, result)
+        b = b * b
+        e = e >> 1
+    return result
+
+
 def binomial(n: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Binomial(n, p) counts (n whole numbers as floats) from uniforms ``u`` of n's shape."""
+    """Binomial(n, p) counts (n whole numbers as floats) from uniforms ``u`` of n's shape.
+
+    Exact inversion when ``min(n p, n (1-p)) < 10`` (counting the rarer outcome), the normal approximation
+    ``clip(round(n p + sqrt(n p (1-p)) z), 0, n)`` otherwise (there clipping cuts beyond 3 standard
+    deviations, so the mean stays unbiased to a few parts in ten thousand of a standard deviation).
+    """
+    n, p, u = np.broadcast_arrays(np.asarray(n, dtype=np.float64), np.asarray(p, dtype=np.float64), u)
     mean = n * p
     var = mean * (1.0 - p)
-    normal = np.clip(np.rint(mean + np.sqrt(var) * normal_quantile(u)), 0.0, n)
-    return np.where(var < 1.0, np.floor(mean + u), normal)
+    out = np.clip(np.rint(mean + np.sqrt(var) * normal_quantile(u)), 0.0, n)
+    rare_is_failure = p > 0.5
+    q_rare = np.where(rare_is_failure, 1.0 - p, p)  # probability of the rarer outcome
+    small = (n > 0) & (n * q_rare < BINOMIAL_NORMAL_FROM)
+    if small.any():
+        ns, qs, us = n[small], q_rare[small], u[small]
+        ratio = qs / (1.0 - qs)
+        pk = _int_power(1.0 - qs, ns)
+        cdf = pk.copy()
+        x = np.zeros_like(ns)
+        for i in range(1, _INVERSION_STEPS):
+            above = us > cdf
+            if not above.any():
+                break
+            x += above
+            pk = pk * (ns - (i - 1)) / i * ratio
+            cdf += pk
+        x = np.minimum(x, ns)
+        out[small] = np.where(rare_is_failure[small], ns - x, x)
+    return out
 
 
 def split(total: np.ndarray, weights: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -139,6 +179,7 @@ def split(total: np.ndarray, weights: np.ndarray, u: np.ndarray) -> np.ndarray:
     cum = np.cumsum(w, axis=-1)
     wsum = cum[..., -1:]
     frac = np.divide(cum, wsum, out=np.ones_like(cum), where=wsum > 0)
-    edges = np.floor(frac * total[..., None] + u[..., None])
+    # min(): floor(total + u) can round up to total + 1 when u is within an ulp of 1
+    edges = np.minimum(np.floor(frac * total[..., None] + u[..., None]), total[..., None])
     edges[..., -1] = total  # exact, whatever the float rounding of the last cumulative weight
     return np.diff(edges, axis=-1, prepend=np.zeros_like(edges[..., :1]))

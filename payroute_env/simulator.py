@@ -73,8 +73,8 @@ class Simulator:
         keys = np.empty(n, dtype=np.uint64)
         for j, seed in enumerate(seeds):
             if seed is not None:
-                if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-                    raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
+                if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+                    raise ValueError(f"seed must be an integer in [0, 2**64) or None; got {seed!r}")
                 keys[j] = key_from_seed(np.uint64(seed))
             elif previous is not None:
                 keys[j] = next_key(previous[j : j + 1])[0]

@@ -689,3 +689,20 @@ def test_simulator_reset_needs_one_seed_per_env_and_valid_seeds() -> None:
         sim.reset([1, -2])
     with pytest.raises(RuntimeError):
         Simulator("steady").step(np.zeros((1, 24), dtype=np.float32))
+
+
+def test_tiny_positive_capacity_keeps_the_state_finite() -> None:
+    """Regression: load over a capacity of 1e-306 made rho infinite and stress NaN (0 * inf)."""
+    sc = make_scenario(
+        [bank("A", 1.0, quick_capacity=1e-306, netbank_capacity=0.0)],
+        traffic={"base_rate": 1e4, "surges": []},
+        end_s=10.0,
+    )
+    sim = Simulator(sc, num_envs=1, observe_internal=True)
+    sim.reset([0])
+    for _ in range(sim.params.n_steps):
+        obs, reward, _, _ = sim.step(np.array([[1.0, 1.0, 0.0, 0.0]], dtype=np.float32))
+        s = sim.state
+        assert np.all(np.isfinite(s.stress)), s.stress
+        assert np.all(np.isfinite(obs)) and np.all(np.isfinite(reward))
+        assert s.arrived[0] == s.succeeded[0] + s.lost[0] + core.in_flight(s)[0]

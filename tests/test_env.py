@@ -584,3 +584,11 @@ def test_env_info_accounting_for_generated_scenarios(sc, mode: str, seed: int) -
     kpis = traj[-1][4]["episode_kpis"]
     assert 0 <= kpis["failed_payment_rate"] <= 1
     assert tuple(kpis["outage_seconds"]) == sc.bank_names
+
+
+def test_reset_rejects_seeds_beyond_64_bits_with_a_clear_error() -> None:
+    env = PaymentRoutingEnv("steady")
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*64\)"):
+        env.reset(seed=2**64 + 5)
+    _, info = env.reset(seed=2**64 - 1)
+    assert info["arrived"] == 0

@@ -128,7 +128,7 @@ def test_binomial_mean_and_variance(n: int, p: float) -> None:
 
 @pytest.mark.parametrize(("n", "p"), [(5, 0.1), (3, 0.2), (10**6, 1e-7), (2, 0.5)])
 def test_binomial_tiny_variance_keeps_the_mean_and_the_range(n: int, p: float) -> None:
-    """Below variance 1 the sampler rounds ``n p`` stochastically (documented): unbiased, within [0, n]."""
+    """Tiny variances (exact inversion): unbiased, within [0, n], variance no larger than the binomial's."""
     x = binomial(np.full(DRAWS, float(n)), p, _u(DRAWS, seed=3))
     assert (x >= 0).all() and (x <= n).all() and np.array_equal(x, np.round(x))
     var = n * p * (1 - p)
@@ -205,3 +205,32 @@ def test_split_all_zero_and_negative_weights() -> None:
     parts = split(total, w, np.array([0.3, 0.9]))
     assert np.array_equal(parts[0], [5.0, 0.0, 0.0])
     assert np.array_equal(parts[1], [0.0, 0.0, 9.0])
+
+
+# --- regressions: bugs found by the test review -------------------------------------------------------------
+
+
+def test_binomial_never_exceeds_n_when_p_is_one() -> None:
+    n = np.array([1e9, 2.0**40])
+    x = binomial(n, 1.0, np.full(2, 1 - 2.0**-25))  # a value uniforms() can return
+    assert np.all(x <= n), x - n
+
+
+@pytest.mark.parametrize(("n", "p"), [(12, 0.9), (20, 0.9), (20, 0.1), (30, 0.05), (50, 0.97), (3, 0.5), (1, 0.999)])
+def test_binomial_mean_and_variance_are_exact_for_small_n_and_extreme_p(n: int, p: float) -> None:
+    draws = 400_000
+    u = uniforms(key_from_seed(np.array([1])), np.array([0]), draws)[0]
+    x = binomial(np.full(draws, float(n)), p, u)
+    var = n * p * (1 - p)
+    assert abs(x.mean() - n * p) <= 5 * np.sqrt(var / draws), (x.mean(), n * p)
+    # the sample variance has variance (mu4 - var^2) / draws, with the binomial mu4 = n p q (1 + 3 (n - 2) p q)
+    mu4 = var * (1 + 3 * (n - 2) * p * (1 - p))
+    assert abs(x.var() - var) <= 5 * np.sqrt((mu4 - var**2) / draws), (x.var(), var)
+    assert ((x >= 0) & (x <= n) & (x == np.floor(x))).all()
+
+
+@pytest.mark.parametrize("weights", [[0.0, 0.0], [1.0, 0.0], [2.0, 3.0, 0.0]])
+def test_split_parts_are_never_negative_when_u_is_close_to_one(weights: list[float]) -> None:
+    parts = split(np.array([5.0]), np.array([weights]), np.array([1 - 2.0**-54]))  # max of uniforms()
+    assert parts.sum() == 5
+    assert (parts >= 0).all(), parts
