@@ -180,10 +180,55 @@ def save_checkpoint(model, env, run_dir: Path) -> Path:
     return path
 
 
+def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
+    """SB3's EvalCallback (best_model.zip, evaluations.npz) that also tracks the failed-payment rate.
+
+    The rate of each evaluation (mean over its episodes, from ``info["episode_kpis"]``) goes to TensorBoard
+    as ``eval/failed_payment_rate`` and to ``learning_curve.npz`` (timesteps, rates) for the plot.
+    """
+    import numpy as np
+    from stable_baselines3.common.callbacks import EvalCallback
+
+    class KpiEvalCallback(EvalCallback):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._rates: list[float] = []
+            self.curve_steps: list[int] = []
+            self.curve_rates: list[float] = []
+
+        def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+            super()._log_success_callback(locals_, globals_)
+            info = locals_["info"]
+            if locals_["done"] and "episode_kpis" in info:
+                self._rates.append(float(info["episode_kpis"]["failed_payment_rate"]))
+
+        def _on_step(self) -> bool:
+            self._rates = []
+            keep_going = super()._on_step()
+            if self._rates:
+                rate = float(np.mean(self._rates))
+                self.logger.record("eval/failed_payment_rate", rate)
+                self.curve_steps.append(self.num_timesteps)
+                self.curve_rates.append(rate)
+                curve = {"timesteps": self.curve_steps, "failed_payment_rate": self.curve_rates}
+                np.savez(run_dir / "learning_curve.npz", **curve)
+            return keep_going
+
+    return KpiEvalCallback(
+        eval_env,
+        n_eval_episodes=config["periodic_eval_episodes"],
+        eval_freq=max(config["eval_freq"] // config["n_envs"], 1),
+        best_model_save_path=str(run_dir),
+        log_path=str(run_dir),
+        deterministic=True,
+        verbose=0,
+    )
+
+
 def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     """Train (or resume) the agent; return the run folder. Raises KeyboardInterrupt after saving on Ctrl-C."""
     import torch
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
     from agents.sb3 import algo_class, policy_kwargs, start_at_status_quo
@@ -230,15 +275,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
                 name_prefix="rl_model",
                 save_vecnormalize=True,
             ),
-            EvalCallback(
-                eval_env,
-                n_eval_episodes=config["periodic_eval_episodes"],
-                eval_freq=max(config["eval_freq"] // n_envs, 1),
-                best_model_save_path=str(run_dir),
-                log_path=str(run_dir),
-                deterministic=True,
-                verbose=0,
-            ),
+            kpi_eval_callback(eval_env, run_dir, config),
         ]
     )
     remaining = config["timesteps"] - done_steps

@@ -55,7 +55,7 @@ def test_every_algorithm_trains_saves_and_reloads(algo: str, tiny: str, tmp_path
     run = out / f"{algo}-tiny-seed0"
     config = json.loads((run / "config.json").read_text())
     assert config["algo"] == algo and config["n_envs"] == 2
-    for name in ("model.zip", "best_model.zip", "vecnormalize.pkl"):
+    for name in ("model.zip", "best_model.zip", "vecnormalize.pkl", "learning_curve.npz", "config.json"):
         assert (run / name).is_file(), name
     model = algo_class(algo).load(run / "model.zip", device="cpu")
     assert model.num_timesteps >= 256
