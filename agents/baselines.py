@@ -385,10 +385,10 @@ class AIMD(HeuristicPolicy):
         scenario: str | Scenario,
         seed: int = 0,
         backoff: float = 0.9,
-        increase: float = 0.01,
+        increase: float = 0.005,
         min_limit: float = 1.0,
         drop_tolerance: float = 0.001,
-        wait_limit: float = 0.5,
+        wait_limit: float = 1.0,
         initial: float = 1.0,
     ) -> None:
         super().__init__(scenario, seed)
@@ -404,7 +404,7 @@ class AIMD(HeuristicPolicy):
         sent = o.sent.sum(2)
         errors = o.errors.sum(2)
         used = o.sent > 0
-        slow = (np.where(used, o.wait, 0.0) > self.wait_limit).any(2)
+        slow = (np.where(used, o.wait, 0.0) >= self.wait_limit).any(2)
         drop = (errors > self.drop_tolerance * np.maximum(sent, 1.0)) | slow
         in_use = 2.0 * sent / self.pub.dt >= L
         decreased = np.maximum(self.min_limit, np.minimum(L - 1.0, self.backoff * L))
@@ -448,11 +448,13 @@ class CircuitBreaker(HeuristicPolicy):
         min_calls: float = 20.0,
         error_threshold: float = 0.5,
         sleep_s: float = 5.0,
-        open_admit: float = 0.1,
+        execution_timeout_s: float = 1.0,
+        open_admit: float = 0.5,
         probe_admit: float = 0.1,
     ) -> None:
         super().__init__(scenario, seed)
         self.window = self._steps(window_s)
+        self.execution_timeout_s = float(execution_timeout_s)
         self.min_calls, self.error_threshold, self.sleep_s = float(min_calls), float(error_threshold), float(sleep_s)
         self.open_admit, self.probe_admit = float(open_admit), float(probe_admit)
 
@@ -471,8 +473,11 @@ class CircuitBreaker(HeuristicPolicy):
         m = self.mem
         n = o.offered.shape[0]
         own = [QUICK, NETBANK]
-        calls = np.concatenate([o.resolved[:, :, own].sum(2), o.resolved[:, :, SWITCH].sum(1, keepdims=True)], 1)
-        errors = np.concatenate([o.errors[:, :, own].sum(2), o.errors[:, :, SWITCH].sum(1, keepdims=True)], 1)
+        resolved = o.resolved
+        slow = o.wait * self.pub.timeout_s > self.execution_timeout_s  # [N, B, 3] queue wait over the timeout
+        errs = np.where(slow, resolved, o.errors)
+        calls = np.concatenate([resolved[:, :, own].sum(2), resolved[:, :, SWITCH].sum(1, keepdims=True)], 1)
+        errors = np.concatenate([errs[:, :, own].sum(2), errs[:, :, SWITCH].sum(1, keepdims=True)], 1)
         rows = np.arange(n)
         m["calls"][rows, m["pos"]] = calls
         m["errors"][rows, m["pos"]] = errors

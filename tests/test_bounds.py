@@ -1,0 +1,204 @@
+"""The fluid lower bound: hand-computable tiny scenarios, relaxation properties, and built-in scenarios."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agents.evaluation import run_policy
+from agents.policies import load_policy
+from payroute_env.bounds import fluid_bound
+from payroute_env.scenario import BUILTIN_SCENARIOS, scenario_from_dict
+
+FRAGILITY = {
+    "collapse_s": 600.0,
+    "relax_s": 120.0,
+    "goodput_loss": 0.3,
+    "decline_gain": 0.2,
+    "outage_min_s": 900.0,
+    "outage_max_s": 1800.0,
+    "warm_start": 0.33,
+    "warmup_s": 300.0,
+    "hazard_per_hour": 0.0,
+}
+
+
+def tiny(**over: Any) -> dict[str, Any]:
+    """One bank, no balance payers, quick channel only unless overridden; one attempt, no declines."""
+    d: dict[str, Any] = {
+        "name": "tiny",
+        "description": "hand-computable",
+        "dt_s": 5.0,
+        "start_s": 0.0,
+        "end_s": 600.0,
+        "max_attempts": 1,
+        "traffic": {"base_rate": 100.0},
+        "users": {"abandon": 0.0, "switch": 0.0, "switch_to_balance": 0.0, "retry_delay_s": 1.0},
+        "quick": {"interaction_s": 15.0, "timeout_s": 10.0},
+        "netbank": {"interaction_s": 60.0, "timeout_s": 10.0},
+        "balance": {"share": 0.0, "capacity": 0.0, "success": 1.0, "interaction_s": 5.0, "timeout_s": 10.0},
+        "switch": {
+            "capacity": 0.0,
+            "declared": 0.0,
+            "success_factor": 1.0,
+            "interaction_s": 20.0,
+            "timeout_s": 10.0,
+        },
+        "fragility": FRAGILITY,
+        "banks": [
+            {
+                "name": "A",
+                "share": 1.0,
+                "quick_share": 1.0,
+                "quick_success": 1.0,
+                "netbank_success": 1.0,
+                "quick_capacity": 60.0,
+                "quick_declared": 60.0,
+                "netbank_capacity": 0.0,
+                "netbank_declared": 0.0,
+            }
+        ],
+    }
+    d = copy.deepcopy(d)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(d.get(key), dict):
+            d[key].update(value)
+        else:
+            d[key] = value
+    return d
+
+
+def bank(**over: Any) -> list[dict[str, Any]]:
+    b = tiny()["banks"][0]
+    b.update(over)
+    return [b]
+
+
+def solve(d: dict[str, Any], layer_s: float = 5.0) -> Any:
+    return fluid_bound(scenario_from_dict(d, "tiny"), layer_s=layer_s)
+
+
+def test_capacity_limit_with_deadline_queue() -> None:
+    # 100/s for 600 s against 60/s: 36,000 served, 600 (= 60/s x 10 s timeout) may still queue at the end.
+    r = solve(tiny())
+    assert r.arrived == pytest.approx(60_000)
+    assert r.lost == pytest.approx(60_000 - 36_000 - 600, rel=1e-6)
+    assert r.failed_payment_rate == pytest.approx(23_400 / 60_000, rel=1e-6)
+
+
+def test_queue_holds_only_recent_attempts() -> None:
+    # 10/s against 60/s, half declined, one attempt: every attempt is served (or waits) and half of the served
+    # fail. At the end the queue may hold only what arrived within the 10 s timeout (2 steps = 100 intents),
+    # not the 600 the queue has room for: 0.5 x (6,000 - 100) lost.
+    r = solve(tiny(traffic={"base_rate": 10.0}, banks=bank(quick_success=0.5)))
+    assert r.lost == pytest.approx(0.5 * (6_000 - 100), rel=1e-6)
+
+
+def test_overflow_uses_switch_and_netbank_only_where_allowed() -> None:
+    # Quick-enabled half (50/s) fits quick 60/s; netbank-only half (50/s) has netbank 20/s and may not use the
+    # switch: it loses 30/s, less the 20/s x 10 s it may hold queued at the end.
+    d = tiny(banks=bank(quick_share=0.5, netbank_capacity=20.0, netbank_declared=20.0))
+    d["switch"]["capacity"] = 100.0
+    r = solve(d)
+    assert r.lost == pytest.approx(30 * 600 - 20 * 10, rel=1e-6)
+    # with the switch, quick-enabled overflow is carried: 100/s quick-enabled against 60 quick + 40 switch
+    d = tiny(banks=bank(quick_capacity=60.0))
+    d["switch"]["capacity"] = 40.0
+    r = solve(d)
+    assert r.failed_payment_rate == pytest.approx(0.0, abs=1e-9)
+    assert r.paid_by_channel["switch"] > 0
+
+
+def pulse(rate: float, until_s: float) -> dict[str, Any]:
+    """Traffic of ``rate`` intents/s from 0 to ``until_s``, nothing afterwards."""
+    surge = {
+        "start_s": 0.0,
+        "peak_rate": rate,
+        "jump_s": 1e-6,
+        "jump_fraction": 1.0,
+        "peak_at_s": 1e-6,
+        "peak_until_s": until_s,
+        "half_life_s": 1e-6,
+    }
+    return {"base_rate": 0.0, "surges": [surge]}
+
+
+def test_patience_window_after_a_pulse() -> None:
+    # 100/s for 50 s, capacity 50/s, timeout 30 s, one attempt: 2,500 served during the pulse and at most
+    # 50 x 30 = 1,500 queued (each served within its 30 s), so 1,000 of 5,000 are lost.
+    d = tiny(
+        traffic=pulse(100.0, 50.0),
+        quick={"interaction_s": 15.0, "timeout_s": 30.0},
+        banks=bank(quick_capacity=50.0),
+        end_s=300.0,
+    )
+    r = solve(d)
+    assert r.arrived == pytest.approx(5_000)
+    assert r.lost == pytest.approx(1_000, rel=1e-6)
+
+
+def test_decline_floor_with_retries() -> None:
+    # Unlimited capacity, success 0.8, abandon 0.2, three attempts: an intent is lost if attempt 1 fails and the
+    # user abandons, or 1 fails, retries, 2 fails and abandons, or all three fail.
+    s, a = 0.8, 0.2
+    f = 1 - s
+    expected = f * a + f * (1 - a) * f * a + f * (1 - a) * f * (1 - a) * f
+    # Traffic stops half-way, so every intent is resolved before the end (nothing left pending).
+    d = tiny(
+        max_attempts=3,
+        traffic=pulse(100.0, 300.0),
+        users={"abandon": a, "switch": 0.0, "switch_to_balance": 0.0, "retry_delay_s": 1.0},
+        banks=bank(quick_capacity=1e5, quick_success=s),
+    )
+    r = solve(d)
+    assert r.pending == pytest.approx(0.0, abs=1e-3)
+    assert r.failed_payment_rate == pytest.approx(expected, rel=1e-6)
+    # switching to another card works like a retry when there is no other bank; to balance it pays surely
+    d["users"] = {"abandon": a, "switch": 0.4, "switch_to_balance": 1.0, "retry_delay_s": 1.0}
+    d["balance"] = {"share": 0.0, "capacity": 1e5, "success": 1.0, "interaction_s": 5.0, "timeout_s": 10.0}
+    r = solve(d)
+    retry = 1 - a - 0.4
+    assert r.failed_payment_rate == pytest.approx(f * a + f * retry * f * a + f * retry * f * retry * f, rel=1e-6)
+
+
+def test_coarser_layers_relax_the_step_lp() -> None:
+    d = tiny(
+        max_attempts=3,
+        users={"abandon": 0.25, "switch": 0.0, "switch_to_balance": 0.0, "retry_delay_s": 30.0},
+        banks=bank(quick_success=0.9),
+    )
+    fine = solve(d, layer_s=5.0)
+    coarse = solve(d, layer_s=60.0)
+    assert coarse.lost <= fine.lost + 1e-6 * fine.arrived
+    assert coarse.lost >= 0.8 * fine.lost  # a relaxation, not a different model
+
+
+def test_more_capacity_never_raises_the_bound() -> None:
+    lo = solve(tiny(banks=bank(quick_capacity=60.0)), layer_s=30.0)
+    hi = solve(tiny(banks=bank(quick_capacity=80.0)), layer_s=30.0)
+    assert hi.lost < lo.lost
+
+
+@pytest.mark.parametrize("scenario", BUILTIN_SCENARIOS)
+def test_bound_below_evaluated_heuristics(scenario: str) -> None:
+    seeds = [7, 8]
+    bound = fluid_bound(scenario)
+    assert bound.status and 0.0 < bound.failed_payment_rate < 1.0
+    for name in ("admit_all", "aimd", "success_rate_router"):
+        result = run_policy(load_policy(name, scenario), scenario, seeds, timeline=False)
+        mean = result.summary["failed_payment_rate"]
+        assert bound.failed_payment_rate <= mean, (scenario, name, bound.failed_payment_rate, mean)
+
+
+def test_bound_accepts_per_episode_parameters() -> None:
+    from payroute_env.simulator import Simulator
+
+    sim = Simulator("randomized", 2)
+    sim.reset(seeds=[3, 4])
+    rates = [fluid_bound("randomized", state=sim.state, env_index=i).failed_payment_rate for i in range(2)]
+    assert rates[0] != rates[1]
+    assert all(0.0 < r < 1.0 for r in rates)
+    assert np.isfinite(rates).all()
