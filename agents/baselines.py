@@ -148,9 +148,15 @@ class Observed:
 
 
 def encode(admit: np.ndarray, route: np.ndarray) -> np.ndarray:
-    """``admit [N, B]`` and ``route [N, B, 3]`` weights to continuous actions ``[N, 4B]`` (float32)."""
+    """``admit [N, B]`` and ``route [N, B, 3]`` weights to continuous actions ``[N, 4B]`` (float32).
+
+    Route weights are normalised to shares (all zero means quick), so any non-negative amounts may be given.
+    """
     N, B = admit.shape
-    out = np.concatenate([np.clip(admit, 0.0, 1.0)[:, :, None], np.clip(route, 0.0, 1.0)], axis=2)
+    route = np.maximum(route, 0.0)
+    total = route.sum(2, keepdims=True)
+    route = np.where(total > 0, route / np.where(total > 0, total, 1.0), np.array([1.0, 0.0, 0.0]))
+    out = np.concatenate([np.clip(admit, 0.0, 1.0)[:, :, None], route], axis=2)
     return out.reshape(N, 4 * B).astype(np.float32)
 
 
