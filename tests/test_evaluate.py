@@ -1,0 +1,218 @@
+"""evaluate.py end to end (subprocess), its bad-input handling, and trained-model loading."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.evaluation import bootstrap_ci, evaluate_policies, interquartile_mean
+from agents.policies import PolicyError, SB3Policy, load_policy
+from payroute_env import PaymentRoutingEnv
+
+ROOT = Path(__file__).resolve().parents[1]
+SHORT = """extends = "steady"
+name = "steady_short"
+description = "two minutes of the steady evening (tests)"
+end_s = 120.0
+"""
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def short_toml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("scenario") / "steady_short.toml"
+    path.write_text(SHORT, encoding="utf-8")
+    return path
+
+
+def test_cli_writes_table_json_csv_and_plots(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    proc = run(
+        "--scenario", "steady", "--policies", "admit_all,aimd,random", "--episodes", "2", "--seed", "5",
+        "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "* admit_all" in proc.stdout or "* aimd" in proc.stdout
+    assert "fluid bound" in proc.stdout
+    data = json.loads((out / "results.json").read_text())
+    assert data["scenario"] == "steady" and data["seeds"] == [5, 6]
+    names = [p["name"] for p in data["policies"]]
+    assert names == ["admit_all", "aimd", "random"]
+    for p in data["policies"]:
+        assert [e["seed"] for e in p["episodes"]] == [5, 6]
+        s = p["summary"]
+        lo, hi = s["failed_payment_rate_ci"]
+        assert lo <= s["failed_payment_rate"] <= hi
+        assert s["gap_to_bound"] == pytest.approx(s["failed_payment_rate"] - data["bound"]["failed_payment_rate"])
+    by_name = {p["name"]: p["summary"]["failed_payment_rate"] for p in data["policies"]}
+    assert data["best"] == min(by_name, key=by_name.get)
+    assert by_name["random"] > 5 * by_name["admit_all"]  # steady: sane policies fail almost nothing
+    assert data["bound"]["failed_payment_rate"] <= min(by_name.values())
+    assert set(data["timelines"]) == set(names) and len(data["timelines"]["aimd"]["arrived"]) == 360
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sum(r["row"] == "episode" for r in rows) == 6
+    means = {r["policy"]: float(r["failed_payment_rate"]) for r in rows if r["row"] == "mean"}
+    assert means == pytest.approx(by_name)
+    assert any(r["row"] == "bound" for r in rows)
+    for png in ["failed_payment_rate.png", "timeline_admit_all.png", "timeline_aimd.png", "timeline_random.png"]:
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_list() -> None:
+    proc = run("--list")
+    assert proc.returncode == 0, proc.stderr
+    for name in ["double11_2013", "steady", "randomized", "admit_all", "sre_throttle", "success_rate_router", "aimd"]:
+        assert name in proc.stdout
+
+
+def test_cli_takes_a_toml_path(tmp_path: Path, short_toml: Path) -> None:
+    proc = run("--scenario", str(short_toml), "--policies", "admit_all", "--episodes", "1", "--out", str(tmp_path),
+               "--quiet", "--no-plots", "--no-bound")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "results.json").read_text())["scenario"] == "steady_short"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, short_toml: Path) -> dict[str, Path]:
+    """Untrained SB3 models saved to disk: fitting ones (PPO with VecNormalize, DQN) and a foreign one."""
+    import gymnasium as gym
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    d = tmp_path_factory.mktemp("models")
+    ppo = PPO("MlpPolicy", PaymentRoutingEnv(short_toml), n_steps=64, batch_size=64, device="cpu", seed=0)
+    ppo.save(d / "ppo.zip")
+    venv = VecNormalize(DummyVecEnv([lambda: PaymentRoutingEnv(short_toml)]))
+    venv.reset()
+    for _ in range(5):
+        venv.step(np.ones((1, 24), dtype=np.float32))
+    venv.save(d / "ppo_vecnormalize.pkl")
+    dqn = DQN("MlpPolicy", PaymentRoutingEnv(short_toml, action_mode="discrete"), device="cpu", seed=0)
+    dqn.save(d / "dqn.zip")
+    other = PPO("MlpPolicy", gym.make("Pendulum-v1"), n_steps=64, batch_size=64, device="cpu")
+    other.save(d / "pendulum.zip")
+    bad = d / "corrupt.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    return {"ppo": d / "ppo.zip", "dqn": d / "dqn.zip", "pendulum": d / "pendulum.zip", "corrupt": bad}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policies", "no_such_policy"], "unknown policy 'no_such_policy'"),
+        (["--scenario", "no_such_scenario"], "unknown scenario 'no_such_scenario'"),
+        (["--policies", "models/missing.zip"], "model file not found"),
+        (["--episodes", "0"], "--episodes must be at least 1"),
+        (["--episodes", "many"], "invalid int value"),
+        (["--policies", "corrupt"], "not a stable-baselines3 model file"),
+        (["--policies", "pendulum"], "model expects observations of shape (3,)"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(
+    args: list[str], message: str, models: dict[str, Path], tmp_path: Path
+) -> None:
+    args = [str(models.get(a, a)) for a in args]
+    proc = run("--scenario", "steady", "--episodes", "1", "--out", str(tmp_path), "--quiet", *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_sb3_models_load_into_the_policy_interface(models: dict[str, Path], short_toml: Path) -> None:
+    ppo = load_policy(models["ppo"], short_toml)
+    assert isinstance(ppo, SB3Policy) and ppo.algorithm == "ppo" and ppo.action_mode == "continuous"
+    assert ppo.obs_rms is not None  # VecNormalize statistics beside the model are applied
+    obs = np.ones((3, 172), dtype=np.float32)
+    z = ppo.normalize(obs)
+    assert not np.allclose(z, obs) and np.abs(z).max() <= ppo.clip_obs
+    dqn = load_policy(models["dqn"], short_toml)
+    assert dqn.algorithm == "dqn" and dqn.action_mode == "discrete"
+    forced = load_policy(f"a2c:{models['ppo']}", short_toml)
+    assert forced.algorithm == "a2c"
+    with pytest.raises(PolicyError, match="expects observations of shape \\(3,\\)"):
+        load_policy(models["pendulum"], short_toml)
+    result = evaluate_policies(short_toml, [models["ppo"], models["dqn"], "admit_all"], episodes=2, seed=3,
+                               bound=False, progress=False)  # fmt: skip
+    assert [len(p.episodes) for p in result.policies] == [2, 2, 2]
+    assert result.policies[1].action_mode == "discrete"
+
+
+TWO_BANKS = """extends = "steady"
+name = "two_banks"
+description = "two banks only"
+end_s = 60.0
+[[banks]]
+name = "A"
+share = 0.5
+quick_share = 0.9
+quick_success = 0.95
+netbank_success = 0.65
+quick_capacity = 1000.0
+quick_declared = 1000.0
+netbank_capacity = 200.0
+netbank_declared = 200.0
+[[banks]]
+name = "B"
+share = 0.5
+quick_share = 0.9
+quick_success = 0.95
+netbank_success = 0.65
+quick_capacity = 1000.0
+quick_declared = 1000.0
+netbank_capacity = 200.0
+netbank_declared = 200.0
+"""
+
+
+def test_model_for_another_scenario_is_refused(models: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "two_banks.toml"
+    path.write_text(TWO_BANKS, encoding="utf-8")
+    with pytest.raises(PolicyError, match=r"expects observations of shape \(172,\), but scenario 'two_banks'"):
+        load_policy(models["ppo"], path)
+    proc = run("--scenario", str(path), "--policies", f"admit_all,{models['dqn']}", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "two_banks" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # heuristics adapt to any number of banks
+    result = evaluate_policies(path, ["success_rate_router", "static_capacity"], episodes=1, progress=False)
+    assert result.bound is not None and len(result.policies[0].episodes) == 1
+
+
+def test_recurrent_ppo_state_is_carried(short_toml: Path, tmp_path: Path) -> None:
+    from sb3_contrib import RecurrentPPO
+
+    model = RecurrentPPO("MlpLstmPolicy", PaymentRoutingEnv(short_toml), n_steps=32, batch_size=32, device="cpu")
+    model.save(tmp_path / "rppo.zip")
+    pol = load_policy(tmp_path / "rppo.zip", short_toml)
+    assert pol.algorithm == "recurrentppo"
+    actions, state = pol.predict(np.zeros((2, 172), dtype=np.float32), episode_start=np.ones(2, dtype=bool))
+    assert actions.shape == (2, 24) and state is not None
+    result = evaluate_policies(short_toml, [pol], episodes=2, seed=1, bound=False, progress=False)
+    assert len(result.policies[0].episodes) == 2
+
+
+def test_statistics_helpers() -> None:
+    lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+    assert 1.0 <= lo < 2.5 < hi <= 4.0
+    assert bootstrap_ci([2.0]) == (2.0, 2.0)
+    assert interquartile_mean([0.0, 1.0, 2.0, 100.0]) == pytest.approx(1.5)
+
+
+def test_common_random_numbers_and_reproducibility(short_toml: Path) -> None:
+    a = evaluate_policies(short_toml, ["admit_all", "aimd"], episodes=2, seed=9, bound=False, progress=False)
+    b = evaluate_policies(short_toml, ["admit_all"], episodes=2, seed=9, bound=False, progress=False)
+    assert [e["arrived"] for e in a.policies[0].episodes] == [e["arrived"] for e in b.policies[0].episodes]
+    assert a.policies[0].episodes == b.policies[0].episodes
+    with pytest.raises(ValueError, match="episodes"):
+        evaluate_policies(short_toml, ["admit_all"], episodes=0)
