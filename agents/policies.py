@@ -16,14 +16,16 @@ anything else) can drive heuristics and trained models the same way::
 ``load_policy`` takes a heuristic name (see ``agents.baselines.HEURISTICS``) or the path of an SB3 model
 ``.zip`` (PPO, A2C, SAC, TD3, DQN, or RecurrentPPO from sb3-contrib; the algorithm is read from the file,
 or forced with a prefix such as ``a2c:models/run.zip``). VecNormalize statistics saved beside the model
-(``<model>_vecnormalize.pkl``, ``<model>.vecnormalize.pkl`` or ``vecnormalize.pkl`` in the same folder)
-are applied to observations. Anything wrong raises :class:`PolicyError` with a one-line message.
+(``<model>_vecnormalize.pkl``, ``<model>.vecnormalize.pkl``, SB3 checkpoint naming
+``rl_model_vecnormalize_<N>_steps.pkl``, or ``vecnormalize.pkl`` in the same folder) are applied to
+observations. Anything wrong raises :class:`PolicyError` with a one-line message.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -124,12 +126,14 @@ def _detect_algorithm(path: Path) -> str:
 
 
 def _vecnormalize_path(model_path: Path) -> Path | None:
+    """VecNormalize statistics saved beside a model, if any (first match wins)."""
     stem = model_path.with_suffix("")
-    for candidate in (
-        Path(f"{stem}_vecnormalize.pkl"),
-        Path(f"{stem}.vecnormalize.pkl"),
-        model_path.parent / "vecnormalize.pkl",
-    ):
+    candidates = [Path(f"{stem}_vecnormalize.pkl"), Path(f"{stem}.vecnormalize.pkl")]
+    checkpoint = re.fullmatch(r"(.*)_(\d+)_steps", stem.name)  # SB3 CheckpointCallback naming
+    if checkpoint:
+        candidates.append(model_path.parent / f"{checkpoint[1]}_vecnormalize_{checkpoint[2]}_steps.pkl")
+    candidates.append(model_path.parent / "vecnormalize.pkl")
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
     return None
@@ -295,6 +299,8 @@ def load_policy(
     if sep and head.lower() in ALGORITHMS:
         algorithm, text = head.lower(), tail
     path = Path(text)
+    if not path.is_file() and path.suffix != ".zip" and path.with_suffix(".zip").is_file():
+        path = path.with_suffix(".zip")  # SB3 adds .zip when saving; accept the name without it
     if not path.suffix == ".zip" and not path.is_file():
         raise PolicyError(
             f"unknown policy {str(spec)!r}: not a heuristic ({', '.join(HEURISTICS)}) and not a model .zip file"

@@ -198,7 +198,7 @@ def test_bound_accepts_per_episode_parameters() -> None:
 
     sim = Simulator("randomized", 2)
     sim.reset(seeds=[3, 4])
-    rates = [fluid_bound("randomized", state=sim.state, env_index=i).failed_payment_rate for i in range(2)]
+    rates = [fluid_bound("randomized", state=sim.state, env_index=i, layer_s=120).failed_payment_rate for i in range(2)]
     assert rates[0] != rates[1]
     assert all(0.0 < r < 1.0 for r in rates)
     assert np.isfinite(rates).all()
