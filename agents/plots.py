@@ -3,7 +3,7 @@
 * ``failed_payment_rate.png``: failed-payment rate per policy with its 95% bootstrap CI, best highlighted,
   the fluid lower bound as a dashed line;
 * ``timeline_<policy>.png`` for the first seed: intents arriving, paid and lost per second; per-bank outage
-  bands; the admit rate chosen for each bank.
+  bands; the admit rate chosen for each bank; the share of its quick-enabled cards sent elsewhere than quick.
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def plot_timeline(result: EvaluationResult, policy: str, path: str | Path) -> Pa
     banks = list(tl["bank_names"])
     down = np.asarray(tl["down"], dtype=bool)
     admit = np.asarray(tl["admit"])
+    route = np.asarray(tl["route"])
     fig, axes = plt.subplots(
-        3, 1, figsize=(9, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4, 2]}, constrained_layout=True
+        4, 1, figsize=(9, 9), sharex=True, gridspec_kw={"height_ratios": [3, 1.4, 2, 1.6]}, constrained_layout=True
     )
     ax = axes[0]
     ax.plot(t, np.asarray(tl["arrived"]) / dt, label="intents arriving", color="tab:blue", linewidth=1)
@@ -94,8 +95,13 @@ def plot_timeline(result: EvaluationResult, policy: str, path: str | Path) -> Pa
         ax.plot(t, admit[:, b], label=name, linewidth=1)
     ax.set_ylim(-0.03, 1.05)
     ax.set_ylabel("admit rate")
-    ax.set_xlabel("minutes after midnight")
     ax.legend(loc="lower right", fontsize=7, ncol=min(6, len(banks)))
+    ax = axes[3]
+    for b in range(len(banks)):
+        ax.plot(t, 1.0 - route[:, b, 0], linewidth=1)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_ylabel("rerouted\n(not quick)")
+    ax.set_xlabel("minutes after midnight")
     out = Path(path)
     fig.savefig(out, dpi=110)
     plt.close(fig)
