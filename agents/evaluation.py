@@ -259,14 +259,17 @@ def run_policy(
     return result
 
 
-def _bounds(sc: Scenario, seeds: Sequence[int], layer_s: float) -> dict[str, Any]:
+def _bounds(sc: Scenario, seeds: Sequence[int], layer_s: float, progress: bool = False) -> dict[str, Any]:
     """The fluid bound: once for fixed scenarios, per episode (its drawn parameters) for randomised ones."""
+    from tqdm import tqdm
+
     if not sc.randomize.active:
         b = fluid_bound(sc, layer_s=layer_s)
         return _bound_dict(b, [b.failed_payment_rate] * len(seeds), per_episode=False)
     sim = Simulator(sc, len(seeds))
     sim.reset(seeds=[int(s) for s in seeds])
-    results = [fluid_bound(sc, state=sim.state, env_index=i, layer_s=layer_s) for i in range(len(seeds))]
+    episodes = tqdm(range(len(seeds)), desc="bound per episode", disable=not progress, file=sys.stderr, leave=False)
+    results = [fluid_bound(sc, state=sim.state, env_index=i, layer_s=layer_s) for i in episodes]
     rates = [r.failed_payment_rate for r in results]
     d = _bound_dict(results[0], rates, per_episode=True)
     d["solve_seconds"] = float(sum(r.solve_seconds for r in results))
@@ -340,7 +343,7 @@ def evaluate_policies(
         if progress:
             print(f"solving the fluid bound for {sc.name} ...", file=sys.stderr)
         try:
-            bound_info = _bounds(sc, seeds, bound_layer_s)
+            bound_info = _bounds(sc, seeds, bound_layer_s, progress)
         except BoundError as exc:  # should not happen (the LP is always feasible); report without a bound
             print(f"warning: {exc}", file=sys.stderr)
     if bound_info is not None:
