@@ -218,6 +218,9 @@ def test_success_rate_router_sends_95_percent_to_the_best_route() -> None:
     admit, route = split(action)
     assert route[0] == pytest.approx(np.tile([0.025, 0.95, 0.025], (B, 1)), rel=1e-5)
     assert admit == pytest.approx(np.ones((1, B)))  # SRE: accepts 200 of 300 requests, no throttling
+    # SRE throttling: 1000 more requests with 20 accepts -> reject (1300 - 2 x 220) / 1301
+    action, _ = pol.predict(make_obs(offered=1000.0, succeeded=per_route(20, 0, 0), declined=per_route(80, 0, 0)))
+    assert split(action)[0] == pytest.approx(np.full((1, B), 1 - (1300 - 440) / 1301), rel=1e-4)
 
 
 def test_success_rate_router_window_is_the_last_200_transactions_with_prior() -> None:
