@@ -110,6 +110,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "policy": hp.pop("policy", "MlpPolicy"),
         "policy_kwargs": hp.pop("policy_kwargs", {}),
         "normalize": hp.pop("normalize", False),
+        "env_kwargs": hp.pop("env_kwargs", {}),
         "start_at_status_quo": bool(hp.pop("start_at_status_quo", False)),
         "algo_kwargs": hp,
         "eval_freq": int(eval_freq),
@@ -158,7 +159,9 @@ def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool):
 
     from payroute_env.sb3_vec_env import make_sb3_vec_env
 
-    env = make_sb3_vec_env(config["scenario"], n_envs, seed=seed, action_mode=config["action_mode"])
+    env = make_sb3_vec_env(
+        config["scenario"], n_envs, seed=seed, action_mode=config["action_mode"], **config.get("env_kwargs", {})
+    )
     norm = config["normalize"]
     if norm:
         opts = {"norm_obs": True, "norm_reward": True} if norm is True else dict(norm)
@@ -306,17 +309,25 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
 
 
 def final_table(config: dict[str, Any], run_dir: Path) -> None:
-    """Evaluate the trained agent against every heuristic and the bound on the final-table seeds."""
-    from agents.evaluation import evaluate_and_report
+    """Evaluate the trained agent against every heuristic and the bound on the final-table seeds.
 
-    evaluate_and_report(
-        scenario=config["scenario"],
-        policies=[str(run_dir / "model.zip")],
-        include_heuristics=True,
+    The same evaluator as ``evaluate.py`` (``agents.evaluation``); results go to ``<run>/evaluation/``.
+    """
+    from rich.console import Console
+
+    from agents.baselines import HEURISTICS
+    from agents.evaluation import evaluate_policies, results_table, write_results
+
+    result = evaluate_policies(
+        config["scenario"],
+        [str(run_dir / "model.zip"), *HEURISTICS],
         episodes=config["final_eval_episodes"],
         seed=config["final_eval_seed"],
-        out=run_dir / "evaluation",
+        progress=sys.stderr.isatty(),
     )
+    Console(width=max(Console().width, 120)).print(results_table(result))
+    files = write_results(result, run_dir / "evaluation")
+    print(f"wrote {', '.join(str(f) for f in files)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ Hyper-parameters live in ``agents/hyperparams/<algo>.yml`` in RL Zoo's layout: o
 (``payroute/Double11-2013-v0``) or ``default``, holding ``n_envs``, ``n_timesteps``, ``policy``,
 ``policy_kwargs``, ``normalize`` and the algorithm's own keyword arguments. Unlike RL Zoo, ``policy_kwargs``
 is a YAML mapping (never a Python string to ``eval``); ``activation_fn`` is a name (``tanh``, ``relu``).
+``env_kwargs`` (as in RL Zoo) go to the training environments, e.g. the reward weights ``beta`` and
+``lost_weight``; evaluation always reports the failed-payment rate, whatever the training reward.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ RUN_KEYS = (
     "eval_freq",
     "eval_episodes",
     "start_at_status_quo",
+    "env_kwargs",
 )
 
 
