@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.sb3 import ALGOS, HyperparamError, algo_class
 from payroute_env import actions as env_actions
 from payroute_env import observations as env_observations
 from payroute_env.scenario import Scenario, load_scenario
@@ -83,21 +84,14 @@ class Policy:
 
 # -------------------------------------------------------------------------------------- SB3 models
 
-ALGORITHMS: tuple[str, ...] = ("ppo", "a2c", "sac", "td3", "dqn", "recurrentppo")
+ALGORITHMS: tuple[str, ...] = tuple(ALGOS)  # ppo, a2c, sac, td3, dqn, recurrent_ppo (agents.sb3)
 
 
 def _algorithm_class(name: str) -> Any:
-    name = name.lower()
-    if name == "recurrentppo":
-        from sb3_contrib import RecurrentPPO
-
-        return RecurrentPPO
-    import stable_baselines3 as sb3
-
-    classes = {"ppo": sb3.PPO, "a2c": sb3.A2C, "sac": sb3.SAC, "td3": sb3.TD3, "dqn": sb3.DQN}
-    if name not in classes:
-        raise PolicyError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
-    return classes[name]
+    try:
+        return algo_class(name.lower())
+    except HyperparamError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def _detect_algorithm(path: Path) -> str:
@@ -112,7 +106,7 @@ def _detect_algorithm(path: Path) -> str:
     policy_class = data.get("policy_class")
     module = policy_class.get("__module__", "") if isinstance(policy_class, dict) else ""
     if "recurrent" in module:
-        return "recurrentppo"
+        return "recurrent_ppo"
     for algo in ("sac", "td3", "dqn"):
         if f".{algo}." in module:
             return algo

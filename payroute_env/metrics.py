@@ -8,19 +8,27 @@ import numpy as np
 
 from .core import LATENCY_BIN_S, PAID_CHANNELS, CoreParams, CoreState, in_flight
 
-__all__ = ["episode_kpis", "percentile_from_hist", "step_counters"]
+__all__ = ["COUNTER_KEYS", "batch_counters", "episode_kpis", "percentile_from_hist", "step_counters"]
+
+
+COUNTER_KEYS: tuple[str, ...] = ("arrived", "succeeded", "lost", "in_flight", "attempts", "failed_attempts")
+
+
+def batch_counters(state: CoreState) -> dict[str, np.ndarray]:
+    """Episode-cumulative integer counters of every environment, ``int64 [N]`` each."""
+    return {
+        "arrived": state.arrived.astype(np.int64),
+        "succeeded": state.succeeded.astype(np.int64),
+        "lost": state.lost.astype(np.int64),
+        "in_flight": in_flight(state).astype(np.int64),
+        "attempts": state.attempts.astype(np.int64),
+        "failed_attempts": state.failed_attempts.astype(np.int64),
+    }
 
 
 def step_counters(state: CoreState, i: int) -> dict[str, int]:
-    """Episode-cumulative integer counters of environment ``i`` (the per-step ``info``)."""
-    return {
-        "arrived": int(state.arrived[i]),
-        "succeeded": int(state.succeeded[i]),
-        "lost": int(state.lost[i]),
-        "in_flight": int(in_flight(state)[i]),
-        "attempts": int(state.attempts[i]),
-        "failed_attempts": int(state.failed_attempts[i]),
-    }
+    """The counters of environment ``i`` as Python ints (the per-step ``info`` of the single env)."""
+    return {key: int(value[i]) for key, value in batch_counters(state).items()}
 
 
 def percentile_from_hist(hist: np.ndarray, q: float) -> float:

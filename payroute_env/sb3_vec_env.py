@@ -28,9 +28,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from . import core, render
+from .metrics import COUNTER_KEYS, batch_counters
 from .scenario import Scenario
 from .simulator import Simulator
-from .vector_env import COUNTER_KEYS, batch_counters
 
 __all__ = ["PaymentRoutingSB3VecEnv", "make_sb3_vec_env"]
 

@@ -34,24 +34,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from . import actions, core, render
+from .metrics import batch_counters
 from .scenario import Scenario
 from .simulator import Simulator
 
-__all__ = ["PaymentRoutingVectorEnv", "batch_counters"]
-
-COUNTER_KEYS: tuple[str, ...] = ("arrived", "succeeded", "lost", "in_flight", "attempts", "failed_attempts")
-
-
-def batch_counters(state: core.CoreState) -> dict[str, np.ndarray]:
-    """Integer episode counters of every environment, ``int64 [N]`` each (batched ``metrics.step_counters``)."""
-    return {
-        "arrived": state.arrived.astype(np.int64),
-        "succeeded": state.succeeded.astype(np.int64),
-        "lost": state.lost.astype(np.int64),
-        "in_flight": core.in_flight(state).astype(np.int64),
-        "attempts": state.attempts.astype(np.int64),
-        "failed_attempts": state.failed_attempts.astype(np.int64),
-    }
+__all__ = ["PaymentRoutingVectorEnv"]
 
 
 def seed_list(seed: int | Sequence[int | None] | None, num_envs: int) -> list[int | None]:

@@ -195,7 +195,7 @@ def test_recurrent_ppo_state_is_carried(short_toml: Path, tmp_path: Path) -> Non
     model = RecurrentPPO("MlpLstmPolicy", PaymentRoutingEnv(short_toml), n_steps=32, batch_size=32, device="cpu")
     model.save(tmp_path / "rppo.zip")
     pol = load_policy(tmp_path / "rppo.zip", short_toml)
-    assert pol.algorithm == "recurrentppo"
+    assert pol.algorithm == "recurrent_ppo"
     actions, state = pol.predict(np.zeros((2, 172), dtype=np.float32), episode_start=np.ones(2, dtype=bool))
     assert actions.shape == (2, 24) and state is not None
     result = evaluate_policies(short_toml, [pol], episodes=2, seed=1, bound=False, progress=False)

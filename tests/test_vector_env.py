@@ -13,7 +13,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import payroute_env
 from payroute_env import ENV_IDS, PaymentRoutingEnv
-from payroute_env.vector_env import PaymentRoutingVectorEnv, batch_counters
+from payroute_env.metrics import batch_counters
+from payroute_env.vector_env import PaymentRoutingVectorEnv
 
 MODES = ("continuous", "multidiscrete", "discrete")
 N_ENVS = 3
