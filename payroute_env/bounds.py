@@ -3,7 +3,7 @@
 The LP is a *relaxation* of the simulation in ``core.py`` taken in the fluid limit (expected values): every
 quantity the platform controls is a free non-negative flow, and everything it does not control is replaced
 by the most favourable case. Its optimum is therefore no larger than the expected number of intents lost by
-any policy, heuristic or learned, on the same scenario. ``docs/BOUND.md`` lists the assumptions.
+any policy, heuristic or learned, on the same scenario. ``docs/MODEL.md (section 8)`` lists the assumptions.
 
 Time-expanded network, one layer per simulation step ``t`` (``dt`` seconds), per user *pool* ``p``
 (bank b quick-enabled, bank b online-banking-only, balance payers), per attempt number ``k < K`` and per
@@ -36,7 +36,7 @@ Constraints (``a_tp`` expected new intents, ``c_c`` true capacity, ``tau_c`` tim
 
 The result is reported as ``lost / arrived`` (expected intents), the fluid limit of the failed-payment rate.
 Layers of several steps (``layer_s``, default 60 s) keep the LP a relaxation and make it solve in seconds
-(about 28k variables for the 744 steps of ``double11_2013``); see :func:`fluid_bound` and docs/BOUND.md.
+(about 28k variables for the 744 steps of ``double11_2013``); see :func:`fluid_bound` and docs/MODEL.md (section 8).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def fluid_bound(
     summed over the layer; a layer's retry releases may fall anywhere between the least and the most the
     step-by-step dynamics could give; the queue-age window is rounded up to whole layers), so the result
     stays a valid lower bound, slightly looser: on the built-in scenarios 60 s layers are within about 0.05
-    percentage points of 30 s layers and solve in about 4 s instead of 20 s (docs/BOUND.md). ``layer_s``
+    percentage points of 30 s layers and solve in about 4 s instead of 20 s (docs/MODEL.md (section 8)). ``layer_s``
     at most ``dt`` gives the step-by-step LP. ``method`` is a scipy HiGHS method; the interior-point solver
     is several times faster than dual simplex on this staircase-structured LP.
     """
