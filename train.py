@@ -311,22 +311,39 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
 def final_table(config: dict[str, Any], run_dir: Path) -> None:
     """Evaluate the trained agent against every heuristic and the bound on the final-table seeds.
 
-    The same evaluator as ``evaluate.py`` (``agents.evaluation``); results go to ``<run>/evaluation/``.
+    The same evaluator as ``evaluate.py`` (``agents.evaluation``); results go to ``<run>/evaluation/`` and
+    the learning curve, with the status quo, the best heuristic and the bound, to ``learning_curve.png``.
     """
+    import numpy as np
     from rich.console import Console
 
     from agents.baselines import HEURISTICS
     from agents.evaluation import evaluate_policies, results_table, write_results
+    from agents.plots import plot_learning_curve
 
+    model = str(run_dir / "model.zip")
     result = evaluate_policies(
         config["scenario"],
-        [str(run_dir / "model.zip"), *HEURISTICS],
+        [model, *HEURISTICS],
         episodes=config["final_eval_episodes"],
         seed=config["final_eval_seed"],
         progress=sys.stderr.isatty(),
     )
     Console(width=max(Console().width, 120)).print(results_table(result))
     files = write_results(result, run_dir / "evaluation")
+    rates = {r.name: r.summary["failed_payment_rate"] for r in result.policies}
+    heuristic_rates = {name: rate for name, rate in rates.items() if name in HEURISTICS}
+    best = min(heuristic_rates, key=heuristic_rates.__getitem__)
+    references = {"admit_all": rates["admit_all"], f"best heuristic ({best})": heuristic_rates[best]}
+    if result.bound is not None:
+        references["fluid bound"] = result.bound["failed_payment_rate"]
+    curve_file = run_dir / "learning_curve.npz"
+    if curve_file.exists():
+        curve = np.load(curve_file)
+        label = f"{config['algo']} (periodic evaluation)"
+        title = f"{config['algo']} on {config['scenario_name']}"
+        curves = {label: (curve["timesteps"], curve["failed_payment_rate"])}
+        files.append(plot_learning_curve(curves, run_dir / "learning_curve.png", references, title))
     print(f"wrote {', '.join(str(f) for f in files)}")
 
 

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from .evaluation import EvaluationResult  # noqa: E402
 
-__all__ = ["plot_all", "plot_failed_rates", "plot_timeline", "slug"]
+__all__ = ["plot_all", "plot_failed_rates", "plot_learning_curve", "plot_timeline", "slug"]
 
 
 def slug(name: str) -> str:
@@ -123,3 +123,35 @@ def plot_all(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
         used.add(name)
         files.append(plot_timeline(result, p.name, out / f"timeline_{name}.png"))
     return files
+
+
+def plot_learning_curve(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    references: dict[str, float] | None = None,
+    title: str = "",
+) -> Path:
+    """Failed-payment rate of periodic evaluations against training steps, one line per run.
+
+    ``curves`` maps a label to ``(timesteps, failed_payment_rate)`` (``learning_curve.npz`` of a run);
+    ``references`` draws horizontal lines (e.g. the status quo, the best heuristic, the fluid bound).
+    """
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for label, (steps, rates) in curves.items():
+        ax.plot(np.asarray(steps) / 1e6, 100 * np.asarray(rates), marker="o", ms=3, label=label)
+    styles = ["--", ":", "-."]
+    for j, (label, rate) in enumerate((references or {}).items()):
+        ax.axhline(100 * rate, ls=styles[j % len(styles)], color="gray", lw=1)
+        ax.annotate(f"{label} {100 * rate:.2f}%", (0.01, 100 * rate), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=8, color="dimgray")  # fmt: skip
+    ax.set_xlabel("training steps (millions)")
+    ax.set_ylabel("failed payments (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -191,3 +191,21 @@ def test_short_ppo_run_improves_on_random(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     random = _failed_rate(lambda o: rng.random((o.shape[0], 4)), str(scenario), seeds)
     assert learned < random - 0.05, (learned, random)
+
+
+def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, capsys) -> None:
+    """Without --no-eval, the agent is compared with every heuristic and the bound, as README shows."""
+    from agents.baselines import HEURISTICS
+
+    out = tmp_path / "runs"
+    argv = ["--scenario", tiny, "--timesteps", "256", "--n-envs", "2", "--out", str(out), "--eval-freq", "128"]
+    argv += ["--eval-episodes", "2", "--no-progress", "--hyperparams", "n_steps=32", "batch_size=64"]
+    assert train.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "fluid bound" in printed and "admit_all" in printed
+    run = out / "ppo-tiny-seed0"
+    results = json.loads((run / "evaluation" / "results.json").read_text())
+    text = json.dumps(results)
+    for name in [*HEURISTICS, "model.zip"]:
+        assert name in text, name
+    assert (run / "learning_curve.png").stat().st_size > 1000
