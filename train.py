@@ -234,7 +234,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from agents.sb3 import algo_class, policy_kwargs, start_at_status_quo
+    from agents.sb3 import algo_class, policy_kwargs, schedules, start_at_status_quo
 
     torch.set_num_threads(config["threads"])
     run_dir = prepare_run_dir(config, resume)
@@ -265,7 +265,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
             verbose=0,
             tensorboard_log=str(run_dir / "tb"),
             policy_kwargs=policy_kwargs(config["policy_kwargs"]),
-            **config["algo_kwargs"],
+            **schedules(config["algo_kwargs"]),
         )
         if config.get("start_at_status_quo"):
             start_at_status_quo(model, env.get_attr("n_banks")[0])

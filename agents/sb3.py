@@ -28,6 +28,7 @@ __all__ = [
     "env_id_for",
     "load_hyperparams",
     "policy_kwargs",
+    "schedules",
     "start_at_status_quo",
 ]
 
@@ -131,6 +132,32 @@ def apply_overrides(hyperparams: dict[str, Any], overrides: list[str]) -> dict[s
 
 
 _ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
+
+
+def schedules(algo_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """RL Zoo's ``lin_<value>`` for ``learning_rate`` / ``clip_range``: linear decay from value to 0."""
+    out = dict(algo_kwargs)
+    for key in ("learning_rate", "clip_range"):
+        value = out.get(key)
+        if isinstance(value, str):
+            if not value.startswith("lin_"):
+                raise HyperparamError(f"{key} = {value!r}: expected a number or lin_<number>")
+            try:
+                start = float(value[4:])
+            except ValueError:
+                raise HyperparamError(f"{key} = {value!r}: expected a number or lin_<number>") from None
+            out[key] = _LinearSchedule(start)
+    return out
+
+
+class _LinearSchedule:
+    """``progress_remaining`` (1 -> 0) times the start value; a class so that models pickle cleanly."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+
+    def __call__(self, progress_remaining: float) -> float:
+        return progress_remaining * self.start
 
 
 def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:

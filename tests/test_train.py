@@ -209,3 +209,17 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
     for name in [*HEURISTICS, "model.zip"]:
         assert name in text, name
     assert (run / "learning_curve.png").stat().st_size > 1000
+
+
+def test_hyperparameter_files_overrides_and_schedules() -> None:
+    from agents.sb3 import HyperparamError, apply_overrides, load_hyperparams, schedules
+
+    for algo in ALGOS:
+        hp = load_hyperparams(algo, "double11_2013")
+        assert {"n_envs", "n_timesteps", "policy"} <= set(hp), algo
+    hp = apply_overrides({"a": 1, "policy_kwargs": {"net_arch": [64]}}, ["a=2.5", "policy_kwargs.log_std_init=-2"])
+    assert hp == {"a": 2.5, "policy_kwargs": {"net_arch": [64], "log_std_init": -2}}
+    lr = schedules({"learning_rate": "lin_0.001", "n_steps": 8})["learning_rate"]
+    assert lr(1.0) == pytest.approx(0.001) and lr(0.25) == pytest.approx(0.00025)
+    with pytest.raises(HyperparamError, match="lin_<number>"):
+        schedules({"learning_rate": "cosine"})
