@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sampling import NORMAL_TABLE, binomial, key_from_seed, next_key, poisson, split, uniforms
+from .sampling import NORMAL_TABLE, binomial, key_from_seed, poisson, split, uniforms
 from .scenario import Fragility, Scenario
 
 try:  # the compiled twin of step_numpy; PAYROUTE_NUMBA=0 forces the numpy code
@@ -99,7 +99,6 @@ class CoreParams:
     lane_kind: np.ndarray  # [L] index into PAID_CHANNELS
     channel_server: np.ndarray  # [C]
     lane_to_channel: np.ndarray  # [L, C] 0/1
-    channel_to_server: np.ndarray  # [C, S] 0/1
     # channels and lanes
     capacity: np.ndarray  # [C] true capacity, attempts/s
     declared: np.ndarray  # [C] declared capacity, attempts/s
@@ -225,8 +224,6 @@ def make_params(scenario: Scenario) -> CoreParams:
     lane_server = channel_server[lane_channel]
     lane_to_channel = np.zeros((L, C))
     lane_to_channel[np.arange(L), lane_channel] = 1.0
-    channel_to_server = np.zeros((C, S))
-    channel_to_server[np.arange(C), channel_server] = 1.0
 
     capacity = np.array(
         [b.quick_capacity for b in sc.banks]
@@ -295,7 +292,6 @@ def make_params(scenario: Scenario) -> CoreParams:
         lane_kind=lane_kind,
         channel_server=channel_server,
         lane_to_channel=lane_to_channel,
-        channel_to_server=channel_to_server,
         capacity=capacity,
         declared=declared,
         timeout_s=timeout,
@@ -431,11 +427,6 @@ def reset_where(params: CoreParams, state: CoreState, mask: np.ndarray, keys: np
         arr[mask] = getattr(fresh, f.name)
         updates[f.name] = arr
     return CoreState(**updates)
-
-
-def next_episode_keys(state: CoreState) -> np.ndarray:
-    """Keys for episodes started without a new seed: derived from the previous episode's key."""
-    return next_key(state.key)
 
 
 def in_flight(state: CoreState) -> np.ndarray:
