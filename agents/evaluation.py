@@ -421,16 +421,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "failed_payment_rate_ci_low",
     "failed_payment_rate_ci_high",
     "failed_payment_rate_iqm",
-    "attempt_failure_rate",
-    "successful_payments_per_s",
-    "median_time_to_success_s",
-    "p95_time_to_success_s",
-    "outage_minutes",
-    "pending_at_end",
-    "return",
-    "arrived",
-    "succeeded",
-    "lost",
+    *SCALAR_KPIS[1:],
     "gap_to_bound",
 )
 
