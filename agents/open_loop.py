@@ -1,0 +1,306 @@
+"""Open-loop plans: a control schedule indexed by time alone, and a cross-entropy search that improves one.
+
+A *plan* fixes, for every block of ``block_steps`` simulation steps and every bank, the admit rate, the share
+of quick-enabled attempts sent to ``quick`` and the share of the rest sent to ``switch`` (the remainder goes
+to ``netbank``). It never looks at the observation. Two uses:
+
+- **Is a learned policy locally optimal?** ``plan_from_policy`` records what a policy did on one episode
+  (block averages of its admit and route), and ``cross_entropy_search`` perturbs that schedule on training
+  seeds, keeping whatever loses fewer intents. If no nearby schedule beats it, the policy's behaviour is a
+  local optimum of the schedule space, and the remaining gap to the fluid bound lies elsewhere (the bound's
+  relaxations, or feedback the schedule cannot express).
+- **A planning baseline**: the best plan found is a ``Policy`` (``PlanPolicy``) that ``agents.evaluation``
+  scores on evaluation seeds disjoint from the search seeds, like any trained agent.
+
+Command line (prints the starting plan's and the searched plan's failed-payment rate on the evaluation
+seeds)::
+
+    python -m agents.open_loop --init runs/ppo-double11_2013-seed0/model.zip --iterations 30
+
+The search is the cross-entropy method (Rubinstein 1999; de Boer et al. 2005): sample a population around a
+Gaussian mean, keep the elite fraction, move the mean and the spread towards the elite (with smoothing),
+and remember the best candidate ever evaluated. Every candidate meets the same seeds (common random
+numbers), so differences between candidates are differences between plans, not luck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from payroute_env.scenario import Scenario, load_scenario
+from payroute_env.simulator import Simulator
+
+from .policies import Policy, PolicyError, load_policy
+
+__all__ = ["Plan", "PlanPolicy", "cross_entropy_search", "plan_failed_rates", "plan_from_policy"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A time-indexed control schedule: block ``j`` covers steps ``j * block_steps .. (j + 1) * block_steps - 1``.
+
+    ``controls[j, b]`` = ``(admit rate, quick share, switch share of the rest)`` for bank ``b``, each in [0, 1].
+    """
+
+    block_steps: int
+    controls: np.ndarray  # [n_blocks, B, 3]
+
+    def __post_init__(self) -> None:
+        c = np.asarray(self.controls, dtype=np.float64)
+        if c.ndim != 3 or c.shape[2] != 3 or c.shape[0] < 1:
+            raise ValueError(f"plan controls must have shape (n_blocks, n_banks, 3); got {c.shape}")
+        if not np.isfinite(c).all() or (c < 0).any() or (c > 1).any():
+            raise ValueError("plan controls must be finite and in [0, 1]")
+        if isinstance(self.block_steps, bool) or not isinstance(self.block_steps, int) or self.block_steps < 1:
+            raise ValueError(f"block_steps must be an integer >= 1; got {self.block_steps!r}")
+        object.__setattr__(self, "controls", c)
+
+    @property
+    def n_banks(self) -> int:
+        return self.controls.shape[1]
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, block_steps=self.block_steps, controls=self.controls)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        with np.load(path) as data:
+            return cls(int(data["block_steps"]), data["controls"])
+
+
+def continuous_actions(controls: np.ndarray) -> np.ndarray:
+    """``[..., B, 3]`` plan controls to continuous actions ``[..., 4B]`` (admit, w_quick, w_switch, w_netbank)."""
+    admit, quick, switch = controls[..., 0], controls[..., 1], controls[..., 2]
+    rest = 1.0 - quick
+    out = np.stack([admit, quick, rest * switch, rest * (1.0 - switch)], axis=-1)
+    return out.reshape(*controls.shape[:-2], -1).astype(np.float32)
+
+
+def _block(plan_blocks: int, block_steps: int, t: np.ndarray) -> np.ndarray:
+    return np.minimum(t // block_steps, plan_blocks - 1)
+
+
+class PlanPolicy(Policy):
+    """An open-loop plan: the same schedule whatever happens (it counts steps, never reads the observation)."""
+
+    name = "open_loop_plan"
+    action_mode = "continuous"
+
+    def __init__(self, plan: Plan, name: str = "open_loop_plan") -> None:
+        self.plan = plan
+        self.name = name
+        self.t = np.zeros(0, dtype=np.int64)
+
+    def reset(self, num_envs: int) -> None:
+        self.t = np.zeros(int(num_envs), dtype=np.int64)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        obs = np.asarray(observation)
+        single = obs.ndim == 1
+        n = 1 if single else obs.shape[0]
+        if self.t.shape[0] != n:
+            self.reset(n)
+        elif episode_start is not None:
+            self.t[np.asarray(episode_start, dtype=bool).reshape(-1)] = 0
+        blocks = _block(self.plan.controls.shape[0], self.plan.block_steps, self.t)
+        actions = continuous_actions(self.plan.controls[blocks])
+        self.t += 1
+        return (actions[0] if single else actions), state
+
+    def describe(self) -> str:
+        return f"open-loop plan ({self.plan.controls.shape[0]} blocks of {self.plan.block_steps} steps)"
+
+
+def plan_from_policy(
+    policy: str | Path | Policy, scenario: str | Path | Scenario, seed: int = 0, block_steps: int = 12
+) -> Plan:
+    """What ``policy`` did in the episode of ``seed``, averaged over blocks of ``block_steps`` steps."""
+    from .evaluation import run_policy  # evaluation imports policies; keep the import graph one-way
+
+    sc = load_scenario(scenario)
+    pol = load_policy(policy, sc)
+    timeline = run_policy(pol, sc, [seed], timeline=True).timeline
+    assert timeline is not None
+    admit, route = timeline["admit"], timeline["route"]  # [T, B], [T, B, 3]
+    T, B = admit.shape
+    n_blocks = -(-T // block_steps)
+    index = np.arange(T) // block_steps
+    count = np.bincount(index, minlength=n_blocks)[:, None]
+    mean_admit = np.stack([np.bincount(index, admit[:, b], n_blocks) for b in range(B)], 1) / count
+    mean_route = (
+        np.stack([np.stack([np.bincount(index, route[:, b, r], n_blocks) for r in range(3)], 1) for b in range(B)], 1)
+        / count[:, :, None]
+    )
+    rest = mean_route[..., 1] + mean_route[..., 2]
+    switch = np.divide(mean_route[..., 1], rest, out=np.ones_like(rest), where=rest > 1e-12)
+    controls = np.stack([mean_admit, mean_route[..., 0], switch], axis=-1)
+    return Plan(block_steps, np.clip(controls, 0.0, 1.0))
+
+
+def plan_failed_rates(
+    controls: np.ndarray, block_steps: int, scenario: str | Path | Scenario, seeds: Sequence[int]
+) -> np.ndarray:
+    """Mean failed-payment rate over ``seeds`` of each candidate plan ``controls[M, n_blocks, B, 3]`` (``[M]``).
+
+    All ``M * len(seeds)`` episodes run as one batch; candidate ``i`` meets exactly the seeds of every other.
+    """
+    sc = load_scenario(scenario)
+    controls = np.asarray(controls, dtype=np.float64)
+    M, S = controls.shape[0], len(seeds)
+    sim = Simulator(sc, M * S)
+    sim.reset(seeds=[int(s) for s in seeds] * M)
+    actions = continuous_actions(np.repeat(controls, S, axis=0))  # [M*S, n_blocks, 4B]
+    n_blocks = controls.shape[1]
+    for t in range(sim.params.n_steps):
+        sim.step(actions[:, _block(n_blocks, block_steps, np.int64(t))])
+    state = sim.state
+    assert state is not None
+    rates = state.lost / np.maximum(state.arrived, 1)
+    return rates.reshape(M, S).mean(axis=1)
+
+
+def cross_entropy_search(
+    init: Plan,
+    scenario: str | Path | Scenario,
+    seeds: Sequence[int],
+    iterations: int = 30,
+    population: int = 64,
+    elite_fraction: float = 0.125,
+    sigma: float = 0.03,
+    search_admit: bool = False,
+    smoothing: float = 0.7,
+    seed: int = 0,
+    on_iteration: Callable[[int, float, float], None] | None = None,
+) -> tuple[Plan, list[float]]:
+    """Improve ``init`` on ``seeds``; return the best plan evaluated and the best rate after each iteration.
+
+    The population always contains the current mean; ``sigma`` is the starting spread of the quick and
+    switch shares (and of the admit rate when ``search_admit``; otherwise admit stays as in ``init``).
+    ``on_iteration(i, best_rate, mean_rate)`` reports progress.
+    """
+    if iterations < 1 or population < 2:
+        raise ValueError(f"need iterations >= 1 and population >= 2; got {iterations}, {population}")
+    if not 0 < elite_fraction <= 1 or not sigma >= 0 or not 0 <= smoothing <= 1:
+        raise ValueError("elite_fraction must be in (0, 1], sigma >= 0 and smoothing in [0, 1]")
+    rng = np.random.default_rng(seed)
+    mean = init.controls.copy()
+    spread = np.full_like(mean, float(sigma))
+    if not search_admit:
+        spread[..., 0] = 0.0
+    n_elite = max(1, int(round(elite_fraction * population)))
+    best_controls, best_rate = mean.copy(), np.inf
+    history: list[float] = []
+    for i in range(iterations):
+        noise = rng.standard_normal((population, *mean.shape))
+        candidates = np.clip(mean + spread * noise, 0.0, 1.0)
+        candidates[0] = mean
+        rates = plan_failed_rates(candidates, init.block_steps, scenario, seeds)
+        order = np.argsort(rates, kind="stable")
+        if rates[order[0]] < best_rate:
+            best_rate, best_controls = float(rates[order[0]]), candidates[order[0]].copy()
+        elite = candidates[order[:n_elite]]
+        mean = smoothing * elite.mean(0) + (1 - smoothing) * mean
+        spread = smoothing * elite.std(0) + (1 - smoothing) * spread
+        if not search_admit:
+            spread[..., 0] = 0.0
+        history.append(best_rate)
+        if on_iteration is not None:
+            on_iteration(i, best_rate, float(rates[0]))
+    return Plan(init.block_steps, best_controls), history
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"open_loop: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m agents.open_loop", description=__doc__.split("\n")[0])
+    p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
+    p.add_argument("--init", default="success_rate_router", help="policy whose behaviour starts the search")
+    p.add_argument("--init-seed", type=int, default=0, help="episode recorded to build the starting plan")
+    p.add_argument("--block-s", type=float, default=60.0, help="seconds per plan block")
+    p.add_argument("--search-seeds", type=int, default=4, help="seeds 7 .. 7+n-1 score the candidates")
+    p.add_argument("--iterations", type=int, default=30)
+    p.add_argument("--population", type=int, default=64)
+    p.add_argument("--sigma", type=float, default=0.03, help="starting spread of the route shares")
+    p.add_argument("--search-admit", action="store_true", help="also search the admit rates")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search's own sampling")
+    p.add_argument("--episodes", type=int, default=20, help="evaluation episodes (seeds eval-seed ..)")
+    p.add_argument("--eval-seed", type=int, default=1000)
+    p.add_argument("--out", default=None, help="save the best plan to this .npz file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .evaluation import bootstrap_ci, run_policy
+
+    args = _parser().parse_args(argv)
+    for name in ("iterations", "population", "search_seeds", "episodes"):
+        if getattr(args, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            print(f"open_loop: error: {flag} must be >= 1; got {getattr(args, name)}", file=sys.stderr)
+            return 2
+    try:
+        sc = load_scenario(args.scenario)
+        block_steps = max(1, int(round(args.block_s / sc.dt_s)))
+        init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
+    except (PolicyError, ValueError, OSError) as exc:
+        print(f"open_loop: error: {exc}", file=sys.stderr)
+        return 2
+    search_seeds = list(range(7, 7 + args.search_seeds))
+    start = time.perf_counter()
+
+    def report(i: int, best: float, mean: float) -> None:
+        print(
+            f"iteration {i + 1:3d}: best {100 * best:.3f}%  mean plan {100 * mean:.3f}%  "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+
+    best, _ = cross_entropy_search(
+        init,
+        sc,
+        search_seeds,
+        args.iterations,
+        args.population,
+        sigma=args.sigma,
+        search_admit=args.search_admit,
+        seed=args.seed,
+        on_iteration=report,
+    )
+    if args.out:
+        best.save(args.out)
+    eval_seeds = list(range(args.eval_seed, args.eval_seed + args.episodes))
+    print(f"evaluation on seeds {eval_seeds[0]}..{eval_seeds[-1]} ({sc.name}):")
+    for label, pol in (
+        (f"{args.init} (closed loop)", load_policy(args.init, sc)),
+        ("its open-loop plan", PlanPolicy(init)),
+        ("plan after the search", PlanPolicy(best)),
+    ):
+        rates = [e["failed_payment_rate"] for e in run_policy(pol, sc, eval_seeds, timeline=False).episodes]
+        lo, hi = bootstrap_ci(rates)
+        print(f"  {label:<40s} {100 * np.mean(rates):6.3f}%  [{100 * lo:.3f}, {100 * hi:.3f}]")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""Open-loop plans (agents.open_loop): plan <-> actions, replaying a policy, the cross-entropy search, the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents import open_loop
+from agents.baselines import AdmitAll
+from agents.evaluation import run_policy
+from agents.open_loop import Plan, PlanPolicy, continuous_actions, cross_entropy_search, plan_from_policy
+from payroute_env import actions as env_actions
+from payroute_env.scenario import load_scenario
+
+SEEDS = [3, 4]
+
+
+def _rates(policy, scenario: str, seeds: list[int]) -> list[float]:
+    return [e["failed_payment_rate"] for e in run_policy(policy, scenario, seeds, timeline=False).episodes]
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [np.zeros((2, 6)), np.zeros((0, 6, 3)), np.full((2, 6, 3), 1.5), np.full((2, 6, 3), np.nan)],
+    ids=["2d", "no blocks", "above 1", "nan"],
+)
+def test_plan_rejects_bad_controls(controls: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="plan controls"):
+        Plan(12, controls)
+
+
+def test_plan_rejects_bad_block_length() -> None:
+    with pytest.raises(ValueError, match="block_steps"):
+        Plan(0, np.ones((1, 6, 3)))
+
+
+def test_continuous_actions_decode_to_the_plan() -> None:
+    controls = np.array([[[0.8, 0.5, 0.25], [1.0, 0.0, 1.0], [0.3, 1.0, 0.0]]])  # 1 block, 3 banks
+    a = continuous_actions(controls[0])[None]
+    admit, route = env_actions.decode("continuous", a, 3, np.ones((1, 3)), np.zeros((1, 3, 3)))
+    np.testing.assert_allclose(admit[0], [0.8, 1.0, 0.3], atol=1e-6)
+    np.testing.assert_allclose(route[0], [[0.5, 0.125, 0.375], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], atol=1e-6)
+
+
+def test_plan_of_a_constant_policy_replays_it_exactly() -> None:
+    """admit_all never changes its control, so its plan is the same control and the same episodes."""
+    plan = plan_from_policy("admit_all", "steady", seed=0, block_steps=12)
+    np.testing.assert_array_equal(plan.controls, np.ones_like(plan.controls))
+    assert plan.controls.shape[0] == -(-load_scenario("steady").n_steps // 12)
+    assert _rates(PlanPolicy(plan), "steady", SEEDS) == _rates(AdmitAll("steady"), "steady", SEEDS)
+
+
+def test_plan_policy_counts_steps_and_restarts_with_the_episode() -> None:
+    controls = np.ones((3, 1, 3))
+    controls[:, 0, 0] = [0.2, 0.5, 0.9]  # admit rate by block
+    pol = PlanPolicy(Plan(2, controls))
+    obs = np.zeros((2, 32))
+    seen = [pol.predict(obs)[0][:, 0] for _ in range(7)]  # steps 0..6: blocks 0,0,1,1,2,2, then the last block
+    np.testing.assert_allclose([s[0] for s in seen], [0.2, 0.2, 0.5, 0.5, 0.9, 0.9, 0.9], atol=1e-6)
+    restarted = pol.predict(obs, episode_start=np.array([True, False]))[0][:, 0]
+    np.testing.assert_allclose(restarted, [0.2, 0.9], atol=1e-6)
+
+
+def test_plan_round_trips_through_a_file(tmp_path: Path) -> None:
+    plan = Plan(5, np.random.default_rng(0).random((4, 2, 3)))
+    plan.save(tmp_path / "plan.npz")
+    again = Plan.load(tmp_path / "plan.npz")
+    assert again.block_steps == 5
+    np.testing.assert_array_equal(again.controls, plan.controls)
+
+
+def test_search_improves_a_bad_plan_and_keeps_the_best() -> None:
+    """Everything through the online-banking redirect (success 0.6) is far from best; the search finds better."""
+    B = load_scenario("steady").n_banks
+    bad = Plan(124, np.tile([1.0, 0.0, 0.0], (6, B, 1)))  # admit all, quick share 0, no switch: netbank
+    start = open_loop.plan_failed_rates(bad.controls[None], bad.block_steps, "steady", SEEDS)[0]
+    best, history = cross_entropy_search(bad, "steady", SEEDS, iterations=3, population=8, sigma=0.4, seed=1)
+    assert len(history) == 3 and all(b >= a for a, b in zip(history[1:], history, strict=False))
+    found = open_loop.plan_failed_rates(best.controls[None], best.block_steps, "steady", SEEDS)[0]
+    assert found == pytest.approx(history[-1])
+    assert found < start - 0.01, (found, start)
+    np.testing.assert_array_equal(best.controls[..., 0], bad.controls[..., 0])  # admit was not searched
+
+
+def test_cli_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "plan.npz"
+    argv = ["--scenario", "steady", "--init", "admit_all", "--iterations", "1", "--population", "4"]
+    assert open_loop.main([*argv, "--search-seeds", "1", "--episodes", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "plan after the search" in text and "its open-loop plan" in text
+    assert Plan.load(out).controls.shape[1] == load_scenario("steady").n_banks
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--init", "no_such_policy"], "no_such_policy"), (["--iterations", "0"], "--iterations must be >= 1")],
+)
+def test_cli_bad_input_exits_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert open_loop.main(["--scenario", "steady", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
