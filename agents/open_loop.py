@@ -40,7 +40,7 @@ from payroute_env.simulator import Simulator
 
 from .policies import Policy, PolicyError, load_policy
 
-__all__ = ["Plan", "PlanPolicy", "cross_entropy_search", "plan_failed_rates", "plan_from_policy"]
+__all__ = ["Plan", "PlanPolicy", "cross_entropy_search", "plan_failed_rates", "plan_from_bound", "plan_from_policy"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,31 @@ def plan_from_policy(
     return Plan(block_steps, np.clip(controls, 0.0, 1.0))
 
 
+def plan_from_bound(scenario: str | Path | Scenario, layer_s: float = 60.0) -> Plan:
+    """The fluid lower bound's optimal plan (``payroute_env.bounds``) as an open-loop plan.
+
+    Per LP layer and bank: admit rate = attempts the LP admits for the bank's two pools over those offered
+    (admitted + throttled); quick and switch shares from the LP's quick-enabled lanes. The LP knows the true
+    capacities and ignores stress and randomness, so this is the certainty-equivalent plan of an omniscient
+    planner; the simulation shows what it is worth once those come back. A layer where the LP sends nothing
+    keeps the status quo (admit all, quick).
+    """
+    from payroute_env.bounds import fluid_bound
+
+    sc = load_scenario(scenario)
+    b = fluid_bound(sc, layer_s=layer_s)
+    B = sc.n_banks
+    lanes = b.lane_admitted[:, : 4 * B].reshape(-1, B, 4)  # quick-enabled on quick, switch, netbank; netbank-only
+    throttled = b.pool_throttled[:, : 2 * B].reshape(-1, B, 2).sum(2)
+    admitted = lanes.sum(2)
+    admit = np.divide(admitted, admitted + throttled, out=np.ones_like(admitted), where=admitted + throttled > 1e-9)
+    quick_enabled = lanes[..., :3].sum(2)
+    quick = np.divide(lanes[..., 0], quick_enabled, out=np.ones_like(admitted), where=quick_enabled > 1e-9)
+    rest = lanes[..., 1] + lanes[..., 2]
+    switch = np.divide(lanes[..., 1], rest, out=np.ones_like(rest), where=rest > 1e-9)
+    return Plan(b.layer_steps, np.clip(np.stack([admit, quick, switch], axis=-1), 0.0, 1.0))
+
+
 def plan_failed_rates(
     controls: np.ndarray, block_steps: int, scenario: str | Path | Scenario, seeds: Sequence[int]
 ) -> np.ndarray:
@@ -235,7 +260,11 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m agents.open_loop", description=__doc__.split("\n")[0])
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
-    p.add_argument("--init", default="success_rate_router", help="policy whose behaviour starts the search")
+    p.add_argument(
+        "--init",
+        default="success_rate_router",
+        help="policy whose behaviour starts the search, or 'bound' for the fluid LP's optimal plan",
+    )
     p.add_argument("--init-seed", type=int, default=0, help="episode recorded to build the starting plan")
     p.add_argument("--block-s", type=float, default=60.0, help="seconds per plan block")
     p.add_argument("--search-seeds", type=int, default=4, help="seeds 7 .. 7+n-1 score the candidates")
@@ -262,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sc = load_scenario(args.scenario)
         block_steps = max(1, int(round(args.block_s / sc.dt_s)))
-        init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
+        if args.init == "bound":
+            init = plan_from_bound(sc, layer_s=args.block_s)
+        else:
+            init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
     except (PolicyError, ValueError, OSError) as exc:
         print(f"open_loop: error: {exc}", file=sys.stderr)
         return 2
@@ -291,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         best.save(args.out)
     eval_seeds = list(range(args.eval_seed, args.eval_seed + args.episodes))
     print(f"evaluation on seeds {eval_seeds[0]}..{eval_seeds[-1]} ({sc.name}):")
+    closed_loop = [] if args.init == "bound" else [(f"{args.init} (closed loop)", load_policy(args.init, sc))]
     for label, pol in (
-        (f"{args.init} (closed loop)", load_policy(args.init, sc)),
+        *closed_loop,
         ("its open-loop plan", PlanPolicy(init)),
         ("plan after the search", PlanPolicy(best)),
     ):

@@ -72,6 +72,10 @@ class BoundResult:
     n_constraints: int
     solve_seconds: float
     status: str
+    # the optimal fluid plan, per LP layer (``layer_steps`` simulation steps each; the last may be shorter)
+    layer_steps: int = 1
+    lane_admitted: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))  # [layers, L]
+    pool_throttled: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))  # [layers, P]
 
 
 class BoundError(RuntimeError):
@@ -304,6 +308,9 @@ def fluid_bound(
         n_constraints=eq.n + ub.n,
         solve_seconds=elapsed,
         status=str(res.message),
+        layer_steps=bucket,
+        lane_admitted=block("A").sum(2),
+        pool_throttled=block("H").sum(2),
     )
 
 

@@ -6,13 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import bank, scenario_dict
 
 from agents import open_loop
 from agents.baselines import AdmitAll
 from agents.evaluation import run_policy
-from agents.open_loop import Plan, PlanPolicy, continuous_actions, cross_entropy_search, plan_from_policy
+from agents.open_loop import (
+    Plan,
+    PlanPolicy,
+    continuous_actions,
+    cross_entropy_search,
+    plan_from_bound,
+    plan_from_policy,
+)
 from payroute_env import actions as env_actions
-from payroute_env.scenario import load_scenario
+from payroute_env.scenario import load_scenario, scenario_from_dict
 
 SEEDS = [3, 4]
 
@@ -69,6 +77,19 @@ def test_plan_round_trips_through_a_file(tmp_path: Path) -> None:
     again = Plan.load(tmp_path / "plan.npz")
     assert again.block_steps == 5
     np.testing.assert_array_equal(again.controls, plan.controls)
+
+
+def test_plan_from_bound_follows_the_lp() -> None:
+    """100/s of quick-enabled users against quick 60/s and a switch of 40/s: the LP splits 60/40, throttles nothing."""
+    sturdy = bank(quick_capacity=60.0, quick_declared=60.0, netbank_capacity=0.0, netbank_declared=0.0)
+    data = scenario_dict([sturdy], dt_s=5.0, end_s=600.0)
+    data["switch"].update(capacity=40.0, declared=40.0)
+    plan = plan_from_bound(scenario_from_dict(data), layer_s=60.0)
+    assert plan.block_steps == 12 and plan.controls.shape == (10, 1, 3)
+    np.testing.assert_allclose(plan.controls[:, 0, 0], 1.0)  # admit everything
+    shares = plan.controls[:-1, 0, 1]  # the last layer may leave its end queue anywhere
+    assert shares.mean() == pytest.approx(0.6, abs=0.03), shares
+    np.testing.assert_allclose(plan.controls[:-1, 0, 2], 1.0)  # the rest goes to the switch, none to netbank
 
 
 def test_search_improves_a_bad_plan_and_keeps_the_best() -> None:
