@@ -176,12 +176,15 @@ def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def start_at_status_quo(model: Any, n_banks: int) -> bool:
-    """Centre a fresh Gaussian policy on the status quo (admit all, quick) instead of on zero.
+    """Centre a fresh continuous policy on the status quo (admit all, quick) instead of the box's middle.
 
-    SB3's Gaussian policies start with mean actions near 0, which on payroute's ``[0, 1]`` box means
-    "throttle everything": early episodes then teach nothing but that throttling is bad. The action head's
-    bias is set to the status-quo action (its weights start near zero, so the mean starts there). Returns
-    whether it applied (policies with an ``action_net`` and a continuous action space).
+    SB3's policies start with mean actions near 0 (PPO, A2C: a Gaussian on the raw box, so "throttle
+    everything" on payroute's ``[0, 1]`` box) or near the middle of the box (SAC, TD3: a tanh squashed to
+    the box, so "admit half"): early episodes then teach little beyond "do not throttle". The output layer's
+    bias is set so the mean action is the status quo (for tanh heads, 0.5% inside the box edge, where the
+    tanh still has a gradient, and their weights are shrunk to 1% so the mean starts there whatever the
+    observation). Returns whether it applied (PPO, A2C,
+    RecurrentPPO, SAC and TD3 on a continuous action space).
     """
     import numpy as np
     import torch as th
@@ -189,12 +192,23 @@ def start_at_status_quo(model: Any, n_banks: int) -> bool:
 
     from payroute_env import actions
 
-    net = getattr(model.policy, "action_net", None)
-    if net is None or not isinstance(model.action_space, spaces.Box) or not hasattr(net, "bias"):
+    if not isinstance(model.action_space, spaces.Box):
         return False
-    target = np.asarray(actions.status_quo("continuous", n_banks), dtype=np.float32)
-    if net.bias.shape != target.shape:
+    target = np.asarray(actions.status_quo("continuous", n_banks), dtype=np.float64)
+    head = getattr(model.policy, "action_net", None)  # Gaussian mean on the box (PPO, A2C, RecurrentPPO)
+    squashed = head is None
+    if squashed:  # SAC: actor.mu then tanh; TD3: actor.mu = Sequential(..., Linear, Tanh)
+        mu = getattr(getattr(model, "actor", None), "mu", None)
+        head = mu[-2] if isinstance(mu, th.nn.Sequential) else mu
+        low, high = model.action_space.low.astype(np.float64), model.action_space.high.astype(np.float64)
+        unit = 2.0 * (target - low) / (high - low) - 1.0  # the target in tanh's [-1, 1]
+        target = np.arctanh(np.clip(unit, -0.99, 0.99))
+    if not isinstance(head, th.nn.Linear) or head.bias is None or head.bias.shape != target.shape:
         return False
     with th.no_grad():
-        net.bias.copy_(th.as_tensor(target))
+        if squashed:  # SB3 already initialises the Gaussian heads with gain 0.01; the tanh heads it does not
+            head.weight.mul_(0.01)
+        head.bias.copy_(th.as_tensor(target, dtype=head.bias.dtype))
+    if squashed and getattr(model, "actor_target", None) is not None:
+        model.actor_target.load_state_dict(model.actor.state_dict())  # TD3's target starts equal to its actor
     return True

@@ -223,3 +223,30 @@ def test_hyperparameter_files_overrides_and_schedules() -> None:
     assert lr(1.0) == pytest.approx(0.001) and lr(0.25) == pytest.approx(0.00025)
     with pytest.raises(HyperparamError, match="lin_<number>"):
         schedules({"learning_rate": "cosine"})
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "recurrent_ppo", "sac", "td3"])
+def test_start_at_status_quo_centres_every_continuous_algorithm(algo: str) -> None:
+    """A fresh policy's deterministic action is the status quo (admit all, quick), not 0 or the box's middle."""
+    from agents.sb3 import start_at_status_quo
+    from payroute_env import actions
+    from payroute_env.sb3_vec_env import make_sb3_vec_env
+
+    env = make_sb3_vec_env("steady", 2, seed=0)
+    obs = env.reset()
+    model = algo_class(algo)("MlpLstmPolicy" if algo == "recurrent_ppo" else "MlpPolicy", env, device="cpu", seed=0)
+    status_quo = actions.status_quo("continuous", 6)
+    assert np.abs(model.predict(obs, deterministic=True)[0] - status_quo).max() > 0.3  # SB3's own start is far
+    assert start_at_status_quo(model, 6)
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], np.tile(status_quo, (2, 1)), atol=0.01)
+    if algo == "td3":  # the target actor starts as the actor
+        np.testing.assert_allclose(model.actor_target(model.policy.obs_to_tensor(obs)[0]).detach().numpy(),
+                                   model.actor(model.policy.obs_to_tensor(obs)[0]).detach().numpy())  # fmt: skip
+
+
+def test_start_at_status_quo_leaves_discrete_policies_alone() -> None:
+    from agents.sb3 import start_at_status_quo
+    from payroute_env.sb3_vec_env import make_sb3_vec_env
+
+    model = algo_class("dqn")("MlpPolicy", make_sb3_vec_env("steady", 1, action_mode="discrete"), device="cpu")
+    assert not start_at_status_quo(model, 6)
