@@ -14,19 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
 
-EXIT_BAD_INPUT = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line on stderr and status 2 (argparse would print the usage as well)."""
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+from payroute_env._cli import EXIT_BAD_INPUT, OneLineArgumentParser
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineArgumentParser(
         prog="evaluate.py",
         description="Evaluate payroute policies on common seeds and compare them with the fluid lower bound.",
     )

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from payroute_env._cli import OneLineArgumentParser
+
 PERIODIC_EVAL_SEED = 2_000_000  # periodic evaluation seeds start here (training uses seed .. seed + n_envs)
 
 
@@ -34,7 +36,7 @@ class UsageError(Exception):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from agents.sb3 import ALGOS
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
     p.add_argument("--timesteps", type=float, default=None, help="total environment steps (default: YAML)")

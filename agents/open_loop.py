@@ -31,10 +31,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
+from payroute_env._cli import OneLineArgumentParser
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
 
@@ -251,14 +252,8 @@ def cross_entropy_search(
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"open_loop: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m agents.open_loop", description=__doc__.split("\n")[0])
+    p = OneLineArgumentParser(prog="python -m agents.open_loop", description=__doc__.split("\n")[0])
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
     p.add_argument(
         "--init",

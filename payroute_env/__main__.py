@@ -7,18 +7,18 @@ This is the calibration check of the scenarios: the figures in docs/MODEL.md com
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
 from . import actions
+from ._cli import OneLineArgumentParser
 from .scenario import BUILTIN_SCENARIOS, ScenarioError
 from .simulator import Simulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m payroute_env", description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(prog="python -m payroute_env", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="double11_2013", help=f"{', '.join(BUILTIN_SCENARIOS)} or a TOML path")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one episode per seed")
     args = parser.parse_args(argv)
