@@ -161,10 +161,20 @@ class _LinearSchedule:
 
 
 def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
-    """YAML policy_kwargs to SB3's: ``activation_fn`` by name becomes the torch class."""
+    """YAML policy_kwargs to SB3's: ``activation_fn`` and ``features_extractor_class`` by name become classes."""
     import torch.nn as nn
 
     kwargs = dict(raw or {})
+    extractor = kwargs.get("features_extractor_class")
+    if isinstance(extractor, str):
+        from .networks import PerBankExtractor
+
+        extractors = {"per_bank": PerBankExtractor}
+        if extractor not in extractors:
+            raise HyperparamError(
+                f"policy_kwargs.features_extractor_class = {extractor!r}; choose from {', '.join(extractors)}"
+            )
+        kwargs["features_extractor_class"] = extractors[extractor]
     act = kwargs.get("activation_fn")
     if isinstance(act, str):
         names = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
