@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     """Every setting of the run, from the YAML file, the overrides and the command line."""
-    from agents.sb3 import ALGOS, COMPATIBLE_MODES, HyperparamError, apply_overrides, load_hyperparams
+    from agents.sb3 import ALGOS, COMPATIBLE_MODES, HyperparamError, action_noise, apply_overrides, load_hyperparams
     from payroute_env import ScenarioError, load_scenario
 
     if args.algo not in ALGOS:
@@ -95,6 +95,11 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
             f"training seeds {args.seed}..{args.seed + n_envs - 1} overlap the evaluation seeds "
             f"{args.eval_seed}..{args.eval_seed + args.eval_episodes - 1}; pick another --seed or --eval-seed"
         )
+    noise_type, noise_std = hp.pop("noise_type", None), hp.pop("noise_std", None)
+    try:
+        action_noise(args.algo, noise_type, noise_std)
+    except HyperparamError as exc:
+        raise UsageError(str(exc)) from None
     eval_freq = args.eval_freq or hp.pop("eval_freq", None) or max(int(timesteps) // 10, n_envs)
     hp.pop("eval_freq", None)
     periodic_episodes = int(hp.pop("eval_episodes", 8))
@@ -114,6 +119,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "normalize": hp.pop("normalize", False),
         "env_kwargs": hp.pop("env_kwargs", {}),
         "start_at_status_quo": bool(hp.pop("start_at_status_quo", False)),
+        "noise_type": noise_type,
+        "noise_std": noise_std,
         "algo_kwargs": hp,
         "eval_freq": int(eval_freq),
         "periodic_eval_episodes": periodic_episodes,
@@ -236,7 +243,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from agents.sb3 import algo_class, policy_kwargs, schedules, start_at_status_quo
+    from agents.sb3 import action_noise, algo_class, policy_kwargs, schedules, start_at_status_quo
 
     torch.set_num_threads(config["threads"])
     run_dir = prepare_run_dir(config, resume)
@@ -259,6 +266,10 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps)")
     else:
         (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        extra = {}
+        if config.get("noise_type"):
+            n_actions = int(env.action_space.shape[0])
+            extra["action_noise"] = action_noise(config["algo"], config["noise_type"], config["noise_std"], n_actions)
         model = algo(
             config["policy"],
             env,
@@ -268,6 +279,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
             tensorboard_log=str(run_dir / "tb"),
             policy_kwargs=policy_kwargs(config["policy_kwargs"]),
             **schedules(config["algo_kwargs"]),
+            **extra,
         )
         if config.get("start_at_status_quo"):
             start_at_status_quo(model, env.get_attr("n_banks")[0])

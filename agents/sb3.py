@@ -23,6 +23,7 @@ __all__ = [
     "ALGOS",
     "AlgoSpec",
     "HyperparamError",
+    "action_noise",
     "algo_class",
     "apply_overrides",
     "env_id_for",
@@ -43,7 +44,10 @@ RUN_KEYS = (
     "eval_episodes",
     "start_at_status_quo",
     "env_kwargs",
+    "noise_type",
+    "noise_std",
 )
+NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
 
 
 class HyperparamError(ValueError):
@@ -158,6 +162,32 @@ class _LinearSchedule:
 
     def __call__(self, progress_remaining: float) -> float:
         return progress_remaining * self.start
+
+
+def action_noise(algo: str, noise_type: Any, noise_std: Any, n_actions: int | None = None) -> Any:
+    """RL Zoo's ``noise_type`` / ``noise_std`` as an SB3 action-noise object (``None`` without ``noise_type``).
+
+    Exploration noise for the deterministic off-policy actors (TD3; SAC accepts it too). ``noise_std`` is in
+    SB3's scaled action units ([-1, 1] for the whole box). With ``n_actions=None`` only the values are
+    checked (raises ``HyperparamError``), so bad settings fail before training starts.
+    """
+    if noise_type is None:
+        if noise_std is not None:
+            raise HyperparamError("noise_std needs noise_type (normal or ornstein-uhlenbeck)")
+        return None
+    if algo not in ("sac", "td3"):
+        raise HyperparamError(f"noise_type applies to sac and td3, not {algo}")
+    if noise_type not in NOISE_TYPES:
+        raise HyperparamError(f"noise_type = {noise_type!r}; choose from {', '.join(NOISE_TYPES)}")
+    if isinstance(noise_std, bool) or not isinstance(noise_std, int | float) or not 0 < noise_std <= 2:
+        raise HyperparamError(f"noise_std = {noise_std!r}; expected a number in (0, 2]")
+    if n_actions is None:
+        return None
+    import numpy as np
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    cls = NormalActionNoise if noise_type == "normal" else OrnsteinUhlenbeckActionNoise
+    return cls(mean=np.zeros(n_actions), sigma=float(noise_std) * np.ones(n_actions))
 
 
 def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:

@@ -104,6 +104,10 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--scenario", "no_such_scenario"], "unknown scenario"),
         (["--hyperparams", "novalue"], "key=value"),
         (["--seed", "995", "--n-envs", "8"], "overlap the evaluation seeds"),
+        (["--hyperparams", "noise_type=normal", "noise_std=0.1"], "noise_type applies to sac and td3"),
+        (["--algo", "td3", "--hyperparams", "noise_type=pink"], "noise_type = 'pink'"),
+        (["--algo", "td3", "--hyperparams", "noise_std=-1"], "noise_std = -1"),
+        (["--algo", "td3", "--hyperparams", "noise_type=null", "noise_std=0.2"], "noise_std needs noise_type"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
@@ -250,3 +254,18 @@ def test_start_at_status_quo_leaves_discrete_policies_alone() -> None:
 
     model = algo_class("dqn")("MlpPolicy", make_sb3_vec_env("steady", 1, action_mode="discrete"), device="cpu")
     assert not start_at_status_quo(model, 6)
+
+
+def test_td3_explores_with_the_configured_action_noise(tiny: str, tmp_path: Path) -> None:
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    out = tmp_path / "runs"
+    argv = ["--algo", "td3", "--scenario", tiny, "--timesteps", "64", "--n-envs", "2", "--out", str(out)]
+    hp = ["learning_starts=32", "batch_size=16", "noise_std=0.3"]
+    assert train.main(argv + FAST + ["--hyperparams", *hp]) == 0
+    run = out / "td3-tiny-seed0"
+    assert json.loads((run / "config.json").read_text())["noise_type"] == "normal"
+    noise = algo_class("td3").load(run / "model.zip", device="cpu").action_noise
+    noise = getattr(noise, "base_noise", noise)  # SB3 wraps it per environment (VectorizedActionNoise)
+    assert isinstance(noise, NormalActionNoise)
+    np.testing.assert_allclose(noise._sigma, np.full(24, 0.3))
