@@ -186,6 +186,9 @@ def plan_failed_rates(
     """
     sc = load_scenario(scenario)
     controls = np.asarray(controls, dtype=np.float64)
+    if controls.ndim != 4 or controls.shape[2:] != (sc.n_banks, 3):
+        expected = f"(M, n_blocks, {sc.n_banks}, 3)"
+        raise ValueError(f"candidate plans for {sc.name} need shape {expected}; got {controls.shape}")
     M, S = controls.shape[0], len(seeds)
     sim = Simulator(sc, M * S)
     sim.reset(seeds=[int(s) for s in seeds] * M)

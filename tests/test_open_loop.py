@@ -71,6 +71,11 @@ def test_plan_policy_counts_steps_and_restarts_with_the_episode() -> None:
     np.testing.assert_allclose(restarted, [0.2, 0.9], atol=1e-6)
 
 
+def test_plan_for_another_bank_count_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"need shape \(M, n_blocks, 6, 3\)"):
+        open_loop.plan_failed_rates(np.ones((1, 2, 3, 3)), 12, "steady", SEEDS)
+
+
 def test_plan_round_trips_through_a_file(tmp_path: Path) -> None:
     plan = Plan(5, np.random.default_rng(0).random((4, 2, 3)))
     plan.save(tmp_path / "plan.npz")
