@@ -192,6 +192,9 @@ def save_checkpoint(model, env, run_dir: Path) -> Path:
     return path
 
 
+BEST_STATS = "best_model_vecnormalize.pkl"  # agents.policies finds <model>_vecnormalize.pkl beside <model>.zip
+
+
 def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
     """SB3's EvalCallback (best_model.zip, evaluations.npz) that also tracks the failed-payment rate.
 
@@ -199,7 +202,7 @@ def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
     as ``eval/failed_payment_rate`` and to ``learning_curve.npz`` (timesteps, rates) for the plot.
     """
     import numpy as np
-    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
     class KpiEvalCallback(EvalCallback):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -226,8 +229,18 @@ def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
                 np.savez(run_dir / "learning_curve.npz", **curve)
             return keep_going
 
+    class SaveBestStats(BaseCallback):
+        """Save the VecNormalize statistics with every new ``best_model.zip`` (they drift as training goes on)."""
+
+        def _on_step(self) -> bool:
+            stats = self.model.get_vec_normalize_env()
+            if stats is not None:
+                stats.save(str(run_dir / BEST_STATS))
+            return True
+
     return KpiEvalCallback(
         eval_env,
+        callback_on_new_best=SaveBestStats(),
         n_eval_episodes=config["periodic_eval_episodes"],
         eval_freq=max(config["eval_freq"] // config["n_envs"], 1),
         best_model_save_path=str(run_dir),
@@ -323,7 +336,8 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
 
 
 def final_table(config: dict[str, Any], run_dir: Path) -> None:
-    """Evaluate the trained agent against every heuristic and the bound on the final-table seeds.
+    """Evaluate the trained agent (``model.zip``, and ``best_model.zip`` if periodic evaluation kept one)
+    against every heuristic and the bound on the final-table seeds.
 
     The same evaluator as ``evaluate.py`` (``agents.evaluation``); results go to ``<run>/evaluation/`` and
     the learning curve, with the status quo, the best heuristic and the bound, to ``learning_curve.png``.
@@ -335,10 +349,12 @@ def final_table(config: dict[str, Any], run_dir: Path) -> None:
     from agents.evaluation import evaluate_policies, results_table, write_results
     from agents.plots import plot_learning_curve
 
-    model = str(run_dir / "model.zip")
+    models = [str(run_dir / "model.zip")]
+    if (run_dir / "best_model.zip").exists():  # the best periodic evaluation, with its own statistics
+        models.append(str(run_dir / "best_model.zip"))
     result = evaluate_policies(
         config["scenario"],
-        [model, *HEURISTICS],
+        [*models, *HEURISTICS],
         episodes=config["final_eval_episodes"],
         seed=config["final_eval_seed"],
         progress=sys.stderr.isatty(),

@@ -213,6 +213,13 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
     for name in [*HEURISTICS, "model.zip"]:
         assert name in text, name
     assert (run / "learning_curve.png").stat().st_size > 1000
+    # the best periodic model is in the table too, read with the statistics saved when it was the best
+    names = [p["name"] for p in results["policies"]]
+    assert str(run / "best_model.zip") in names and str(run / "model.zip") in names
+    from agents.policies import load_policy
+
+    best = load_policy(run / "best_model.zip", tiny)
+    assert best.vecnormalize_path == run / "best_model_vecnormalize.pkl"
 
 
 def test_hyperparameter_files_overrides_and_schedules() -> None:
