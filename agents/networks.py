@@ -46,11 +46,14 @@ def observation_layout(size: int) -> tuple[int, bool]:
 class PerBankExtractor(BaseFeaturesExtractor):
     """One encoder shared by all banks, plus a pooled summary of all banks (see the module docstring).
 
+    ``bank_id=False`` leaves out the one-hot bank id: every bank is then encoded from what it shows alone,
+    which cannot memorise one scenario's banks (see README, "Results").
+
     Output: every bank's final encoding (``hidden`` values each, bank-major) followed by the global values
     (balance traffic, episode progress, and the switch's hidden state with ``observe_internal``).
     """
 
-    def __init__(self, observation_space: gym.spaces.Box, hidden: int = 32) -> None:
+    def __init__(self, observation_space: gym.spaces.Box, hidden: int = 32, bank_id: bool = True) -> None:
         if len(observation_space.shape) != 1:
             raise ValueError(f"PerBankExtractor needs a flat observation; got shape {observation_space.shape}")
         n_banks, internal = observation_layout(int(observation_space.shape[0]))
@@ -58,9 +61,10 @@ class PerBankExtractor(BaseFeaturesExtractor):
         super().__init__(observation_space, features_dim=n_banks * hidden + n_global)
         self.n_banks, self.internal, self.n_global = n_banks, internal, n_global
         per_bank = _BANK + (_INTERNAL_BANK if internal else 0)
-        self.encode = nn.Sequential(nn.Linear(per_bank + n_banks + n_global, hidden), nn.Tanh())
+        n_id = n_banks if bank_id else 0
+        self.encode = nn.Sequential(nn.Linear(per_bank + n_id + n_global, hidden), nn.Tanh())
         self.combine = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh())
-        self.register_buffer("bank_id", th.eye(n_banks))
+        self.register_buffer("bank_id", th.eye(n_banks)[:, :n_id])
 
     def split(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """``obs [N, D]`` to per-bank values ``[N, B, per_bank]`` and global values ``[N, n_global]``."""
@@ -77,7 +81,8 @@ class PerBankExtractor(BaseFeaturesExtractor):
     def forward(self, observations: th.Tensor) -> th.Tensor:
         banks, glob = self.split(observations)
         N, B = banks.shape[0], self.n_banks
-        inputs = th.cat([banks, self.bank_id.expand(N, B, B), glob[:, None, :].expand(N, B, self.n_global)], dim=2)
+        ids = self.bank_id.expand(N, B, self.bank_id.shape[1])
+        inputs = th.cat([banks, ids, glob[:, None, :].expand(N, B, self.n_global)], dim=2)
         h = self.encode(inputs)  # [N, B, hidden], the same weights for every bank
         pooled = h.mean(dim=1, keepdim=True).expand_as(h)
         h = self.combine(th.cat([h, pooled], dim=2))

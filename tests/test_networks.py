@@ -71,3 +71,18 @@ def test_ppo_with_the_per_bank_extractor_trains_saves_and_reloads(tmp_path: Path
     obs = np.zeros((3, 172), dtype=np.float32)
     actions, _ = policy.predict(obs)
     assert actions.shape == (3, 24) and np.isfinite(actions).all()
+
+
+def test_without_bank_id_swapping_two_banks_swaps_their_encodings() -> None:
+    """bank_id=False: the encoder sees only what each bank shows, so it is permutation-equivariant."""
+    extractor = PerBankExtractor(observations.observation_space(6, False), hidden=8, bank_id=False)
+    obs = th.rand(2, 172)
+    swapped = obs.clone()
+    swapped[:, 0:28], swapped[:, 56:84] = obs[:, 56:84], obs[:, 0:28]  # banks 0 and 2 trade places
+    with th.no_grad():
+        out, out_swapped = extractor(obs)[:, :48].reshape(2, 6, 8), extractor(swapped)[:, :48].reshape(2, 6, 8)
+    th.testing.assert_close(out_swapped[:, [2, 1, 0, 3, 4, 5]], out)
+    with_id = PerBankExtractor(observations.observation_space(6, False), hidden=8)
+    with th.no_grad():
+        a, b = with_id(obs)[:, :48].reshape(2, 6, 8), with_id(swapped)[:, :48].reshape(2, 6, 8)
+    assert not th.allclose(b[:, [2, 1, 0, 3, 4, 5]], a)  # with the id, bank identity matters
