@@ -76,6 +76,7 @@ class BoundResult:
     layer_steps: int = 1
     lane_admitted: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))  # [layers, L]
     pool_throttled: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))  # [layers, P]
+    queued_at_end: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))  # [K] by attempt number
 
 
 class BoundError(RuntimeError):
@@ -311,6 +312,7 @@ def fluid_bound(
         layer_steps=bucket,
         lane_admitted=block("A").sum(2),
         pool_throttled=block("H").sum(2),
+        queued_at_end=block("Q")[-1].sum(0),
     )
 
 

@@ -87,6 +87,12 @@ def test_capacity_limit_with_deadline_queue() -> None:
     assert r.arrived == pytest.approx(60_000)
     assert r.lost == pytest.approx(60_000 - 36_000 - 600, rel=1e-6)
     assert r.failed_payment_rate == pytest.approx(23_400 / 60_000, rel=1e-6)
+    # the optimal plan: the 600 queued at the end, everything offered admitted or throttled per layer
+    np.testing.assert_allclose(r.queued_at_end, [600.0], rtol=1e-6)
+    assert r.pending == pytest.approx(600.0, rel=1e-6)
+    assert r.lane_admitted.shape[0] == r.pool_throttled.shape[0] == 600 // 5  # 5 s layers
+    offered = r.lane_admitted.sum(1) + r.pool_throttled.sum(1)
+    np.testing.assert_allclose(offered, 100.0 * 5, rtol=1e-6)  # 100 intents/s, one attempt each
 
 
 def test_queue_holds_only_recent_attempts() -> None:
