@@ -6,6 +6,9 @@ Hyper-parameters live in ``agents/hyperparams/<algo>.yml`` in RL Zoo's layout: o
 is a YAML mapping (never a Python string to ``eval``); ``activation_fn`` is a name (``tanh``, ``relu``).
 ``env_kwargs`` (as in RL Zoo) go to the training environments, e.g. the reward weights ``beta`` and
 ``lost_weight``; evaluation always reports the failed-payment rate, whatever the training reward.
+``noise_type`` / ``noise_std`` (RL Zoo's keys) give TD3 and SAC exploration noise; ``start_at_status_quo``
+centres a fresh policy on "admit all, quick"; ``features_extractor_class`` in ``policy_kwargs`` may name
+``per_bank`` (``agents.networks.PerBankExtractor``).
 """
 
 from __future__ import annotations
@@ -33,20 +36,6 @@ __all__ = [
     "start_at_status_quo",
 ]
 
-# keys that configure the run rather than the algorithm's constructor
-RUN_KEYS = (
-    "n_envs",
-    "n_timesteps",
-    "policy",
-    "policy_kwargs",
-    "normalize",
-    "eval_freq",
-    "eval_episodes",
-    "start_at_status_quo",
-    "env_kwargs",
-    "noise_type",
-    "noise_std",
-)
 NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
 
 
