@@ -39,6 +39,7 @@ from payroute_env._cli import OneLineArgumentParser
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
 
+from .baselines import encode
 from .policies import Policy, PolicyError, load_policy
 
 __all__ = ["Plan", "PlanPolicy", "cross_entropy_search", "plan_failed_rates", "plan_from_bound", "plan_from_policy"]
@@ -81,8 +82,20 @@ def continuous_actions(controls: np.ndarray) -> np.ndarray:
     """``[..., B, 3]`` plan controls to continuous actions ``[..., 4B]`` (admit, w_quick, w_switch, w_netbank)."""
     admit, quick, switch = controls[..., 0], controls[..., 1], controls[..., 2]
     rest = 1.0 - quick
-    out = np.stack([admit, quick, rest * switch, rest * (1.0 - switch)], axis=-1)
-    return out.reshape(*controls.shape[:-2], -1).astype(np.float32)
+    route = np.stack([quick, rest * switch, rest * (1.0 - switch)], axis=-1)
+    B = controls.shape[-2]
+    actions = encode(admit.reshape(-1, B), route.reshape(-1, B, 3))  # the heuristics' encoder
+    return actions.reshape(*controls.shape[:-2], 4 * B)
+
+
+def controls_from_routes(admit: np.ndarray, routes: np.ndarray) -> np.ndarray:
+    """Admit rates ``[..., B]`` and per-route amounts or shares ``[..., B, 3]`` (quick, switch, netbank) to
+    plan controls ``[..., B, 3]``; nothing routed means quick, nothing beyond quick means switch."""
+    total = routes.sum(-1)
+    quick = np.divide(routes[..., 0], total, out=np.ones_like(total), where=total > 1e-9)
+    rest = routes[..., 1] + routes[..., 2]
+    switch = np.divide(routes[..., 1], rest, out=np.ones_like(rest), where=rest > 1e-9)
+    return np.clip(np.stack([admit, quick, switch], axis=-1), 0.0, 1.0)
 
 
 def _block(plan_blocks: int, block_steps: int, t: np.ndarray) -> np.ndarray:
@@ -137,19 +150,11 @@ def plan_from_policy(
     timeline = run_policy(pol, sc, [seed], timeline=True).timeline
     assert timeline is not None
     admit, route = timeline["admit"], timeline["route"]  # [T, B], [T, B, 3]
-    T, B = admit.shape
-    n_blocks = -(-T // block_steps)
-    index = np.arange(T) // block_steps
-    count = np.bincount(index, minlength=n_blocks)[:, None]
-    mean_admit = np.stack([np.bincount(index, admit[:, b], n_blocks) for b in range(B)], 1) / count
-    mean_route = (
-        np.stack([np.stack([np.bincount(index, route[:, b, r], n_blocks) for r in range(3)], 1) for b in range(B)], 1)
-        / count[:, :, None]
-    )
-    rest = mean_route[..., 1] + mean_route[..., 2]
-    switch = np.divide(mean_route[..., 1], rest, out=np.ones_like(rest), where=rest > 1e-12)
-    controls = np.stack([mean_admit, mean_route[..., 0], switch], axis=-1)
-    return Plan(block_steps, np.clip(controls, 0.0, 1.0))
+    starts = np.arange(0, admit.shape[0], block_steps)
+    steps = np.diff(np.append(starts, admit.shape[0]))[:, None]  # the last block may be shorter
+    mean_admit = np.add.reduceat(admit, starts, axis=0) / steps
+    mean_route = np.add.reduceat(route, starts, axis=0) / steps[:, :, None]
+    return Plan(block_steps, controls_from_routes(mean_admit, mean_route))
 
 
 def plan_from_bound(scenario: str | Path | Scenario, layer_s: float = 60.0) -> Plan:
@@ -170,11 +175,7 @@ def plan_from_bound(scenario: str | Path | Scenario, layer_s: float = 60.0) -> P
     throttled = b.pool_throttled[:, : 2 * B].reshape(-1, B, 2).sum(2)
     admitted = lanes.sum(2)
     admit = np.divide(admitted, admitted + throttled, out=np.ones_like(admitted), where=admitted + throttled > 1e-9)
-    quick_enabled = lanes[..., :3].sum(2)
-    quick = np.divide(lanes[..., 0], quick_enabled, out=np.ones_like(admitted), where=quick_enabled > 1e-9)
-    rest = lanes[..., 1] + lanes[..., 2]
-    switch = np.divide(lanes[..., 1], rest, out=np.ones_like(rest), where=rest > 1e-9)
-    return Plan(b.layer_steps, np.clip(np.stack([admit, quick, switch], axis=-1), 0.0, 1.0))
+    return Plan(b.layer_steps, controls_from_routes(admit, lanes[..., :3]))
 
 
 def plan_failed_rates(
