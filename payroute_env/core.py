@@ -239,7 +239,9 @@ def make_params(scenario: Scenario) -> CoreParams:
         [sc.quick.timeout_s] * B + [sc.netbank.timeout_s] * B + [sc.switch.timeout_s, sc.balance.timeout_s]
     )
 
-    pool_frac = _pool_fractions(sc, np.array([b.share for b in sc.banks]))
+    pool_frac = _pool_fractions(
+        np.array([b.share for b in sc.banks]), np.array([b.quick_share for b in sc.banks]), np.array(sc.balance.share)
+    )
     p_to_balance = np.full(P, sc.users.switch_to_balance)
     p_to_balance[2 * B] = 0.0
 
@@ -317,32 +319,31 @@ def make_params(scenario: Scenario) -> CoreParams:
     )
 
 
-def _pool_fractions(sc: Scenario, shares: np.ndarray) -> np.ndarray:
+def _pool_fractions(shares: np.ndarray, quick: np.ndarray, balance: np.ndarray) -> np.ndarray:
     """Share of new intents per pool: balance first, the rest by card share and quick-enabled share.
 
-    ``shares`` may carry a leading env axis.
+    ``shares`` and ``quick`` are ``[..., B]``, ``balance`` is ``[...]`` (the same leading env axes, or none).
     """
-    quick = np.array([b.quick_share for b in sc.banks])
-    bank_side = (1.0 - sc.balance.share) * shares
+    bank_side = (1.0 - balance[..., None]) * shares
     pools = np.stack([bank_side * quick, bank_side * (1.0 - quick)], axis=-1)
     pools = pools.reshape(*shares.shape[:-1], -1)
-    bal = np.full((*shares.shape[:-1], 1), sc.balance.share)
-    return np.concatenate([pools, bal], axis=-1)
+    return np.concatenate([pools, balance[..., None]], axis=-1)
 
 
-def _switch_destinations(sc: Scenario, shares: np.ndarray) -> np.ndarray:
+def _switch_destinations(shares: np.ndarray, quick: np.ndarray) -> np.ndarray:
     """``[..., P, P]``: where a user who switches to another bank's card goes, from each pool.
 
     Another bank is picked by card share among the other banks, then quick-enabled or not by that bank's
     quick share. Balance payers who switch pick any bank by share. With no other bank to switch to, the
-    user stays in their own pool (it becomes a retry).
+    user stays in their own pool (it becomes a retry). ``shares`` and ``quick`` are ``[..., B]``.
     """
-    B = sc.n_banks
+    B = shares.shape[-1]
     P = 2 * B + 1
-    quick = np.array([b.quick_share for b in sc.banks])
     lead = shares.shape[:-1]
     dest = np.zeros((*lead, P, P))
-    to_pool = np.stack([shares[..., None, :] * quick, shares[..., None, :] * (1 - quick)], axis=-1)
+    dest_share = shares[..., None, :]  # [..., 1 (origin), B (destination)]
+    dest_quick = quick[..., None, :]
+    to_pool = np.stack([dest_share * dest_quick, dest_share * (1 - dest_quick)], axis=-1)
     to_pool = np.broadcast_to(to_pool, (*lead, B, B, 2)).copy()  # [.., origin bank, dest bank, class]
     to_pool[..., np.arange(B), np.arange(B), :] = 0.0
     rows = to_pool.reshape(*lead, B, 2 * B)
@@ -371,18 +372,30 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
 
     rz = sc.randomize
     shares = np.broadcast_to(np.array([b.share for b in sc.banks]), (N, B)).copy()
+    quick = np.broadcast_to(np.array([b.quick_share for b in sc.banks]), (N, B)).copy()
+    balance = np.full(N, sc.balance.share)
     peak_scale = np.ones(N)
     capacity = np.broadcast_to(p.capacity, (N, C)).copy()
     grow_rate = np.broadcast_to(p.grow_rate, (N, S)).copy()
     if rz.active:
-        u = 2.0 * uniforms(keys, np.full(N, _RESET_STREAM), 1 + B + C + S) - 1.0
-        peak_scale = 1.0 + rz.peak * u[:, 0]
-        shares = shares * (1.0 + rz.shares * u[:, 1 : 1 + B])
+        # one column per draw; new kinds of draw are appended so that older ones keep their values
+        cols = np.cumsum([0, 1, B, C, S, B, 1, 1, B])
+        u = uniforms(keys, np.full(N, _RESET_STREAM), int(cols[-1]))
+        pm = 2.0 * u - 1.0  # uniform in (-1, 1) for the multipliers
+        peak_scale = 1.0 + rz.peak * pm[:, 0]
+        shares = shares * (1.0 + rz.shares * pm[:, cols[1] : cols[2]])
         shares = shares / shares.sum(1, keepdims=True)
-        cap_mult = 1.0 + rz.capacity * u[:, 1 + B : 1 + B + C]
+        cap_mult = 1.0 + rz.capacity * pm[:, cols[2] : cols[3]]
         cap_mult[:, -1] = 1.0  # the platform's own balance system is not randomised
         capacity = capacity * cap_mult
-        grow_rate = grow_rate * (1.0 + rz.fragility * u[:, 1 + B + C :])
+        if rz.shuffle_fragility > 0:  # deal the banks' collapse speeds out in a random order
+            shuffled = u[:, cols[6]] < rz.shuffle_fragility
+            order = np.where(shuffled[:, None], np.argsort(u[:, cols[7] : cols[8]], axis=1), np.arange(B))
+            grow_rate[:, :B] = np.take_along_axis(grow_rate[:, :B], order, axis=1)
+        grow_rate = grow_rate * (1.0 + rz.fragility * pm[:, cols[3] : cols[4]])
+        quick = np.minimum(quick * (1.0 + rz.quick_share * pm[:, cols[4] : cols[5]]), 1.0)
+        if rz.balance_share_max > sc.balance.share:
+            balance = sc.balance.share + (rz.balance_share_max - sc.balance.share) * u[:, cols[5]]
 
     z = np.zeros
     route = z((N, B, N_ROUTES))
@@ -399,8 +412,8 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
         route=route,
         peak_scale=peak_scale,
         capacity=capacity,
-        pool_frac=_pool_fractions(sc, shares),
-        dest=_switch_destinations(sc, shares),
+        pool_frac=_pool_fractions(shares, quick, balance),
+        dest=_switch_destinations(shares, quick),
         grow_rate=grow_rate,
         seen_bank=z((N, B, 3)),
         seen_channel=z((N, B, N_ROUTES, len(SEEN_FIELDS))),

@@ -178,16 +178,34 @@ class Balance:
 
 @dataclass(frozen=True)
 class Randomize:
-    """Relative half-widths of per-episode multiplicative draws (0 = fixed; 0.4 = uniform in [0.6, 1.4])."""
+    """Per-episode draws for robust training; all zero (the default) plays the scenario as written.
+
+    ============== ================================================================================
+    field          what is drawn per episode
+    ============== ================================================================================
+    peak           surge multiplier uniform in ``[1 - peak, 1 + peak]`` (the base rate is kept)
+    capacity       each bank channel's and the switch's true capacity times ``[1 - w, 1 + w]``
+    shares         each bank's card share times ``[1 - w, 1 + w]``, renormalised
+    fragility      each server's stress growth rate (1 / collapse_s) times ``[1 - w, 1 + w]``
+    quick_share    each bank's quick-enabled share times ``[1 - w, 1 + w]``, capped at 1
+    balance_share  when above ``balance.share``: the balance share uniform in
+    _max           ``[balance.share, balance_share_max]`` (0 = fixed)
+    shuffle        probability that the banks' collapse speeds are dealt to the banks in a random
+    _fragility     order, so that no bank is known in advance to be the fragile one
+    ============== ================================================================================
+    """
 
     peak: float = field(default=0.0, metadata=_rng(0.0, 0.9))
     capacity: float = field(default=0.0, metadata=_rng(0.0, 0.9))
     shares: float = field(default=0.0, metadata=_rng(0.0, 0.9))
     fragility: float = field(default=0.0, metadata=_rng(0.0, 0.9))
+    quick_share: float = field(default=0.0, metadata=_rng(0.0, 0.9))
+    balance_share_max: float = field(default=0.0, metadata=_rng(0.0, 0.95))
+    shuffle_fragility: float = field(default=0.0, metadata=PROB)
 
     @property
     def active(self) -> bool:
-        return any(v > 0 for v in (self.peak, self.capacity, self.shares, self.fragility))
+        return any(getattr(self, f.name) > 0 for f in dataclasses.fields(self))
 
 
 @dataclass(frozen=True)
@@ -342,6 +360,12 @@ def _check_consistency(sc: Scenario, src: str) -> None:
                 f"traffic.surges[{i}] needs jump_s <= peak_at_s <= peak_until_s, got "
                 f"{s.jump_s:g}, {s.peak_at_s:g}, {s.peak_until_s:g}"
             )
+    rz = sc.randomize
+    if 0.0 < rz.balance_share_max < sc.balance.share:
+        bad(
+            f"randomize.balance_share_max = {rz.balance_share_max:g} must be 0 (fixed) or >= balance.share = "
+            f"{sc.balance.share:g}"
+        )
     frags = [(f"banks[{i}].fragility", b.fragility) for i, b in enumerate(sc.banks)]
     for where, f in [*frags, ("switch.fragility", sc.switch.fragility)]:
         if f.outage_max_s < f.outage_min_s:

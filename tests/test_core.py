@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -234,8 +235,12 @@ def valid_scenarios(draw: st.DrawFn) -> Scenario:
             "timeout_s": draw(st.sampled_from([0.1, 10.0])),
         },
     )
-    if draw(st.booleans()):
+    randomize = draw(st.sampled_from(["none", "multipliers", "wide"]))
+    if randomize != "none":
         data["randomize"] = {"peak": 0.4, "capacity": 0.9, "shares": 0.4, "fragility": 0.9}
+    if randomize == "wide":
+        top = 0.95 if data["balance"]["share"] <= 0.95 else 0.0
+        data["randomize"].update(quick_share=0.9, balance_share_max=top, shuffle_fragility=1.0)
     return scenario_from_dict(data)
 
 
@@ -305,6 +310,57 @@ def test_randomized_scenario_draws_per_episode_parameters() -> None:
     assert np.array_equal(again.capacity, state.capacity)
     fixed_sc = core.reset(core.make_params(load_scenario("double11_2013")), seeds=np.arange(3))
     assert np.all(fixed_sc.peak_scale == 1.0)
+
+
+WIDE = Path(__file__).resolve().parent.parent / "agents" / "scenarios" / "randomized_wide.toml"
+
+
+def test_wide_randomization_draws_quick_and_balance_shares_and_deals_fragility() -> None:
+    sc = load_scenario(WIDE)
+    base = load_scenario("double11_2013")
+    params = core.make_params(sc)
+    state = core.reset(params, seeds=np.arange(200))
+    B = sc.n_banks
+    balance = state.pool_frac[:, -1]
+    assert np.all((balance >= base.balance.share) & (balance <= sc.randomize.balance_share_max))
+    assert balance.min() < 0.2 and balance.max() > 0.55  # the range is used, 2016's 55% included
+    bank_side = state.pool_frac[:, : 2 * B].reshape(-1, B, 2)
+    quick = bank_side[:, :, 0] / bank_side.sum(2)
+    nominal_quick = np.array([b.quick_share for b in base.banks])
+    w = sc.randomize.quick_share
+    assert np.all(quick >= nominal_quick * (1 - w) - 1e-12)
+    assert np.all(quick <= np.minimum(nominal_quick * (1 + w), 1.0) + 1e-12)
+    assert np.allclose(state.pool_frac.sum(1), 1.0) and np.allclose(state.dest.sum(-1), 1.0)
+    # switchers land on quick-enabled cards at the episode's quick share, not the nominal one
+    ccb_dest = state.dest[:, 0, 2:4]  # an ICBC quick user switching to CCB: quick / netbank-only pool
+    assert np.allclose(ccb_dest[:, 0] / ccb_dest.sum(1), quick[:, 1])
+    # dealt fragility: without the +-50% multiplier the banks' collapse speeds are a permutation of 2013's
+    dealt = dataclasses.replace(sc, randomize=dataclasses.replace(sc.randomize, fragility=0.0))
+    grow = core.reset(core.make_params(dealt), seeds=np.arange(200)).grow_rate[:, :B]
+    nominal = core.make_params(base).grow_rate[:B]
+    assert np.allclose(np.sort(grow, 1), np.sort(nominal)[None, :])
+    moved = ~np.all(grow == nominal[None, :], axis=1)
+    assert 0.35 < moved.mean() < 0.65  # shuffle_fragility = 0.5 (a shuffle may also leave the order as it was)
+    fragile = grow.argmax(1)  # the bank with the fastest collapse
+    assert len(set(fragile.tolist())) == B  # every bank is the fragile one in some episodes
+
+
+def test_new_randomize_fields_leave_the_older_draws_unchanged() -> None:
+    """Older draws keep their values when a scenario adds the newer kinds, so old runs replay."""
+    narrow = load_scenario("randomized")
+    wide = dataclasses.replace(narrow, randomize=dataclasses.replace(narrow.randomize, quick_share=0.3))
+    a = core.reset(core.make_params(narrow), seeds=np.arange(20))
+    b = core.reset(core.make_params(wide), seeds=np.arange(20))
+    assert np.array_equal(a.capacity, b.capacity) and np.array_equal(a.peak_scale, b.peak_scale)
+    assert np.array_equal(a.grow_rate, b.grow_rate)
+    assert not np.array_equal(a.pool_frac, b.pool_frac)
+
+
+def test_wide_randomization_accounts_for_every_intent() -> None:
+    sim = Simulator(WIDE, num_envs=3)
+    rng = np.random.default_rng(5)
+    run_sim(sim, [0, 1, 2], lambda s, t: random_actions("continuous", s.n_banks, s.num_envs, rng))
+    assert np.all(sim.state.arrived > 0)
 
 
 # ------------------------------------------------------------------------------------------ mechanisms

@@ -349,6 +349,12 @@ def test_probability_outside_unit_interval_in_a_file(tmp_path: Path) -> None:
         (lambda d: d.update(banks=[]), "banks"),
         (lambda d: d.update(banks=[dict(d["banks"][0], share=0.5), dict(d["banks"][0], share=0.5)]), "name"),
         (lambda d: d.update(randomize={"peak": 0.95}), "randomize.peak"),
+        (lambda d: d.update(randomize={"shuffle_fragility": 1.5}), "randomize.shuffle_fragility"),
+        (lambda d: d.update(randomize={"quick_share": -0.1}), "randomize.quick_share"),
+        (
+            lambda d: (d["balance"].update(share=0.3), d.update(randomize={"balance_share_max": 0.2})),
+            "randomize.balance_share_max",
+        ),
     ],
 )
 def test_other_invalid_values_are_named(mutate, field: str) -> None:
