@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
     p.add_argument("--out", default="results", help="output folder for results.json, results.csv and plots")
     p.add_argument("--no-bound", action="store_true", help="skip the fluid lower bound LP")
+    p.add_argument(
+        "--bound-layer-s",
+        type=float,
+        default=60.0,
+        help="seconds per LP layer: smaller gives a tighter bound and a longer solve (60 s: ~4 s, 10 s: ~4 min)",
+    )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list built-in scenarios and policies, then exit")
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--episodes must be at least 1; got {args.episodes}")
     if args.seed < 0:
         return _fail(f"--seed must be non-negative; got {args.seed}")
+    if not args.bound_layer_s > 0:
+        return _fail(f"--bound-layer-s must be > 0 seconds; got {args.bound_layer_s:g}")
     specs = [s.strip() for s in args.policies.split(",") if s.strip()]
     if not specs:
         return _fail("--policies is empty")
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             episodes=args.episodes,
             seed=args.seed,
             bound=not args.no_bound,
+            bound_layer_s=args.bound_layer_s,
             progress=not args.quiet,
         )
     except (PolicyError, ScenarioError, ValueError) as exc:

@@ -83,6 +83,19 @@ def test_cli_takes_a_toml_path(tmp_path: Path, short_toml: Path) -> None:
     assert json.loads((tmp_path / "results.json").read_text())["scenario"] == "steady_short"
 
 
+def test_cli_bound_layers_are_chosen(tmp_path: Path, short_toml: Path) -> None:
+    bounds = {}
+    for layer_s in (5, 30):
+        out = tmp_path / str(layer_s)
+        proc = run("--scenario", str(short_toml), "--policies", "admit_all", "--episodes", "1", "--out", str(out),
+                   "--quiet", "--no-plots", "--bound-layer-s", str(layer_s))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        bounds[layer_s] = json.loads((out / "results.json").read_text())["bound"]
+        assert bounds[layer_s]["layer_seconds"] == layer_s
+    # finer layers relax less: the bound can only rise
+    assert bounds[5]["failed_payment_rate"] >= bounds[30]["failed_payment_rate"] - 1e-9
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, short_toml: Path) -> dict[str, Path]:
     """Untrained SB3 models saved to disk: fitting ones (PPO with VecNormalize, DQN) and a foreign one."""
@@ -115,6 +128,8 @@ def models(tmp_path_factory: pytest.TempPathFactory, short_toml: Path) -> dict[s
         (["--policies", "models/missing.zip"], "model file not found"),
         (["--episodes", "0"], "--episodes must be at least 1"),
         (["--episodes", "many"], "invalid int value"),
+        (["--bound-layer-s", "0"], "--bound-layer-s must be > 0 seconds; got 0"),
+        (["--bound-layer-s", "nan"], "--bound-layer-s must be > 0 seconds; got nan"),
         (["--policies", "corrupt"], "not a stable-baselines3 model file"),
         (["--policies", "pendulum"], "model expects observations of shape (3,)"),
     ],
