@@ -100,6 +100,16 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         action_noise(args.algo, noise_type, noise_std)
     except HyperparamError as exc:
         raise UsageError(str(exc)) from None
+    residual, residual_scale = hp.pop("residual", None), hp.pop("residual_scale", 1.0)
+    if residual is not None:
+        from agents.residual import check_residual
+
+        if action_mode != "continuous":
+            raise UsageError(f"residual = {residual!r} needs the continuous action mode; this run uses {action_mode!r}")
+        try:
+            check_residual(residual, residual_scale)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     eval_freq = args.eval_freq or hp.pop("eval_freq", None) or max(int(timesteps) // 10, n_envs)
     hp.pop("eval_freq", None)
     periodic_episodes = int(hp.pop("eval_episodes", 8))
@@ -118,7 +128,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "policy_kwargs": hp.pop("policy_kwargs", {}),
         "normalize": hp.pop("normalize", False),
         "env_kwargs": hp.pop("env_kwargs", {}),
-        "start_at_status_quo": bool(hp.pop("start_at_status_quo", False)),
+        # a residual policy starts at its heuristic (zero correction), not at the status quo
+        "start_at_status_quo": bool(hp.pop("start_at_status_quo", False)) and residual is None,
+        "residual": residual,
+        "residual_scale": float(residual_scale) if residual is not None else None,
         "noise_type": noise_type,
         "noise_std": noise_std,
         "algo_kwargs": hp,
@@ -171,6 +184,10 @@ def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool):
     env = make_sb3_vec_env(
         config["scenario"], n_envs, seed=seed, action_mode=config["action_mode"], **config.get("env_kwargs", {})
     )
+    if config.get("residual"):  # the agent's actions become corrections to the heuristic's (agents/residual.py)
+        from agents.residual import ResidualVecEnv, make_base
+
+        env = ResidualVecEnv(env, make_base(config["residual"], config["scenario"]), config["residual_scale"])
     norm = config["normalize"]
     if norm:
         opts = {"norm_obs": True, "norm_reward": True} if norm is True else dict(norm)
@@ -296,6 +313,10 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         )
         if config.get("start_at_status_quo"):
             start_at_status_quo(model, env.get_attr("n_banks")[0])
+        if config.get("residual"):  # saved inside every zip, so agents.policies.load_policy rebuilds the pair
+            from agents.residual import MODEL_ATTRIBUTE
+
+            setattr(model, MODEL_ATTRIBUTE, {"base": config["residual"], "scale": config["residual_scale"]})
     n_envs = config["n_envs"]
     callbacks = CallbackList(
         [

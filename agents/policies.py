@@ -303,4 +303,19 @@ def load_policy(
     internal_shape = env_observations.observation_space(sc.n_banks, True).shape
     policy.observe_internal = policy.model.observation_space.shape == internal_shape
     policy_spaces_match(policy, sc)
-    return policy
+    return _with_residual_base(policy, sc)
+
+
+def _with_residual_base(policy: SB3Policy, scenario: Scenario) -> Policy:
+    """A model trained as a correction to a heuristic (``agents.residual``) comes back with its heuristic."""
+    from . import residual
+
+    settings = getattr(policy.model, residual.MODEL_ATTRIBUTE, None)
+    if settings is None:
+        return policy
+    try:
+        base, scale = settings["base"], settings["scale"]
+        residual.check_residual(base, scale)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise PolicyError(f"{policy.path}: bad residual settings {settings!r} ({exc})") from None
+    return residual.ResidualPolicy(policy, residual.make_base(base, scenario), scale)

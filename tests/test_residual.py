@@ -1,0 +1,143 @@
+"""Residual policies (agents/residual.py): a learned correction on top of a heuristic, in training and evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import train
+from agents.baselines import SuccessRateRouter
+from agents.evaluation import run_policy
+from agents.policies import Policy, PolicyError, load_policy
+from agents.residual import MODEL_ATTRIBUTE, ResidualPolicy, ResidualVecEnv, combine
+from agents.sb3 import algo_class
+from payroute_env.sb3_vec_env import make_sb3_vec_env
+
+TINY = """
+extends = "double11_2013"
+name = "tiny"
+description = "a 200-second slice of the 2013 peak"
+start_s = 300.0
+end_s = 500.0
+"""
+FAST = ["--no-eval", "--no-progress"]
+SMALL_PPO = ["n_steps=32", "batch_size=64", "n_epochs=1"]
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> str:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return str(path)
+
+
+class Constant(Policy):
+    """A stand-in correction that always answers ``value``."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.name = value, f"constant {value}"
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic=True):
+        return np.full((observation.shape[0], 24), self.value, dtype=np.float32), state
+
+
+def test_combine_adds_the_scaled_correction_and_clips() -> None:
+    base = np.array([[1.0, 0.95, 0.05, 0.0]])
+    out = combine(base, np.array([[-0.25, 2.0, -0.5, 0.5]]), scale=0.5)
+    assert out.dtype == np.float32
+    assert np.allclose(out, [[0.875, 1.0, 0.0, 0.25]])  # 2.0 is clipped to 1 before scaling; sums to [0, 1]
+    with pytest.raises(ValueError, match="does not fit"):
+        combine(base, np.zeros((1, 3)), 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        combine(base, np.array([[np.nan, 0, 0, 0]]), 1.0)
+
+
+def test_zero_correction_is_exactly_the_heuristic(tiny: str) -> None:
+    seeds = [5, 6]
+    alone = run_policy(SuccessRateRouter(tiny), tiny, seeds, timeline=False).episodes
+    paired = run_policy(ResidualPolicy(Constant(0.0), SuccessRateRouter(tiny), 1.0), tiny, seeds, timeline=False)
+    assert [e["lost"] for e in paired.episodes] == [e["lost"] for e in alone]
+    assert [e["succeeded"] for e in paired.episodes] == [e["succeeded"] for e in alone]
+    # the training wrapper drives the heuristic the same way (memory reset when an episode ends)
+    venv = ResidualVecEnv(make_sb3_vec_env(tiny, 2, seed=5), SuccessRateRouter(tiny), scale=1.0)
+    assert venv.action_space.low.min() == -1 and venv.action_space.high.max() == 1
+    venv.reset()
+    rates: list[float] = []
+    while len(rates) < 2:
+        _, _, dones, infos = venv.step(np.zeros((2, 24), dtype=np.float32))
+        rates += [infos[i]["episode_kpis"]["failed_payment_rate"] for i in np.flatnonzero(dones)]
+    assert rates == [e["failed_payment_rate"] for e in alone]
+
+
+def test_a_full_correction_overrides_the_heuristic(tiny: str) -> None:
+    policy = ResidualPolicy(Constant(1.0), SuccessRateRouter(tiny), 1.0)
+    obs = np.zeros((3, 172), dtype=np.float32)
+    action, _ = policy.predict(obs)
+    assert np.array_equal(action, np.ones((3, 24), dtype=np.float32))  # admit all, equal route weights
+    down, _ = ResidualPolicy(Constant(-1.0), SuccessRateRouter(tiny), 1.0).predict(obs)
+    assert np.array_equal(down, np.zeros((3, 24), dtype=np.float32))  # throttle everything
+
+
+def test_residual_wrapper_needs_continuous_actions(tiny: str) -> None:
+    with pytest.raises(ValueError, match="continuous action mode"):
+        ResidualVecEnv(make_sb3_vec_env(tiny, 1, action_mode="discrete"), SuccessRateRouter(tiny))
+
+
+def test_train_saves_a_residual_model_that_loads_with_its_heuristic(tiny: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    argv = ["--scenario", tiny, "--timesteps", "128", "--n-envs", "2", "--out", str(out)]
+    hp = ["--hyperparams", "residual=success_rate_router", "residual_scale=0.5", *SMALL_PPO]
+    assert train.main(argv + hp + FAST) == 0
+    run = out / "ppo-tiny-seed0"
+    config = json.loads((run / "config.json").read_text())
+    assert config["residual"] == "success_rate_router" and config["residual_scale"] == 0.5
+    assert config["start_at_status_quo"] is False  # the YAML's status-quo start does not apply
+    model = algo_class("ppo").load(run / "model.zip", device="cpu")
+    assert getattr(model, MODEL_ATTRIBUTE) == {"base": "success_rate_router", "scale": 0.5}
+    policy = load_policy(run / "model.zip", tiny)
+    assert isinstance(policy, ResidualPolicy) and policy.scale == 0.5
+    assert "correction (x0.5) to success_rate_router" in policy.describe()
+    # its action is the router's plus half the model's correction
+    obs = make_sb3_vec_env(tiny, 2, seed=9).reset()
+    got, _ = policy.predict(obs)
+    router, _ = SuccessRateRouter(tiny).predict(obs)
+    correction, _ = model.predict(policy.correction.normalize(obs), deterministic=True)
+    assert np.array_equal(got, combine(router, correction, 0.5))
+    # resuming keeps the residual (its settings travel inside the checkpoint)
+    assert train.main(argv[:3] + ["256"] + argv[4:] + hp + FAST + ["--resume"]) == 0
+    assert isinstance(load_policy(run / "model.zip", tiny), ResidualPolicy)
+
+
+def test_bad_residual_settings_in_a_model_are_named(tiny: str, tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from payroute_env import PaymentRoutingEnv
+
+    model = PPO("MlpPolicy", PaymentRoutingEnv(tiny), n_steps=32, batch_size=32, device="cpu")
+    setattr(model, MODEL_ATTRIBUTE, {"base": "no_such_heuristic", "scale": 1.0})
+    model.save(tmp_path / "bad.zip")
+    with pytest.raises(PolicyError, match="bad residual settings.*no_such_heuristic"):
+        load_policy(tmp_path / "bad.zip", tiny)
+
+
+@pytest.mark.parametrize(
+    ("hyperparams", "message"),
+    [
+        (["residual=nope"], "residual = 'nope': expected a heuristic name"),
+        (["residual=aimd", "residual_scale=2"], "residual_scale = 2: expected a number in (0, 1]"),
+    ],
+)
+def test_bad_residual_hyperparameters_exit_2(hyperparams: list[str], message: str, tmp_path: Path, capsys) -> None:
+    assert train.main(["--out", str(tmp_path), "--hyperparams", *hyperparams] + FAST) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_residual_needs_the_continuous_action_mode(tmp_path: Path, capsys) -> None:
+    argv = ["--algo", "dqn", "--out", str(tmp_path), "--hyperparams", "residual=aimd"]
+    assert train.main(argv + FAST) == 2
+    assert "needs the continuous action mode" in capsys.readouterr().err
