@@ -8,7 +8,8 @@ is a YAML mapping (never a Python string to ``eval``); ``activation_fn`` is a na
 ``lost_weight``; evaluation always reports the failed-payment rate, whatever the training reward.
 ``noise_type`` / ``noise_std`` (RL Zoo's keys) give TD3 and SAC exploration noise; ``start_at_status_quo``
 centres a fresh policy on "admit all, quick"; ``features_extractor_class`` in ``policy_kwargs`` may name
-``per_bank`` (``agents.networks.PerBankExtractor``).
+``per_bank`` (``agents.networks.PerBankExtractor``); ``residual: <heuristic>`` (with ``residual_scale``)
+trains a correction to that heuristic instead of a policy from scratch (``agents.residual``).
 """
 
 from __future__ import annotations
