@@ -7,6 +7,7 @@ import math
 import os
 import tomllib
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,3 +158,21 @@ def rng() -> np.random.Generator:
 settings.register_profile("ci", derandomize=True, deadline=None)
 settings.register_profile("explore", derandomize=False, deadline=None)
 settings.load_profile(os.environ.get("PAYROUTE_HYPOTHESIS_PROFILE", "ci"))
+
+
+# A short overload for training tests: a 200-second slice of the 2013 peak, 40 steps per episode.
+TINY_SCENARIO = """
+extends = "double11_2013"
+name = "tiny"
+description = "a 200-second slice of the 2013 peak"
+start_s = 300.0
+end_s = 500.0
+"""
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> str:
+    """Path of the ``tiny`` scenario TOML (``TINY_SCENARIO``) in the test's temporary folder."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SCENARIO)
+    return str(path)

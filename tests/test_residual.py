@@ -17,22 +17,8 @@ from agents.residual import MODEL_ATTRIBUTE, ResidualPolicy, ResidualVecEnv, com
 from agents.sb3 import algo_class
 from payroute_env.sb3_vec_env import make_sb3_vec_env
 
-TINY = """
-extends = "double11_2013"
-name = "tiny"
-description = "a 200-second slice of the 2013 peak"
-start_s = 300.0
-end_s = 500.0
-"""
 FAST = ["--no-eval", "--no-progress"]
 SMALL_PPO = ["n_steps=32", "batch_size=64", "n_epochs=1"]
-
-
-@pytest.fixture()
-def tiny(tmp_path: Path) -> str:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return str(path)
 
 
 class Constant(Policy):

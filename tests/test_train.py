@@ -19,23 +19,7 @@ from payroute_env.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A short overload: two steps a minute apart are enough for the tests, 40 steps per episode.
-TINY = """
-extends = "double11_2013"
-name = "tiny"
-description = "a 200-second slice of the 2013 peak"
-start_s = 300.0
-end_s = 500.0
-"""
-
 FAST = ["--no-eval", "--no-progress"]
-
-
-@pytest.fixture()
-def tiny(tmp_path: Path) -> str:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return str(path)
 
 
 def _small_hp(algo: str) -> list[str]:
