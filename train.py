@@ -101,6 +101,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     except HyperparamError as exc:
         raise UsageError(str(exc)) from None
     residual, residual_scale = hp.pop("residual", None), hp.pop("residual_scale", 1.0)
+    if residual is None and residual_scale != 1.0:
+        raise UsageError(f"residual_scale = {residual_scale!r} needs residual (the heuristic to correct)")
     if residual is not None:
         from agents.residual import check_residual
 

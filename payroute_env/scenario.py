@@ -180,19 +180,19 @@ class Balance:
 class Randomize:
     """Per-episode draws for robust training; all zero (the default) plays the scenario as written.
 
-    ============== ================================================================================
-    field          what is drawn per episode
-    ============== ================================================================================
-    peak           surge multiplier uniform in ``[1 - peak, 1 + peak]`` (the base rate is kept)
-    capacity       each bank channel's and the switch's true capacity times ``[1 - w, 1 + w]``
-    shares         each bank's card share times ``[1 - w, 1 + w]``, renormalised
-    fragility      each server's stress growth rate (1 / collapse_s) times ``[1 - w, 1 + w]``
-    quick_share    each bank's quick-enabled share times ``[1 - w, 1 + w]``, capped at 1
-    balance_share  when above ``balance.share``: the balance share uniform in
-    _max           ``[balance.share, balance_share_max]`` (0 = fixed)
-    shuffle        probability that the banks' collapse speeds are dealt to the banks in a random
-    _fragility     order, so that no bank is known in advance to be the fragile one
-    ============== ================================================================================
+    ================== =============================================================================
+    field              what is drawn per episode
+    ================== =============================================================================
+    peak               surge multiplier uniform in ``[1 - peak, 1 + peak]`` (the base rate is kept)
+    capacity           each bank channel's and the switch's true capacity times ``[1 - w, 1 + w]``
+    shares             each bank's card share times ``[1 - w, 1 + w]``, renormalised
+    fragility          each server's stress growth rate (1 / collapse_s) times ``[1 - w, 1 + w]``
+    quick_share        each bank's quick-enabled share times ``[1 - w, 1 + w]``, capped at 1
+    balance_share_max  when above ``balance.share``: the balance share is uniform in
+                       ``[balance.share, balance_share_max]`` (0 = fixed)
+    shuffle_fragility  probability that the banks' collapse speeds are dealt to the banks in a random
+                       order (before the ``fragility`` multiplier): no bank is known to be the fragile one
+    ================== =============================================================================
     """
 
     peak: float = field(default=0.0, metadata=_rng(0.0, 0.9))

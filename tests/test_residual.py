@@ -93,9 +93,13 @@ def test_train_saves_a_residual_model_that_loads_with_its_heuristic(tiny: str, t
     router, _ = SuccessRateRouter(tiny).predict(obs)
     correction, _ = model.predict(policy.correction.normalize(obs), deterministic=True)
     assert np.array_equal(got, combine(router, correction, 0.5))
-    # resuming keeps the residual (its settings travel inside the checkpoint)
-    assert train.main(argv[:3] + ["256"] + argv[4:] + hp + FAST + ["--resume"]) == 0
-    assert isinstance(load_policy(run / "model.zip", tiny), ResidualPolicy)
+    # resuming keeps the residual: the run's config.json and the checkpoint both say so, even when the
+    # resuming command does not repeat the hyper-parameters
+    longer = argv[:3] + ["256"] + argv[4:]
+    assert train.main(longer + FAST + ["--resume"]) == 0
+    resumed = load_policy(run / "model.zip", tiny)
+    assert isinstance(resumed, ResidualPolicy) and resumed.scale == 0.5
+    assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
 
 
 def test_bad_residual_settings_in_a_model_are_named(tiny: str, tmp_path: Path) -> None:
@@ -115,6 +119,7 @@ def test_bad_residual_settings_in_a_model_are_named(tiny: str, tmp_path: Path) -
     [
         (["residual=nope"], "residual = 'nope': expected a heuristic name"),
         (["residual=aimd", "residual_scale=2"], "residual_scale = 2: expected a number in (0, 1]"),
+        (["residual_scale=0.5"], "residual_scale = 0.5 needs residual"),
     ],
 )
 def test_bad_residual_hyperparameters_exit_2(hyperparams: list[str], message: str, tmp_path: Path, capsys) -> None:
