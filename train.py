@@ -4,6 +4,7 @@
     python train.py --algo ppo --scenario double11_2013 --timesteps 1e6 --n-envs 16 --seed 0 --out runs/
     python train.py --algo dqn --hyperparams learning_rate=5e-4 exploration_fraction=0.2
     python train.py --out runs/ --resume              # continue the same run from its last checkpoint
+    python train.py --scenario double11_2016 --init-model runs/ppo-double11_2013-seed0/model.zip --out ft/
 
 A run lives in ``<out>/<algo>-<scenario>-seed<seed>/``: ``config.json`` (every resolved setting),
 ``model.zip`` and ``vecnormalize.pkl`` (the final agent), ``best_model.zip`` (best periodic evaluation),
@@ -46,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--action-mode", default=None, help="continuous, multidiscrete or discrete (default: algo's)")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="override YAML settings")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument(
+        "--init-model",
+        default=None,
+        metavar="PATH",
+        help="start a new run from this model's weights and VecNormalize statistics (fine-tuning, curricula)",
+    )
     p.add_argument("--eval-freq", type=int, default=None, help="env steps between periodic evaluations")
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes in the final table (default 20)")
     p.add_argument("--eval-seed", type=int, default=1000, help="first seed of the final table (default 1000)")
@@ -112,6 +119,11 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
             check_residual(residual, residual_scale)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    if args.init_model is not None:
+        if args.resume:
+            raise UsageError("--init-model starts a new run from another model; --resume continues this run")
+        if not Path(args.init_model).is_file():
+            raise UsageError(f"--init-model {args.init_model}: model file not found")
     eval_freq = args.eval_freq or hp.pop("eval_freq", None) or max(int(timesteps) // 10, n_envs)
     hp.pop("eval_freq", None)
     periodic_episodes = int(hp.pop("eval_episodes", 8))
@@ -134,6 +146,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "start_at_status_quo": bool(hp.pop("start_at_status_quo", False)) and residual is None,
         "residual": residual,
         "residual_scale": float(residual_scale) if residual is not None else None,
+        "init_model": args.init_model,
         "noise_type": noise_type,
         "noise_std": noise_std,
         "algo_kwargs": hp,
@@ -269,6 +282,49 @@ def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
     )
 
 
+def start_from(model, env, path: Path) -> None:
+    """Give a fresh ``model`` the weights (and ``env`` the VecNormalize statistics) of the model at ``path``.
+
+    The two must be the same algorithm with the same network, spaces and residual settings; anything else
+    is a ``UsageError`` naming the difference.
+    """
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.policies import _detect_algorithm, vecnormalize_path
+    from agents.residual import MODEL_ATTRIBUTE
+    from agents.sb3 import algo_class
+
+    try:
+        algo = _detect_algorithm(path)
+        source = algo_class(algo).load(path, device="cpu")
+    except Exception as exc:  # a foreign zip or a corrupt file
+        raise UsageError(f"--init-model: cannot load {path}: {_one_line(exc)}") from None
+    if type(source) is not type(model):
+        theirs, ours = type(source).__name__, type(model).__name__
+        raise UsageError(f"--init-model: {path} is a {theirs} model; this run trains {ours}")
+    theirs, ours = getattr(source, MODEL_ATTRIBUTE, None), getattr(model, MODEL_ATTRIBUTE, None)
+    if theirs != ours:
+        raise UsageError(f"--init-model: {path} was trained with residual settings {theirs}, this run uses {ours}")
+    if source.observation_space != model.observation_space or source.action_space != model.action_space:
+        raise UsageError(
+            f"--init-model: {path} sees {source.observation_space} and acts in {source.action_space}; "
+            f"this run sees {model.observation_space} and acts in {model.action_space}"
+        )
+    try:
+        model.set_parameters(source.get_parameters(), exact_match=True, device="cpu")
+    except Exception as exc:  # another net_arch or policy: the tensors do not fit
+        raise UsageError(f"--init-model: {path} does not fit this run's network: {_one_line(exc)}") from None
+    stats = vecnormalize_path(path)
+    if isinstance(env, VecNormalize) and stats is not None:
+        loaded = VecNormalize.load(str(stats), env.venv)
+        env.obs_rms, env.ret_rms = loaded.obs_rms, loaded.ret_rms
+
+
+def _one_line(exc: Exception, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     """Train (or resume) the agent; return the run folder. Raises KeyboardInterrupt after saving on Ctrl-C."""
     import torch
@@ -319,6 +375,8 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
             from agents.residual import MODEL_ATTRIBUTE
 
             setattr(model, MODEL_ATTRIBUTE, {"base": config["residual"], "scale": config["residual_scale"]})
+        if config.get("init_model"):
+            start_from(model, env, Path(config["init_model"]))
     n_envs = config["n_envs"]
     callbacks = CallbackList(
         [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -260,3 +261,55 @@ def test_td3_explores_with_the_configured_action_noise(tiny: str, tmp_path: Path
     noise = getattr(noise, "base_noise", noise)  # SB3 wraps it per environment (VectorizedActionNoise)
     assert isinstance(noise, NormalActionNoise)
     np.testing.assert_allclose(noise._sigma, np.full(24, 0.3))
+
+
+def test_init_model_starts_a_new_run_from_another_models_weights_and_statistics(tiny: str, tmp_path: Path) -> None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    small = ["--scenario", tiny, "--n-envs", "2", "--timesteps", "128"] + FAST
+    assert train.main(small + ["--out", str(tmp_path / "a"), "--hyperparams", "n_steps=32", "batch_size=64"]) == 0
+    source = tmp_path / "a" / "ppo-tiny-seed0"
+    # learning_rate 0 keeps the weights as loaded, so the new run's model must equal the source's
+    hp = ["--hyperparams", "n_steps=32", "batch_size=64", "learning_rate=0"]
+    argv = small + ["--out", str(tmp_path / "b"), "--init-model", str(source / "model.zip")] + hp
+    assert train.main(argv) == 0
+    run = tmp_path / "b" / "ppo-tiny-seed0"
+    assert json.loads((run / "config.json").read_text())["init_model"] == str(source / "model.zip")
+    theirs = algo_class("ppo").load(source / "model.zip").policy.state_dict()
+    ours = algo_class("ppo").load(run / "model.zip").policy.state_dict()
+    assert theirs.keys() == ours.keys() and all(torch_equal(theirs[k], ours[k]) for k in theirs)
+    # the observation statistics carry on from the source's instead of starting from scratch
+    stats = [pickle.loads((d / "vecnormalize.pkl").read_bytes()) for d in (source, run)]
+    assert isinstance(stats[1], VecNormalize)
+    assert stats[1].obs_rms.count > stats[0].obs_rms.count + 100
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--resume"], "--init-model starts a new run"),
+        (["--hyperparams", "policy_kwargs.net_arch=[8]"], "does not fit this run's network"),
+        (["--hyperparams", "residual=aimd"], "was trained with residual settings None"),
+        (["--algo", "a2c"], "is a PPO model; this run trains A2C"),
+    ],
+)
+def test_init_model_refuses_what_does_not_fit(extra: list[str], message: str, tiny: str, tmp_path: Path, capsys):
+    small = ["--scenario", tiny, "--n-envs", "2", "--timesteps", "64"] + FAST
+    assert train.main(small + ["--out", str(tmp_path / "a"), "--hyperparams", "n_steps=32", "batch_size=64"]) == 0
+    source = tmp_path / "a" / "ppo-tiny-seed0" / "model.zip"
+    capsys.readouterr()
+    assert train.main(small + ["--out", str(tmp_path / "b"), "--init-model", str(source)] + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_init_model_that_does_not_exist_exits_2(tmp_path: Path, capsys) -> None:
+    assert train.main(["--out", str(tmp_path), "--init-model", str(tmp_path / "none.zip")] + FAST) == 2
+    err = capsys.readouterr().err
+    assert "--init-model" in err and "model file not found" in err
