@@ -35,7 +35,7 @@ def check_residual(base: Any, scale: Any) -> None:
     """Raise ``ValueError`` naming the setting unless ``base`` is a heuristic name and ``scale`` is in (0, 1]."""
     from .baselines import HEURISTICS
 
-    if base not in HEURISTICS:
+    if not isinstance(base, str) or base not in HEURISTICS:
         raise ValueError(f"residual = {base!r}: expected a heuristic name ({', '.join(HEURISTICS)})")
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 1:
         raise ValueError(f"residual_scale = {scale!r}: expected a number in (0, 1]")

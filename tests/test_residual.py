@@ -118,6 +118,7 @@ def test_bad_residual_settings_in_a_model_are_named(tiny: str, tmp_path: Path) -
     ("hyperparams", "message"),
     [
         (["residual=nope"], "residual = 'nope': expected a heuristic name"),
+        (["residual=[aimd]"], "residual = ['aimd']: expected a heuristic name"),
         (["residual=aimd", "residual_scale=2"], "residual_scale = 2: expected a number in (0, 1]"),
         (["residual_scale=0.5"], "residual_scale = 0.5 needs residual"),
     ],
