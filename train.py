@@ -230,7 +230,8 @@ BEST_STATS = "best_model_vecnormalize.pkl"  # agents.policies finds <model>_vecn
 def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
     """SB3's EvalCallback (best_model.zip, evaluations.npz) that also tracks the failed-payment rate.
 
-    The rate of each evaluation (mean over its episodes, from ``info["episode_kpis"]``) goes to TensorBoard
+    Every evaluation replays the episodes seeded from ``periodic_eval_seed``. The rate of each evaluation
+    (mean over its episodes, from ``info["episode_kpis"]``) goes to TensorBoard
     as ``eval/failed_payment_rate`` and to ``learning_curve.npz`` (timesteps, rates) for the plot.
     """
     import numpy as np
@@ -251,6 +252,10 @@ def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
 
         def _on_step(self) -> bool:
             self._rates = []
+            if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+                # every evaluation plays the same episodes (the same worlds, on a randomised scenario), so that
+                # evaluations compare the policy and not the draw; otherwise the env continues its random stream
+                self.eval_env.seed(config["periodic_eval_seed"])
             keep_going = super()._on_step()
             if self._rates:
                 rate = float(np.mean(self._rates))

@@ -313,3 +313,17 @@ def test_init_model_that_does_not_exist_exits_2(tmp_path: Path, capsys) -> None:
     assert train.main(["--out", str(tmp_path), "--init-model", str(tmp_path / "none.zip")] + FAST) == 2
     err = capsys.readouterr().err
     assert "--init-model" in err and "model file not found" in err
+
+
+def test_periodic_evaluations_replay_the_same_episodes(tiny: str, tmp_path: Path) -> None:
+    """On a randomised scenario each evaluation meets the same worlds: a frozen policy scores the same."""
+    scenario = tmp_path / "tiny_random.toml"
+    scenario.write_text(f'extends = "{tiny}"\nname = "tiny_random"\n[randomize]\npeak = 0.4\ncapacity = 0.5\n')
+    argv = ["--scenario", str(scenario), "--timesteps", "256", "--n-envs", "2", "--out", str(tmp_path / "runs")]
+    argv += ["--eval-freq", "64", "--no-progress", "--no-eval"]
+    hp = ["n_steps=32", "batch_size=64", "learning_rate=0", "normalize=false"]  # a policy that cannot change
+    assert train.main(argv + ["--hyperparams", *hp]) == 0
+    curve = np.load(tmp_path / "runs" / "ppo-tiny_random-seed0" / "learning_curve.npz")
+    rates = curve["failed_payment_rate"]
+    assert len(rates) == 4 and np.all(rates == rates[0]), rates
+
