@@ -295,15 +295,14 @@ def start_from(model, env, path: Path) -> None:
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from agents.policies import _detect_algorithm, vecnormalize_path
+    from agents.policies import PolicyError, SB3Policy
     from agents.residual import MODEL_ATTRIBUTE
-    from agents.sb3 import algo_class
 
-    try:
-        algo = _detect_algorithm(path)
-        source = algo_class(algo).load(path, device="cpu")
-    except Exception as exc:  # a foreign zip or a corrupt file
-        raise UsageError(f"--init-model: cannot load {path}: {_one_line(exc)}") from None
+    try:  # the evaluator's loader: it detects the algorithm and finds the statistics saved beside the model
+        loaded = SB3Policy(path)
+    except PolicyError as exc:
+        raise UsageError(f"--init-model: {exc}") from None
+    source = loaded.model
     if type(source) is not type(model):
         theirs, ours = type(source).__name__, type(model).__name__
         raise UsageError(f"--init-model: {path} is a {theirs} model; this run trains {ours}")
@@ -319,10 +318,9 @@ def start_from(model, env, path: Path) -> None:
         model.set_parameters(source.get_parameters(), exact_match=True, device="cpu")
     except Exception as exc:  # another net_arch or policy: the tensors do not fit
         raise UsageError(f"--init-model: {path} does not fit this run's network: {_one_line(exc)}") from None
-    stats = vecnormalize_path(path)
-    if isinstance(env, VecNormalize) and stats is not None:
-        loaded = VecNormalize.load(str(stats), env.venv)
-        env.obs_rms, env.ret_rms = loaded.obs_rms, loaded.ret_rms
+    if isinstance(env, VecNormalize) and loaded.vecnormalize_path is not None:
+        stats = VecNormalize.load(str(loaded.vecnormalize_path), env.venv)
+        env.obs_rms, env.ret_rms = stats.obs_rms, stats.ret_rms
 
 
 def _one_line(exc: Exception, limit: int = 300) -> str:

@@ -45,7 +45,6 @@ __all__ = [
     "available_policies",
     "load_policy",
     "policy_spaces_match",
-    "vecnormalize_path",
 ]
 
 
@@ -120,7 +119,7 @@ def _detect_algorithm(path: Path) -> str:
     return "ppo" if "clip_range" in data else "a2c"
 
 
-def vecnormalize_path(model_path: Path) -> Path | None:
+def _vecnormalize_path(model_path: Path) -> Path | None:
     """VecNormalize statistics saved beside a model, if any (first match wins)."""
     stem = model_path.with_suffix("")
     candidates = [Path(f"{stem}_vecnormalize.pkl"), Path(f"{stem}.vecnormalize.pkl")]
@@ -194,7 +193,7 @@ class SB3Policy(Policy):
         self.observe_internal = _is_internal_shape(shape)
         self.obs_rms: Any = None
         self.clip_obs, self.epsilon = 10.0, 1e-8
-        self.vecnormalize_path = vecnormalize_path(self.path)
+        self.vecnormalize_path = _vecnormalize_path(self.path)
         if self.vecnormalize_path is not None:
             self._load_vecnormalize(self.vecnormalize_path, shape)
 
