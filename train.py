@@ -351,12 +351,12 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
                 raise UsageError(f"--resume: cannot read {stats_path}: {exc}") from None
             env.training = True
         try:
-            model = algo.load(model_path, env=env, device="cpu")
+            model = algo.load(model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
         except Exception as exc:  # zip, pickle or space mismatch: all mean the checkpoint is unusable
             raise UsageError(f"--resume: cannot load checkpoint {model_path}: {exc}") from None
         print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps)")
-    else:
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))  # resume: the new target
+    if not resume:
         extra = {}
         if config.get("noise_type"):
             n_actions = int(env.action_space.shape[0])
@@ -468,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             saved = Path(config["run_dir"]) / "config.json"
             if saved.exists():
-                config = {**json.loads(saved.read_text()), "timesteps": config["timesteps"]}
+                # the run's own settings, but in the folder it is found in now (it may have been moved)
+                here = {"timesteps": config["timesteps"], "run_dir": config["run_dir"]}
+                config = {**json.loads(saved.read_text()), **here}
         run_dir = train(config, args.resume, progress=not args.no_progress and sys.stderr.isatty())
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

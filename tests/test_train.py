@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +65,21 @@ def test_resume_continues_the_timestep_count(tiny: str, tmp_path: Path) -> None:
     _, _, steps = train.last_checkpoint(run)
     assert steps == 256
     assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
+
+
+def test_resume_writes_where_the_run_now_is(tiny: str, tmp_path: Path) -> None:
+    # a run folder copied elsewhere resumes there, not in the folder its config.json was first written in
+    base = ["--scenario", tiny, "--n-envs", "2", "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]
+    assert train.main(base + ["--out", str(tmp_path / "a"), "--timesteps", "64"] + FAST) == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert train.main(base + ["--out", str(tmp_path / "b"), "--timesteps", "128", "--resume"] + FAST) == 0
+    assert train.last_checkpoint(tmp_path / "b" / "ppo-tiny-seed0")[2] == 128
+    assert train.last_checkpoint(tmp_path / "a" / "ppo-tiny-seed0")[2] == 64
+    saved = json.loads((tmp_path / "b" / "ppo-tiny-seed0" / "config.json").read_text())
+    assert Path(saved["run_dir"]) == tmp_path / "b" / "ppo-tiny-seed0" and saved["timesteps"] == 128
+    # TensorBoard logs of the resumed part go to the new folder too
+    assert len(list((tmp_path / "a" / "ppo-tiny-seed0" / "tb").rglob("events.*"))) == 1
+    assert len(list((tmp_path / "b" / "ppo-tiny-seed0" / "tb").rglob("events.*"))) == 2
 
 
 def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, capsys) -> None:
