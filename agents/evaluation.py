@@ -265,25 +265,32 @@ def _bounds(sc: Scenario, seeds: Sequence[int], layer_s: float, progress: bool =
 
     if not sc.randomize.active:
         b = fluid_bound(sc, layer_s=layer_s)
-        return _bound_dict(b, [b.failed_payment_rate] * len(seeds), per_episode=False)
+        return _bound_dict([b] * len(seeds), per_episode=False)
     sim = Simulator(sc, len(seeds))
     sim.reset(seeds=[int(s) for s in seeds])
     episodes = tqdm(range(len(seeds)), desc="bound per episode", disable=not progress, file=sys.stderr, leave=False)
-    results = [fluid_bound(sc, state=sim.state, env_index=i, layer_s=layer_s) for i in episodes]
+    return _bound_dict([fluid_bound(sc, state=sim.state, env_index=i, layer_s=layer_s) for i in episodes], True)
+
+
+def _bound_dict(results: list[BoundResult], per_episode: bool) -> dict[str, Any]:
+    """The bound of each episode (one LP repeated for a fixed scenario): rates per episode, intents as means.
+
+    ``arrived = lost + succeeded + pending`` in expected intents: the plan's own accounting. ``pending`` is
+    what the optimal plan leaves queued or waiting to retry at the end, neither paid nor lost.
+    """
+    b = results[0]
     rates = [r.failed_payment_rate for r in results]
-    d = _bound_dict(results[0], rates, per_episode=True)
-    d["solve_seconds"] = float(sum(r.solve_seconds for r in results))
-    return d
-
-
-def _bound_dict(b: BoundResult, rates: list[float], per_episode: bool) -> dict[str, Any]:
     return {
         "failed_payment_rate": float(np.mean(rates)),
         "per_episode": rates,
         "per_episode_parameters": per_episode,
         "layer_seconds": None,
-        "solve_seconds": b.solve_seconds,
+        "solve_seconds": float(sum(r.solve_seconds for r in (results if per_episode else results[:1]))),
         "status": b.status,
+        "arrived": float(np.mean([r.arrived for r in results])),
+        "lost": float(np.mean([r.lost for r in results])),
+        "succeeded": float(np.mean([r.succeeded for r in results])),
+        "pending": float(np.mean([r.pending for r in results])),
         "paid_share_by_channel": {k: v / b.succeeded if b.succeeded else 0.0 for k, v in b.paid_by_channel.items()},
     }
 

@@ -178,6 +178,8 @@ def test_coarser_layers_relax_the_step_lp() -> None:
     )
     fine = solve(d, layer_s=5.0)
     coarse = solve(d, layer_s=60.0)
+    for r in (fine, coarse):  # every expected intent is paid, lost or still pending at the end
+        assert r.lost + r.succeeded + r.pending == pytest.approx(r.arrived, rel=1e-6)
     assert coarse.lost <= fine.lost + 1e-6 * fine.arrived
     assert coarse.lost >= 0.8 * fine.lost  # a relaxation, not a different model
 
@@ -193,6 +195,9 @@ def test_bound_below_evaluated_heuristics(scenario: str) -> None:
     seeds = [7, 8]
     bound = fluid_bound(scenario)
     assert bound.status and 0.0 < bound.failed_payment_rate < 1.0
+    # the plan's own bookkeeping: every expected intent is paid, lost or still pending at the end
+    assert bound.succeeded > 0 and bound.pending >= -1e-6 * bound.arrived
+    assert bound.lost + bound.succeeded + bound.pending == pytest.approx(bound.arrived, rel=1e-6)
     for name in ("admit_all", "aimd", "success_rate_router"):
         result = run_policy(load_policy(name, scenario), scenario, seeds, timeline=False)
         mean = result.summary["failed_payment_rate"]
@@ -208,3 +213,4 @@ def test_bound_accepts_per_episode_parameters() -> None:
     assert rates[0] != rates[1]
     assert all(0.0 < r < 1.0 for r in rates)
     assert np.isfinite(rates).all()
+

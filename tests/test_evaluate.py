@@ -59,6 +59,9 @@ def test_cli_writes_table_json_csv_and_plots(tmp_path: Path) -> None:
     assert data["best"] == min(by_name, key=by_name.get)
     assert by_name["random"] > 5 * by_name["admit_all"]  # steady: sane policies fail almost nothing
     assert data["bound"]["failed_payment_rate"] <= min(by_name.values())
+    b = data["bound"]
+    assert b["lost"] + b["succeeded"] + b["pending"] == pytest.approx(b["arrived"], rel=1e-6)
+    assert b["lost"] / b["arrived"] == pytest.approx(b["failed_payment_rate"])
     assert set(data["timelines"]) == set(names) and len(data["timelines"]["aimd"]["arrived"]) == 360
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert sum(r["row"] == "episode" for r in rows) == 6
@@ -231,3 +234,16 @@ def test_common_random_numbers_and_reproducibility(short_toml: Path) -> None:
     assert a.policies[0].episodes == b.policies[0].episodes
     with pytest.raises(ValueError, match="episodes"):
         evaluate_policies(short_toml, ["admit_all"], episodes=0)
+
+
+def test_randomised_scenario_gets_one_bound_per_episode(tmp_path: Path) -> None:
+    path = tmp_path / "randomized_short.toml"
+    path.write_text('extends = "randomized"\nname = "randomized_short"\nend_s = 600.0\n', encoding="utf-8")
+    result = evaluate_policies(path, ["admit_all"], episodes=2, seed=3, progress=False)
+    b = result.bound
+    assert b is not None and b["per_episode_parameters"] is True
+    assert len(b["per_episode"]) == 2 and b["per_episode"][0] != b["per_episode"][1]
+    assert b["failed_payment_rate"] == pytest.approx(np.mean(b["per_episode"]))
+    assert b["lost"] + b["succeeded"] + b["pending"] == pytest.approx(b["arrived"], rel=1e-6)
+    gaps = [e["failed_payment_rate"] - r for e, r in zip(result.policies[0].episodes, b["per_episode"], strict=True)]
+    assert result.policies[0].summary["gap_to_bound"] == pytest.approx(np.mean(gaps))
