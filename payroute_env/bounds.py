@@ -45,6 +45,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -96,6 +97,8 @@ def fluid_bound(
     layer_s: float = 60.0,
     method: str = "highs-ipm",
     tolerance: float = 1e-7,
+    no_collapse: bool = False,
+    bank_throttle: bool = False,
 ) -> BoundResult:
     """Solve the fluid LP of ``scenario``: the minimum failed-payment rate any policy can reach in the fluid limit.
 
@@ -111,6 +114,16 @@ def fluid_bound(
     percentage points of 30 s layers and solve in about 4 s instead of 20 s (docs/MODEL.md (section 8)). ``layer_s``
     at most ``dt`` gives the step-by-step LP. ``method`` is a scipy HiGHS method; the interior-point solver
     is several times faster than dual simplex on this staircase-structured LP.
+
+    Two optional cuts narrow the class of policies the bound speaks for (docs/MODEL.md, section 8, "Policies
+    that never collapse a bank"):
+
+    - ``bank_throttle``: the admit rate is one number per bank, so a bank's two pools lose the same expected
+      share of their first attempts to throttling (valid for every policy of the env's action spaces).
+    - ``no_collapse``: the fluid stress of every server whose collapse can be modelled exactly (stress grows
+      at least as fast as it relaxes, one step at full overload already collapses it, no exogenous outages)
+      stays below the collapse threshold. The bound then holds for policies that never overload a bank
+      into an outage, not for all policies.
     """
     sc = load_scenario(scenario)
     params = core.make_params(sc)
@@ -120,6 +133,7 @@ def fluid_bound(
         raise ValueError(f"layer_s must be > 0; got {layer_s}")
     B, K = params.n_banks, params.max_attempts
     P, L, C = params.n_pools, params.n_lanes, params.n_channels
+    S = B + 2
 
     # layers of m steps each (the last one may be shorter)
     bucket = max(1, int(round(layer_s / params.dt)))
@@ -166,6 +180,7 @@ def fluid_bound(
         "R": (P, K1),  # backlog at the end of the layer, waiting for attempt j + 2
         "G": (P, K1),  # users released from the backlog during the layer (they make attempt j + 2)
         "M": (C, 1),  # attempts admitted into each channel (for the queue-age constraint)
+        "Z": (S if no_collapse else 0, 1),  # server stress at the end of the layer (only with ``no_collapse``)
     }
     offsets, n_var = {}, 0
     for name, shape in blocks.items():
@@ -264,6 +279,18 @@ def fluid_bound(
             break
         ub.add(r0 + tc[keep] * C + cc[keep], var("M", tc[keep] - lag, cc[keep], 0), -1.0)
 
+    if bank_throttle:
+        # the admit rate is per bank and is chosen before the step's arrivals are drawn, so a bank's two
+        # pools lose the same expected share of their first attempts: H[t,2b,0] / frac_2b = H[t,2b+1,0] / frac_2b+1
+        frac = state.pool_frac[env_index]
+        r0 = eq.reserve(T * B)
+        tt, bb = np.meshgrid(t_, np.arange(B), indexing="ij")
+        eq.add(r0 + tt * B + bb, var("H", tt, 2 * bb, 0), frac[2 * bb + 1])
+        eq.add(r0 + tt * B + bb, var("H", tt, 2 * bb + 1, 0), -frac[2 * bb])
+    stress_bounded = np.zeros(S, dtype=bool)
+    if no_collapse:
+        stress_bounded = _add_stress_rows(ub, var, params, state, env_index, capacity, m, tl, ll, kl)
+
     # objective: intents lost
     cost = np.zeros(n_var)
     f_cost = np.full(K, pa)
@@ -274,6 +301,8 @@ def fluid_bound(
     bounds = np.zeros((n_var, 2))
     bounds[:, 1] = np.inf
     bounds[var("H", t_[:, None], np.full((1, 1), 2 * B), np.arange(K)[None, :]).ravel(), 1] = 0.0
+    # no collapse: a bounded server's stress stays below the collapse threshold
+    bounds[var("Z", t_[:, None], np.flatnonzero(stress_bounded)[None, :], 0).ravel(), 1] = 1.0
 
     A_eq, b_eq = eq.build(n_var)
     A_ub, b_ub = ub.build(n_var)
@@ -314,6 +343,48 @@ def fluid_bound(
         pool_throttled=block("H").sum(2),
         queued_at_end=block("Q")[-1].sum(0),
     )
+
+
+def _add_stress_rows(
+    ub: _Rows,
+    var: Any,
+    params: core.CoreParams,
+    state: core.CoreState,
+    env_index: int,
+    capacity: np.ndarray,
+    m: np.ndarray,
+    tl: np.ndarray,
+    ll: np.ndarray,
+    kl: np.ndarray,
+) -> np.ndarray:
+    """Stress rows ``Z[t] >= Z[t-1] + g (U_t / cap - m_t dt)`` for ``g`` = grow and relax rate; return which
+    servers got them (their ``Z`` is then capped at 1, the collapse threshold).
+
+    ``U_t`` is the load admitted into the server's channels in layer ``t`` and ``cap`` its healthy capacity
+    per second. Per step the core's stress drift is ``g (rho - 1)`` above capacity and ``r (rho - 1)`` below
+    it. When ``g >= r`` that is ``max(g, r) (rho - 1)``, convex in ``rho``, so by Jensen the drift summed over
+    a layer (and averaged over episodes) is at least the drift of the mean load: the rows are a relaxation.
+    They need the core's cap on ``rho`` (``RHO_MAX``) never to bind before a collapse (``g dt (RHO_MAX - 1)
+    >= 1``: one step that far overloaded collapses the server from zero stress), and no exogenous outage,
+    which would reset the stress. A server that fails either test, or has no capacity, is left free.
+    """
+    B, dt = params.n_banks, params.dt
+    T = len(m)
+    grow = np.asarray(state.grow_rate[env_index], dtype=np.float64)
+    relax = np.asarray(params.relax_rate, dtype=np.float64)
+    cap = core._channels_to_servers(capacity[None, :], B)[0]  # [S] per second, in LP units
+    bounded = (grow >= relax) & (grow * dt * (core.RHO_MAX - 1.0) >= 1.0) & (params.hazard_p == 0) & (cap > 0)
+    bounded[B + 1] = False  # balance never degrades
+    t = np.arange(T)
+    for srv in np.flatnonzero(bounded):
+        on_srv = params.lane_server[ll] == srv
+        for rate in (grow[srv], relax[srv]):
+            r0 = ub.reserve(T)  # rate / cap * U_t - Z[t] + Z[t-1] <= rate * m_t dt  (stress starts at 0)
+            ub.add(r0 + tl[on_srv], var("A", tl[on_srv], ll[on_srv], kl[on_srv]), rate / cap[srv])
+            ub.add(r0 + t, var("Z", t, np.full(T, srv), 0), -1.0)
+            ub.add(r0 + t[1:], var("Z", t[:-1], np.full(T - 1, srv), 0), 1.0)
+            ub.rhs(r0, rate * m * dt)
+    return bounded
 
 
 class _Rows:

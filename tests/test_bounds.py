@@ -214,3 +214,51 @@ def test_bound_accepts_per_episode_parameters() -> None:
     assert all(0.0 < r < 1.0 for r in rates)
     assert np.isfinite(rates).all()
 
+
+
+# ---- cuts for policies that never collapse a bank (docs/MODEL.md, section 8) ---------------------------------
+FAST_COLLAPSE = {**FRAGILITY, "collapse_s": 5.0}  # 5 s at twice the capacity; relaxes in 120 s
+
+
+def solve_cut(d: dict[str, Any], layer_s: float = 5.0, **cuts: bool) -> Any:
+    return fluid_bound(scenario_from_dict(d, "tiny"), layer_s=layer_s, **cuts)
+
+
+@pytest.mark.parametrize("layer_s", [5.0, 60.0])
+def test_no_collapse_limits_the_overload_budget(layer_s: float) -> None:
+    # 100/s offered to a 60/s channel for 600 s, one attempt each. Without the cut the LP serves 60/s and
+    # parks a full timeout's worth (60/s x 10 s) in the queue at the end. Stress may only grow by
+    # (load / capacity - 1) / collapse_s summed to below 1: 60 x 5 = 300 attempts over capacity in all, so
+    # only 300 can be parked.
+    d = tiny(fragility=FAST_COLLAPSE)
+    arrived = 100.0 * 600.0
+    assert solve_cut(d, layer_s).lost == pytest.approx(arrived - 60.0 * 600.0 - 60.0 * 10.0, rel=1e-6)
+    cut = solve_cut(d, layer_s, no_collapse=True)
+    assert cut.lost == pytest.approx(arrived - 60.0 * 600.0 - 60.0 * 5.0, rel=1e-6)
+    assert cut.lost + cut.succeeded + cut.pending == pytest.approx(cut.arrived, rel=1e-6)
+
+
+def test_no_collapse_leaves_slow_collapse_free() -> None:
+    # stress that grows more slowly than it relaxes is not convex in the load: no rows, the same bound
+    d = tiny(fragility={**FRAGILITY, "collapse_s": 600.0})
+    assert solve_cut(d, no_collapse=True).lost == pytest.approx(solve_cut(d).lost, rel=1e-9)
+
+
+def test_bank_throttle_ties_the_pools_of_a_bank() -> None:
+    # Half the users can only pay by online banking, whose channel has no capacity; the bank core's
+    # capacity is the quick channel's 60/s. Stress forbids loading the core with more than 60/s (+ 300).
+    # Throttling only the online-banking users keeps every quick-enabled user (30/s) paid; with one admit
+    # rate per bank the core's load (1 - h) 100/s must stay under 60/s, so only 60% of quick users pay.
+    d = tiny(fragility=FAST_COLLAPSE, banks=bank(quick_share=0.5))
+    arrived = 100.0 * 600.0
+    for cuts in ({}, {"no_collapse": True}, {"bank_throttle": True}):
+        assert solve_cut(d, **cuts).lost == pytest.approx(arrived / 2, rel=1e-6), cuts
+    both = solve_cut(d, no_collapse=True, bank_throttle=True)
+    assert both.lost == pytest.approx(arrived - (60.0 * 600.0 + 60.0 * 5.0) / 2, rel=1e-6)
+
+
+def test_cuts_only_raise_the_bound_on_double11_2013() -> None:
+    plain = fluid_bound("double11_2013")
+    cut = fluid_bound("double11_2013", no_collapse=True, bank_throttle=True)
+    assert plain.failed_payment_rate <= cut.failed_payment_rate <= plain.failed_payment_rate + 0.005
+    assert cut.n_variables == plain.n_variables + cut.lane_admitted.shape[0] * 8  # one stress per server and layer
