@@ -187,6 +187,43 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     return model_path, stats if stats.exists() else None, steps
 
 
+# settings that shape the learning itself: --resume keeps the run's own, and refuses a command that changes them
+TRAINING_KEYS = (
+    "algo", "action_mode", "n_envs", "policy", "policy_kwargs", "normalize", "env_kwargs", "start_at_status_quo",
+    "residual", "residual_scale", "noise_type", "noise_std", "algo_kwargs", "periodic_eval_episodes",
+)  # fmt: skip
+
+
+def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration of a resumed run: its own ``config.json``, with what the command decides now.
+
+    From the command: the folder (a run may have been moved), the scenario file, the final table's seeds,
+    the threads, and the timestep target if ``--timesteps`` is given. A command that would change a
+    training setting (``--hyperparams``, ``--n-envs``, ``--action-mode``, ``--eval-freq``) is refused unless
+    it repeats the run's own value: a run is one configuration; ``--init-model`` starts a new one.
+    """
+    saved_file = Path(config["run_dir"]) / "config.json"
+    if not saved_file.exists():
+        return config  # no config.json: train() reports the missing checkpoint
+    try:
+        saved = json.loads(saved_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--resume: cannot read {saved_file}: {_one_line(exc)}") from None
+    now = json.loads(json.dumps(config, default=str))  # the same types as the saved JSON
+    keys = TRAINING_KEYS + (("eval_freq",) if args.eval_freq is not None else ())
+    changed = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in keys if saved.get(k) != now[k]]
+    explicit = args.hyperparams or args.n_envs is not None or args.action_mode or args.eval_freq is not None
+    if explicit and changed:
+        raise UsageError(
+            f"--resume continues {config['run_dir']} with its own settings; this command changes "
+            f"{'; '.join(changed)} (start a new run with --init-model instead)"
+        )
+    here = {k: config[k] for k in ("run_dir", "scenario", "final_eval_episodes", "final_eval_seed", "threads")}
+    if args.timesteps is not None:
+        here["timesteps"] = config["timesteps"]
+    return {**saved, **here}
+
+
 # ---------------------------------------------------------------------------------------------- training
 
 
@@ -227,12 +264,16 @@ def save_checkpoint(model, env, run_dir: Path) -> Path:
 BEST_STATS = "best_model_vecnormalize.pkl"  # agents.policies finds <model>_vecnormalize.pkl beside <model>.zip
 
 
-def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
+def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any], resumed_at: int | None = None):
     """SB3's EvalCallback (best_model.zip, evaluations.npz) that also tracks the failed-payment rate.
 
     Every evaluation replays the episodes seeded from ``periodic_eval_seed``. The rate of each evaluation
     (mean over its episodes, from ``info["episode_kpis"]``) goes to TensorBoard
     as ``eval/failed_payment_rate`` and to ``learning_curve.npz`` (timesteps, rates) for the plot.
+
+    ``resumed_at`` (the checkpoint's timestep on ``--resume``) carries the run's earlier evaluations on:
+    the curve and ``evaluations.npz`` keep those up to the checkpoint, and ``best_model.zip`` is replaced
+    only by a model that beats every earlier evaluation.
     """
     import numpy as np
     from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
@@ -275,7 +316,7 @@ def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
                 stats.save(str(run_dir / BEST_STATS))
             return True
 
-    return KpiEvalCallback(
+    callback = KpiEvalCallback(
         eval_env,
         callback_on_new_best=SaveBestStats(),
         n_eval_episodes=config["periodic_eval_episodes"],
@@ -285,6 +326,30 @@ def kpi_eval_callback(eval_env, run_dir: Path, config: dict[str, Any]):
         deterministic=True,
         verbose=0,
     )
+    if resumed_at is not None:
+        _restore_evaluations(callback, run_dir, resumed_at)
+    return callback
+
+
+def _restore_evaluations(callback: Any, run_dir: Path, resumed_at: int) -> None:
+    """Load a resumed run's earlier evaluations into ``callback`` (files that are missing are skipped)."""
+    import numpy as np
+
+    curve_file, evals_file = run_dir / "learning_curve.npz", run_dir / "evaluations.npz"
+    if curve_file.exists():
+        with np.load(curve_file) as curve:
+            keep = curve["timesteps"] <= resumed_at
+            callback.curve_steps = [int(t) for t in curve["timesteps"][keep]]
+            callback.curve_rates = [float(r) for r in curve["failed_payment_rate"][keep]]
+    if evals_file.exists():
+        with np.load(evals_file) as evals:
+            means = evals["results"].mean(axis=1)
+            if (run_dir / "best_model.zip").exists() and len(means):
+                callback.best_mean_reward = float(means.max())  # the score of the best_model.zip on disk
+            keep = evals["timesteps"] <= resumed_at
+            callback.evaluations_timesteps = [int(t) for t in evals["timesteps"][keep]]
+            callback.evaluations_results = [list(r) for r in evals["results"][keep]]
+            callback.evaluations_length = [list(n) for n in evals["ep_lengths"][keep]]
 
 
 def start_from(model, env, path: Path) -> None:
@@ -389,7 +454,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
                 name_prefix="rl_model",
                 save_vecnormalize=True,
             ),
-            kpi_eval_callback(eval_env, run_dir, config),
+            kpi_eval_callback(eval_env, run_dir, config, resumed_at=done_steps if resume else None),
         ]
     )
     remaining = config["timesteps"] - done_steps
@@ -466,11 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve_config(args)
         if args.resume:
-            saved = Path(config["run_dir"]) / "config.json"
-            if saved.exists():
-                # the run's own settings, but in the folder it is found in now (it may have been moved)
-                here = {"timesteps": config["timesteps"], "run_dir": config["run_dir"]}
-                config = {**json.loads(saved.read_text()), **here}
+            config = resumed_config(config, args)
         run_dir = train(config, args.resume, progress=not args.no_progress and sys.stderr.isatty())
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -82,6 +82,36 @@ def test_resume_writes_where_the_run_now_is(tiny: str, tmp_path: Path) -> None:
     assert len(list((tmp_path / "b" / "ppo-tiny-seed0" / "tb").rglob("events.*"))) == 2
 
 
+def test_resume_keeps_the_runs_target_settings_and_evaluations(tiny: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs"
+    base = ["--scenario", tiny, "--n-envs", "2", "--out", str(out), "--eval-freq", "64"]
+    hp = ["--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]
+    assert train.main(base + hp + ["--timesteps", "128"] + FAST) == 0
+    run = out / "ppo-tiny-seed0"
+    first_curve = np.load(run / "learning_curve.npz")["timesteps"].tolist()
+    assert first_curve == [64, 128]
+    # a run stopped before its target: without --timesteps, --resume goes on to the run's own target
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "timesteps": 256}))
+    # an earlier evaluation no later model can beat: best_model.zip must survive the resumed evaluations
+    evals = dict(np.load(run / "evaluations.npz"))
+    evals["results"] = np.full_like(evals["results"], 1e9)
+    np.savez(run / "evaluations.npz", **evals)
+    best = (run / "best_model.zip").read_bytes()
+    assert train.main(["--scenario", tiny, "--out", str(out), "--resume"] + FAST) == 0
+    assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
+    assert (run / "best_model.zip").read_bytes() == best
+    assert np.load(run / "learning_curve.npz")["timesteps"].tolist() == [64, 128, 192, 256]
+    assert np.load(run / "evaluations.npz")["timesteps"].tolist() == [64, 128, 192, 256]
+    # a command that would change a training setting is refused, naming it; repeating the run's own is fine
+    capsys.readouterr()
+    changed = base + ["--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=3", "--timesteps", "320", "--resume"]
+    assert train.main(changed + FAST) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "n_epochs" in err[0] and "--init-model" in err[0], err
+    assert train.main(base + hp + ["--timesteps", "320", "--resume"] + FAST) == 0
+
+
 def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
     base = ["--scenario", tiny, "--n-envs", "2", "--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64"]
