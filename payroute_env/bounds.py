@@ -34,6 +34,15 @@ Constraints (``a_tp`` expected new intents, ``c_c`` true capacity, ``tau_c`` tim
     release    G[t,q,k] = rho R[t-1,q,k]
     minimise   sum_t ( pa sum_{p, k < K-1} F[t,p,k] + sum_p F[t,p,K-1] )     (intents lost)
 
+With ``no_collapse`` (policies that never overload a bank into an outage) a stress ``Z[t,s] in [0, 1]`` per
+bounded server, with ``U`` the load admitted into its channels, ``cap`` their capacity, ``g`` / ``r`` its
+growth / relaxation rate, ``gl`` its goodput loss and ``m`` the layer's steps::
+
+    stress     Z[t] >= Z[t-1] + g (U[t] / cap - m dt),   Z[t] >= Z[t-1] + r (U[t] / cap - m dt)
+    health     sum_{l in c, k} S[t] <= c_c dt (m - gl (m Z[t-1] - r dt m (m - 1) / 2))
+
+and with ``bank_throttle`` ``H[t,2b,0] / frac_2b = H[t,2b+1,0] / frac_2b+1`` (one admit rate per bank).
+
 The result is reported as ``lost / arrived`` (expected intents), the fluid limit of the failed-payment rate.
 Layers of several steps (``layer_s``, default 60 s) keep the LP a relaxation and make it solve in seconds
 (about 28k variables for the 744 steps of ``double11_2013``); see :func:`fluid_bound` and docs/MODEL.md (section 8).
@@ -120,9 +129,10 @@ def fluid_bound(
 
     - ``bank_throttle``: the admit rate is one number per bank, so a bank's two pools lose the same expected
       share of their first attempts to throttling (valid for every policy of the env's action spaces).
-    - ``no_collapse``: the fluid stress of every server whose collapse can be modelled exactly (stress grows
-      at least as fast as it relaxes, one step at full overload already collapses it, no exogenous outages)
-      stays below the collapse threshold. The bound then holds for policies that never overload a bank
+    - ``no_collapse``: the fluid stress of every server whose stress linear rows can bound from below
+      (stress grows at least as fast as it relaxes, one step at the core's overload cap collapses it, no
+      exogenous outages) stays below the collapse threshold, and such a server's channels serve only what
+      their stressed health allows. The bound then holds for policies that never overload such a server
       into an outage, not for all policies.
     """
     sc = load_scenario(scenario)
@@ -290,6 +300,7 @@ def fluid_bound(
     stress_bounded = np.zeros(S, dtype=bool)
     if no_collapse:
         stress_bounded = _add_stress_rows(ub, var, params, state, env_index, capacity, m, tl, ll, kl)
+        _add_stressed_capacity_rows(ub, var, params, stress_bounded, capacity, m, tl, ll, kl)
 
     # objective: intents lost
     cost = np.zeros(n_var)
@@ -366,7 +377,7 @@ def _add_stress_rows(
     a layer (and averaged over episodes) is at least the drift of the mean load: the rows are a relaxation.
     They need the core's cap on ``rho`` (``RHO_MAX``) never to bind before a collapse (``g dt (RHO_MAX - 1)
     >= 1``: one step that far overloaded collapses the server from zero stress), and no exogenous outage,
-    which would reset the stress. A server that fails either test, or has no capacity, is left free.
+    which would reset the stress. A server that fails any of these tests, or has no capacity, is left free.
     """
     B, dt = params.n_banks, params.dt
     T = len(m)
@@ -385,6 +396,38 @@ def _add_stress_rows(
             ub.add(r0 + t[1:], var("Z", t[:-1], np.full(T - 1, srv), 0), 1.0)
             ub.rhs(r0, rate * m * dt)
     return bounded
+
+
+def _add_stressed_capacity_rows(
+    ub: _Rows,
+    var: Any,
+    params: core.CoreParams,
+    bounded: np.ndarray,
+    capacity: np.ndarray,
+    m: np.ndarray,
+    tl: np.ndarray,
+    ll: np.ndarray,
+    kl: np.ndarray,
+) -> None:
+    """A stressed server serves less: ``sum S[t] <= c dt (m_t - gl (m_t Z[t-1] - r dt m_t (m_t - 1) / 2))``.
+
+    A channel serves ``c (1 - gl s) dt`` per step at stress ``s < 1`` (``gl`` = goodput loss). Within a layer
+    stress falls by at most ``r dt`` per step (``r`` = relaxation rate), so at the layer's ``j``-th step it is
+    at least ``Z[t-1] - r dt j``; summing over the layer's steps gives the row, linear in ``Z``. Only for
+    channels of servers with stress rows, from the second layer on (stress starts at 0).
+    """
+    T, dt = len(m), params.dt
+    if T < 2:
+        return
+    t = np.arange(1, T)
+    for c in np.flatnonzero(bounded[params.channel_server]):
+        srv = params.channel_server[c]
+        gl, r = float(params.goodput_loss[srv]), float(params.relax_rate[srv])
+        on_c = (params.lane_channel[ll] == c) & (tl >= 1)
+        r0 = ub.reserve(T - 1)
+        ub.add(r0 + tl[on_c] - 1, var("S", tl[on_c], ll[on_c], kl[on_c]), 1.0)
+        ub.add(r0 + t - 1, var("Z", t - 1, np.full(T - 1, srv), 0), capacity[c] * dt * gl * m[t])
+        ub.rhs(r0, capacity[c] * dt * (m[t] + gl * r * dt * m[t] * (m[t] - 1) / 2.0))
 
 
 class _Rows:

@@ -238,9 +238,35 @@ def test_no_collapse_limits_the_overload_budget(layer_s: float) -> None:
     assert cut.lost + cut.succeeded + cut.pending == pytest.approx(cut.arrived, rel=1e-6)
 
 
-def test_no_collapse_leaves_slow_collapse_free() -> None:
-    # stress that grows more slowly than it relaxes is not convex in the load: no rows, the same bound
-    d = tiny(fragility={**FRAGILITY, "collapse_s": 600.0})
+def test_no_collapse_charges_the_capacity_stress_costs() -> None:
+    # 100/s for 300 s, then 50/s for 300 s, against 60/s. With the cut, overloading by 300 attempts before
+    # traffic drops leaves stress near 1; with a goodput loss the stressed channel then serves less than the
+    # 50/s still arriving, so the cut LP overloads less and loses more. Without the cut stress is free.
+    surge = {"start_s": 0.0, "peak_rate": 50.0, "jump_s": 1.0, "jump_fraction": 1.0, "peak_at_s": 1.0,
+             "peak_until_s": 300.0, "half_life_s": 0.5}  # fmt: skip
+    lost = {}
+    for gl in (0.0, 0.3):
+        d = tiny(fragility={**FAST_COLLAPSE, "goodput_loss": gl}, traffic={"base_rate": 50.0, "surges": [surge]})
+        for cut in (False, True):
+            for layer_s in (5.0, 60.0):
+                lost[gl, cut, layer_s] = solve_cut(d, layer_s, no_collapse=cut).lost
+    for layer_s in (5.0, 60.0):
+        assert lost[0.3, False, layer_s] == pytest.approx(lost[0.0, False, layer_s], rel=1e-9)
+        assert lost[0.0, True, layer_s] > lost[0.0, False, layer_s] + 250  # the 300-attempt overload budget
+        assert lost[0.3, True, layer_s] > lost[0.0, True, layer_s] + 5
+    assert lost[0.3, True, 60.0] <= lost[0.3, True, 5.0] + 1e-6  # layers relax the step-by-step rows
+
+
+@pytest.mark.parametrize(
+    "fragility",
+    [
+        {"collapse_s": 200.0},  # stress grows more slowly than it relaxes (120 s): drift concave in the load
+        {"collapse_s": 600.0, "relax_s": 1000.0},  # one step at the core's rho cap cannot collapse it
+        {"collapse_s": 5.0, "hazard_per_hour": 1.0},  # exogenous outages reset stress
+    ],
+)
+def test_no_collapse_leaves_servers_it_cannot_bound_free(fragility: dict[str, float]) -> None:
+    d = tiny(fragility={**FRAGILITY, **fragility})
     assert solve_cut(d, no_collapse=True).lost == pytest.approx(solve_cut(d).lost, rel=1e-9)
 
 
