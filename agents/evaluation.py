@@ -273,25 +273,26 @@ def _bounds(sc: Scenario, seeds: Sequence[int], layer_s: float, progress: bool =
 
 
 def _bound_dict(results: list[BoundResult], per_episode: bool) -> dict[str, Any]:
-    """The bound of each episode (one LP repeated for a fixed scenario): rates per episode, intents as means.
+    """The bound of each episode (one LP repeated for a fixed scenario): rates per episode, the rest as means.
 
-    ``arrived = lost + succeeded + pending`` in expected intents: the plan's own accounting. ``pending`` is
-    what the optimal plan leaves queued or waiting to retry at the end, neither paid nor lost.
+    ``failed_payment_rate`` is the mean of the episodes' rates, like a policy's. ``arrived = lost +
+    succeeded + pending`` in expected intents: the plan's own accounting. ``pending`` is what the optimal
+    plan leaves queued or waiting to retry at the end, neither paid nor lost.
     """
-    b = results[0]
     rates = [r.failed_payment_rate for r in results]
+    shares = [{k: v / r.succeeded if r.succeeded else 0.0 for k, v in r.paid_by_channel.items()} for r in results]
     return {
         "failed_payment_rate": float(np.mean(rates)),
         "per_episode": rates,
         "per_episode_parameters": per_episode,
         "layer_seconds": None,
         "solve_seconds": float(sum(r.solve_seconds for r in (results if per_episode else results[:1]))),
-        "status": b.status,
+        "status": "; ".join(sorted({r.status for r in results})),
         "arrived": float(np.mean([r.arrived for r in results])),
         "lost": float(np.mean([r.lost for r in results])),
         "succeeded": float(np.mean([r.succeeded for r in results])),
         "pending": float(np.mean([r.pending for r in results])),
-        "paid_share_by_channel": {k: v / b.succeeded if b.succeeded else 0.0 for k, v in b.paid_by_channel.items()},
+        "paid_share_by_channel": {k: float(np.mean([sh[k] for sh in shares])) for k in shares[0]},
     }
 
 

@@ -52,9 +52,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -358,7 +358,7 @@ def fluid_bound(
 
 def _add_stress_rows(
     ub: _Rows,
-    var: Any,
+    var: Callable[..., np.ndarray],
     params: core.CoreParams,
     state: core.CoreState,
     env_index: int,
@@ -400,7 +400,7 @@ def _add_stress_rows(
 
 def _add_stressed_capacity_rows(
     ub: _Rows,
-    var: Any,
+    var: Callable[..., np.ndarray],
     params: core.CoreParams,
     bounded: np.ndarray,
     capacity: np.ndarray,
