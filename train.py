@@ -187,21 +187,17 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     return model_path, stats if stats.exists() else None, steps
 
 
-# settings that shape the learning itself: --resume keeps the run's own, and refuses a command that changes them
-TRAINING_KEYS = (
-    "algo", "action_mode", "n_envs", "policy", "policy_kwargs", "normalize", "env_kwargs", "start_at_status_quo",
-    "residual", "residual_scale", "noise_type", "noise_std", "algo_kwargs", "periodic_eval_episodes",
-)  # fmt: skip
-
-
 def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The configuration of a resumed run: its own ``config.json``, with what the command decides now.
 
     From the command: the folder (a run may have been moved), the scenario file, the final table's seeds,
-    the threads, and the timestep target if ``--timesteps`` is given. A command that would change a
-    training setting (``--hyperparams``, ``--n-envs``, ``--action-mode``, ``--eval-freq``) is refused unless
-    it repeats the run's own value: a run is one configuration; ``--init-model`` starts a new one.
+    the threads, and the timestep target if ``--timesteps`` is given. A training setting the command gives
+    (``--hyperparams``, ``--n-envs``, ``--action-mode``, ``--eval-freq``) must repeat the run's own value:
+    a run is one configuration; ``--init-model`` starts a new one. Settings the command leaves out come
+    from ``config.json``, whatever the YAML files say now.
     """
+    from agents.sb3 import apply_overrides
+
     saved_file = Path(config["run_dir"]) / "config.json"
     if not saved_file.exists():
         return config  # no config.json: train() reports the missing checkpoint
@@ -209,19 +205,41 @@ def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str
         saved = json.loads(saved_file.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"--resume: cannot read {saved_file}: {_one_line(exc)}") from None
-    now = json.loads(json.dumps(config, default=str))  # the same types as the saved JSON
-    keys = TRAINING_KEYS + (("eval_freq",) if args.eval_freq is not None else ())
-    changed = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in keys if saved.get(k) != now[k]]
-    explicit = args.hyperparams or args.n_envs is not None or args.action_mode or args.eval_freq is not None
-    if explicit and changed:
+    given = apply_overrides({}, args.hyperparams)  # exactly what the command sets (resolve_config checked it)
+    new_target = args.timesteps is not None or given.pop("n_timesteps", None) is not None
+    for key, value in (("n_envs", args.n_envs), ("action_mode", args.action_mode), ("eval_freq", args.eval_freq)):
+        if value is not None:
+            given[key] = value
+    changed = _differences(json.loads(json.dumps(given, default=str)), _settings_of(saved))
+    if changed:
         raise UsageError(
             f"--resume continues {config['run_dir']} with its own settings; this command changes "
             f"{'; '.join(changed)} (start a new run with --init-model instead)"
         )
     here = {k: config[k] for k in ("run_dir", "scenario", "final_eval_episodes", "final_eval_seed", "threads")}
-    if args.timesteps is not None:
+    if new_target:
         here["timesteps"] = config["timesteps"]
     return {**saved, **here}
+
+
+def _settings_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved configuration keyed the way ``--hyperparams`` names its settings."""
+    names = ("policy", "policy_kwargs", "normalize", "env_kwargs", "start_at_status_quo", "residual",
+             "residual_scale", "noise_type", "noise_std", "n_envs", "action_mode", "eval_freq")  # fmt: skip
+    return {**config.get("algo_kwargs", {}), **{k: config.get(k) for k in names},
+            "eval_episodes": config.get("periodic_eval_episodes")}  # fmt: skip
+
+
+def _differences(given: dict[str, Any], saved: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key saved -> given`` for every leaf of ``given`` that differs from ``saved`` (dotted keys)."""
+    out = []
+    for key, value in given.items():
+        theirs = saved.get(key)
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            out += _differences(value, theirs, f"{prefix}{key}.")
+        elif value != theirs:
+            out.append(f"{prefix}{key} {theirs!r} -> {value!r}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- training
