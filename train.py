@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -91,10 +92,12 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--timesteps must be a positive whole number, got {timesteps!r}")
     if not (isinstance(n_envs, int) and n_envs >= 1):
         raise UsageError(f"--n-envs must be an integer >= 1, got {n_envs!r}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
-    if args.eval_episodes < 1:
-        raise UsageError(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
+    for flag, value, least in (("--seed", args.seed, 0), ("--eval-seed", args.eval_seed, 0),
+                               ("--eval-episodes", args.eval_episodes, 1), ("--threads", args.threads, 1)):  # fmt: skip
+        if value < least:
+            raise UsageError(f"{flag} must be >= {least}, got {value}")
+    if args.eval_freq is not None and args.eval_freq < 1:
+        raise UsageError(f"--eval-freq must be >= 1 environment step, got {args.eval_freq}")
     train_seeds = range(args.seed, args.seed + n_envs)
     eval_seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
     if set(train_seeds) & set(eval_seeds) or args.seed + n_envs > PERIODIC_EVAL_SEED:
@@ -127,6 +130,12 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     eval_freq = args.eval_freq or hp.pop("eval_freq", None) or max(int(timesteps) // 10, n_envs)
     hp.pop("eval_freq", None)
     periodic_episodes = int(hp.pop("eval_episodes", 8))
+    policy_name = hp.pop("policy", "MlpPolicy")
+    raw_policy_kwargs = hp.pop("policy_kwargs", {})
+    env_kwargs = hp.pop("env_kwargs", {})
+    normalize = hp.pop("normalize", False)
+    status_quo = bool(hp.pop("start_at_status_quo", False))
+    check_settings(args.algo, hp, raw_policy_kwargs, env_kwargs)  # what is left in hp goes to the algorithm
     scenario_arg = str(args.scenario)
     run_name = f"{args.algo}-{scenario.name}-seed{args.seed}"
     return {
@@ -138,12 +147,12 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "n_envs": int(n_envs),
         "seed": args.seed,
         "run_dir": str(Path(args.out) / run_name),
-        "policy": hp.pop("policy", "MlpPolicy"),
-        "policy_kwargs": hp.pop("policy_kwargs", {}),
-        "normalize": hp.pop("normalize", False),
-        "env_kwargs": hp.pop("env_kwargs", {}),
+        "policy": policy_name,
+        "policy_kwargs": raw_policy_kwargs,
+        "normalize": normalize,
+        "env_kwargs": env_kwargs,
         # a residual policy starts at its heuristic (zero correction), not at the status quo
-        "start_at_status_quo": bool(hp.pop("start_at_status_quo", False)) and residual is None,
+        "start_at_status_quo": status_quo and residual is None,
         "residual": residual,
         "residual_scale": float(residual_scale) if residual is not None else None,
         "init_model": args.init_model,
@@ -185,6 +194,57 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     steps, model_path = max(found)
     stats = run_dir / "checkpoints" / f"rl_model_vecnormalize_{steps}_steps.pkl"
     return model_path, stats if stats.exists() else None, steps
+
+
+# settings whose range SB3 does not check before it trains on them (gamma 1.5 gives NaN tensors mid-run)
+_RANGES: dict[str, tuple[float, float, bool]] = {  # key: (low, high, low is allowed)
+    "gamma": (0.0, 1.0, False),
+    "gae_lambda": (0.0, 1.0, True),
+    "learning_rate": (0.0, math.inf, True),  # 0 freezes the policy (a fine use in tests and ablations)
+    "clip_range": (0.0, math.inf, False),
+    "ent_coef": (0.0, math.inf, True),
+    "vf_coef": (0.0, math.inf, True),
+    "max_grad_norm": (0.0, math.inf, False),
+    "tau": (0.0, 1.0, False),
+}
+_COUNTS = ("n_steps", "batch_size", "n_epochs", "buffer_size")  # whole numbers >= 1
+
+
+def check_settings(algo: str, algo_kwargs: dict[str, Any], raw_policy_kwargs: Any, env_kwargs: Any) -> None:
+    """Reject, as one-line ``UsageError``s, settings the algorithm, its policy or the env would choke on."""
+    import inspect
+
+    from agents.sb3 import HyperparamError, algo_class, policy_kwargs, schedules
+    from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
+
+    accepted = set(inspect.signature(algo_class(algo).__init__).parameters) - {"self", "policy", "env"}
+    unknown = sorted(set(algo_kwargs) - accepted)
+    if unknown:
+        raise UsageError(f"{algo} has no setting {', '.join(unknown)} (from --hyperparams or agents/hyperparams/)")
+    for key, value in algo_kwargs.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            if key in _COUNTS or (key in _RANGES and key not in ("learning_rate", "clip_range", "ent_coef")):
+                raise UsageError(f"{key} = {value!r}: expected a number")
+            continue  # lin_ schedules (checked below), SAC's ent_coef "auto", TD3's train_freq pairs: SB3's to check
+        if key in _COUNTS and (value < 1 or value != int(value)):
+            raise UsageError(f"{key} = {value!r}: expected a whole number >= 1")
+        if key in _RANGES:
+            low, high, low_ok = _RANGES[key]
+            if not (low <= value <= high and (low_ok or value > low)):
+                raise UsageError(f"{key} = {value!r}: expected a number in {'[' if low_ok else '('}{low}, {high}]")
+    if not isinstance(raw_policy_kwargs, dict) or not isinstance(env_kwargs, dict):
+        raise UsageError("policy_kwargs and env_kwargs must be mappings (e.g. policy_kwargs.net_arch=[64, 64])")
+    env_accepted = set(inspect.signature(PaymentRoutingSB3VecEnv.__init__).parameters)
+    env_accepted -= {"self", "num_envs", "scenario", "action_mode"}  # the run sets these itself
+    unknown = sorted(set(env_kwargs) - env_accepted)
+    if unknown:
+        takes = ", ".join(sorted(env_accepted))
+        raise UsageError(f"env_kwargs has no setting {', '.join(unknown)}; the env takes {takes}")
+    try:
+        schedules(algo_kwargs)
+        policy_kwargs(raw_policy_kwargs)
+    except HyperparamError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -422,8 +482,11 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     torch.set_num_threads(config["threads"])
     run_dir = prepare_run_dir(config, resume)
     algo = algo_class(config["algo"])
-    env = make_env(config, config["n_envs"], config["seed"], training=True)
-    eval_env = make_env(config, config["periodic_eval_episodes"], config["periodic_eval_seed"], training=False)
+    try:
+        env = make_env(config, config["n_envs"], config["seed"], training=True)
+        eval_env = make_env(config, config["periodic_eval_episodes"], config["periodic_eval_seed"], training=False)
+    except ValueError as exc:  # e.g. a negative reward weight in env_kwargs
+        raise UsageError(f"env_kwargs {config['env_kwargs']!r}: {_one_line(exc)}") from None
     done_steps = 0
     if resume:
         model_path, stats_path, done_steps = last_checkpoint(run_dir)

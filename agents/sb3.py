@@ -15,6 +15,7 @@ trains a correction to that heuristic instead of a policy from scratch (``agents
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -91,6 +92,21 @@ def env_id_for(scenario: str) -> str:
     return "payroute/PaymentRouting-v0"
 
 
+# YAML 1.1 (PyYAML) reads 5e-4 or 1e6 as strings: a float needs a dot there. Read them as the numbers they are.
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _numbers(value: Any) -> Any:
+    """``value`` with every string that spells a number (``5e-4``, ``1e6``) turned into a float."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
 def load_hyperparams(algo: str, scenario: str) -> dict[str, Any]:
     """The hyper-parameters of ``algo`` for ``scenario``: its env-id entry, else ``default``."""
     if algo not in ALGOS:
@@ -101,7 +117,7 @@ def load_hyperparams(algo: str, scenario: str) -> dict[str, Any]:
     entry = table.get(env_id, table.get("default"))
     if not isinstance(entry, dict):
         raise HyperparamError(f"agents/hyperparams/{algo}.yml has no entry for {env_id} and no default")
-    return copy.deepcopy(entry)
+    return _numbers(copy.deepcopy(entry))
 
 
 def apply_overrides(hyperparams: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -112,7 +128,7 @@ def apply_overrides(hyperparams: dict[str, Any], overrides: list[str]) -> dict[s
         if not sep or not key:
             raise HyperparamError(f"--hyperparams expects key=value, got {item!r}")
         try:
-            value = yaml.safe_load(raw)
+            value = _numbers(yaml.safe_load(raw))
         except yaml.YAMLError as exc:
             raise HyperparamError(f"--hyperparams {item!r}: value is not valid YAML ({exc})") from None
         target = out

@@ -142,6 +142,17 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--algo", "td3", "--hyperparams", "noise_type=pink"], "noise_type = 'pink'"),
         (["--algo", "td3", "--hyperparams", "noise_std=-1"], "noise_std = -1"),
         (["--algo", "td3", "--hyperparams", "noise_type=null", "noise_std=0.2"], "noise_std needs noise_type"),
+        (["--hyperparams", "foo=1"], "ppo has no setting foo"),
+        (["--hyperparams", "n_steps=abc"], "n_steps = 'abc': expected a number"),
+        (["--hyperparams", "n_steps=0"], "n_steps = 0: expected a whole number >= 1"),
+        (["--hyperparams", "gamma=1.5"], "gamma = 1.5: expected a number in (0.0, 1.0]"),
+        (["--hyperparams", "policy_kwargs.activation_fn=sigmoid"], "activation_fn = 'sigmoid'"),
+        (["--hyperparams", "policy_kwargs.features_extractor_class=nope"], "features_extractor_class = 'nope'"),
+        (["--hyperparams", "env_kwargs.bogus=1"], "env_kwargs has no setting bogus"),
+        (["--hyperparams", "env_kwargs.beta=-1", "--timesteps", "64", "--no-eval"], "beta must be a finite number"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--eval-seed", "-100"], "--eval-seed must be >= 0"),
+        (["--eval-freq", "0"], "--eval-freq must be >= 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
@@ -264,6 +275,9 @@ def test_hyperparameter_files_overrides_and_schedules() -> None:
         assert {"n_envs", "n_timesteps", "policy"} <= set(hp), algo
     hp = apply_overrides({"a": 1, "policy_kwargs": {"net_arch": [64]}}, ["a=2.5", "policy_kwargs.log_std_init=-2"])
     assert hp == {"a": 2.5, "policy_kwargs": {"net_arch": [64], "log_std_init": -2}}
+    # YAML 1.1 reads 5e-4 as a string; the overrides read it as the number it spells, schedules stay strings
+    hp = apply_overrides({}, ["learning_rate=5e-4", "n_timesteps=1e6", "clip_range=lin_2e-1", "x=[1e-3, abc]"])
+    assert hp == {"learning_rate": 0.0005, "n_timesteps": 1e6, "clip_range": "lin_2e-1", "x": [0.001, "abc"]}
     lr = schedules({"learning_rate": "lin_0.001", "n_steps": 8})["learning_rate"]
     assert lr(1.0) == pytest.approx(0.001) and lr(0.25) == pytest.approx(0.00025)
     with pytest.raises(HyperparamError, match="lin_<number>"):
