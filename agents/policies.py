@@ -133,6 +133,19 @@ def _vecnormalize_path(model_path: Path) -> Path | None:
     return None
 
 
+def _trained_with_normalisation(model_path: Path) -> bool:
+    """Whether the train.py run folder holding ``model_path`` (its config.json) says observations were normalised."""
+    for folder in (model_path.parent, model_path.parent.parent):  # the run folder, or checkpoints/ inside it
+        config = folder / "config.json"
+        if config.is_file():
+            try:
+                norm = json.loads(config.read_text()).get("normalize")
+            except (OSError, ValueError, AttributeError):
+                return False
+            return norm is True or (isinstance(norm, dict) and norm.get("norm_obs", True) is not False)
+    return False
+
+
 def _mode_of(action_space: Any) -> str | None:
     from gymnasium import spaces
 
@@ -196,6 +209,11 @@ class SB3Policy(Policy):
         self.vecnormalize_path = _vecnormalize_path(self.path)
         if self.vecnormalize_path is not None:
             self._load_vecnormalize(self.vecnormalize_path, shape)
+        elif _trained_with_normalisation(self.path):
+            raise PolicyError(
+                f"{self.path}: its run normalised observations (config.json beside it) but no VecNormalize "
+                f"statistics are beside it; copy vecnormalize.pkl (or <model>_vecnormalize.pkl) next to it"
+            )
 
     def _load_vecnormalize(self, path: Path, shape: tuple[int, ...] | None) -> None:
         try:

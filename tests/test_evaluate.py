@@ -168,6 +168,22 @@ def test_sb3_models_load_into_the_policy_interface(models: dict[str, Path], shor
     assert result.policies[1].action_mode == "discrete"
 
 
+def test_model_whose_run_normalised_needs_its_statistics(models: dict[str, Path], tmp_path: Path) -> None:
+    # a model copied out of its run folder without vecnormalize.pkl would be fed raw observations it never saw
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"normalize": {"norm_obs": True, "norm_reward": True}}))
+    for target in (run / "model.zip", run / "checkpoints" / "rl_model_64_steps.zip"):
+        target.write_bytes(models["ppo"].read_bytes())
+        with pytest.raises(PolicyError, match="no VecNormalize statistics are beside it"):
+            SB3Policy(target)
+    (run / "vecnormalize.pkl").write_bytes((models["ppo"].parent / "ppo_vecnormalize.pkl").read_bytes())
+    assert SB3Policy(run / "model.zip").obs_rms is not None
+    (run / "config.json").write_text(json.dumps({"normalize": False}))  # a run without normalisation
+    (run / "vecnormalize.pkl").unlink()
+    assert SB3Policy(run / "model.zip").obs_rms is None
+
+
 TWO_BANKS = """extends = "steady"
 name = "two_banks"
 description = "two banks only"
