@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} exists and is not a folder")
+    created = not out.exists()
+    try:  # find out now, not after a long evaluation, that the results cannot be written
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"cannot write results to {out}: {exc}")
     try:
         result = evaluate_policies(
             args.scenario,
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
         )
     except (PolicyError, ScenarioError, ValueError) as exc:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # leave no empty folder behind a refused command
         return _fail(str(exc))
     Console(width=max(Console().width, 120)).print(results_table(result))
     try:

@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
             config = resumed_config(config, args)
         run_dir = train(config, args.resume, progress=not args.no_progress and sys.stderr.isatty())
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

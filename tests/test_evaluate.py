@@ -149,6 +149,17 @@ def test_cli_bad_input_exits_2_with_one_line(
     assert not (tmp_path / "results.json").exists()
 
 
+def test_cli_checks_the_output_folder_before_evaluating(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = run("--scenario", "steady", "--episodes", "1", "--policies", "admit_all", "--out", str(blocker / "sub"))
+    assert proc.returncode == 2 and "cannot write results to" in proc.stderr
+    assert "Traceback" not in proc.stderr and "fluid bound" not in proc.stdout  # refused before any work
+    # a refused command leaves no empty output folder behind
+    proc = run("--scenario", "steady", "--episodes", "1", "--policies", "nope", "--out", str(tmp_path / "new"))
+    assert proc.returncode == 2 and not (tmp_path / "new").exists()
+
+
 def test_sb3_models_load_into_the_policy_interface(models: dict[str, Path], short_toml: Path) -> None:
     ppo = load_policy(models["ppo"], short_toml)
     assert isinstance(ppo, SB3Policy) and ppo.algorithm == "ppo" and ppo.action_mode == "continuous"
