@@ -539,7 +539,10 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         ]
     )
     remaining = config["timesteps"] - done_steps
-    print(f"training {config['algo']} on {config['scenario_name']} for {remaining} steps -> {run_dir}", flush=True)
+    if remaining > 0:
+        print(f"training {config['algo']} on {config['scenario_name']} for {remaining} steps -> {run_dir}", flush=True)
+    else:  # a finished run resumed without a new --timesteps: keep it, re-save it, and show its table again
+        print(f"{run_dir} already has {done_steps} steps (target {config['timesteps']}): nothing to train", flush=True)
     start = time.perf_counter()
     try:
         if remaining > 0:
