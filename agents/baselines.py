@@ -247,20 +247,22 @@ class AdmitAll(HeuristicPolicy):
 class RandomPolicy(HeuristicPolicy):
     """Uniform random continuous actions: admit rate and route weights each uniform in [0, 1] (a sanity floor).
 
-    Seeded (``seed``); the draw does not depend on the observation.
+    Seeded (``seed``), one stream per environment of the batch, so environment ``i`` acts the same however
+    many environments run beside it (an episode's result does not depend on ``--episodes``); the draw does
+    not depend on the observation.
     """
 
     name = "random"
 
     def reset(self, num_envs: int) -> None:
         super().reset(num_envs)
-        self.rng = np.random.default_rng(self.seed)
+        self.rngs = [np.random.default_rng([self.seed, i]) for i in range(num_envs)]
 
     def _act(self, o: Observed) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "rng"):
-            self.rng = np.random.default_rng(self.seed)
         n, B = o.offered.shape
-        a = self.rng.random((n, B, 4))
+        if len(getattr(self, "rngs", [])) != n:
+            self.reset(n)
+        a = np.stack([rng.random((B, 4)) for rng in self.rngs])
         return a[:, :, 0], a[:, :, 1:]
 
 

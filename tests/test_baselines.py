@@ -241,6 +241,10 @@ def test_random_policy_is_seeded_and_in_range() -> None:
     a3, _ = RandomPolicy(SC, seed=4).predict(make_obs(4))
     assert a1.shape == (4, 4 * B) and (a1 >= 0).all() and (a1 <= 1).all()
     assert np.array_equal(a1, a2) and not np.array_equal(a1, a3)
+    # one stream per environment: the first two act the same in a batch of 2 as in a batch of 4, step after step
+    big, small = RandomPolicy(SC, seed=3), RandomPolicy(SC, seed=3)
+    for _ in range(3):
+        np.testing.assert_array_equal(big.predict(make_obs(4))[0][:2], small.predict(make_obs(2))[0])
 
 
 def test_episode_start_resets_only_flagged_environments() -> None:
@@ -268,7 +272,7 @@ def test_heuristics_are_batched_and_match_single_env_runs(name: str) -> None:
     for _ in range(60):
         act, _ = pol.predict(obs)
         assert act.shape == (3, 4 * B) and np.isfinite(act).all() and (act >= 0).all() and (act <= 1).all()
-        if name != "random":  # random draws one stream for the batch
+        if name != "random":  # random draws a stream per batch position (test_random_policy_is_seeded...)
             for i in range(3):
                 a_i, _ = solo[i].predict(solo_obs[i])
                 np.testing.assert_allclose(a_i[0], act[i], rtol=1e-5, atol=1e-6)
