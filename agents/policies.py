@@ -310,6 +310,8 @@ def load_policy(
     head, sep, tail = text.partition(":")
     if sep and head.lower() in ALGORITHMS:
         algorithm, text = head.lower(), tail
+    elif sep and not Path(text).exists() and Path(tail).is_file():
+        raise PolicyError(f"unknown algorithm prefix {head!r} in {text!r}; choose from {', '.join(ALGORITHMS)}")
     path = Path(text)
     if not path.is_file() and path.suffix != ".zip" and path.with_suffix(".zip").is_file():
         path = path.with_suffix(".zip")  # SB3 adds .zip when saving; accept the name without it

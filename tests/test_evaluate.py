@@ -171,6 +171,8 @@ def test_sb3_models_load_into_the_policy_interface(models: dict[str, Path], shor
     assert dqn.algorithm == "dqn" and dqn.action_mode == "discrete"
     forced = load_policy(f"a2c:{models['ppo']}", short_toml)
     assert forced.algorithm == "a2c"
+    with pytest.raises(PolicyError, match="unknown algorithm prefix 'foo'"):
+        load_policy(f"foo:{models['ppo']}", short_toml)
     with pytest.raises(PolicyError, match="expects observations of shape \\(3,\\)"):
         load_policy(models["pendulum"], short_toml)
     result = evaluate_policies(short_toml, [models["ppo"], models["dqn"], "admit_all"], episodes=2, seed=3,
