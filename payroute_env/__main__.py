@@ -18,7 +18,7 @@ from .simulator import Simulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineArgumentParser(prog="python -m payroute_env", description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(prog="python -m payroute_env", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--scenario", default="double11_2013", help=f"{', '.join(BUILTIN_SCENARIOS)} or a TOML path")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one episode per seed")
     args = parser.parse_args(argv)
