@@ -220,7 +220,6 @@ def test_bound_accepts_per_episode_parameters() -> None:
     assert np.isfinite(rates).all()
 
 
-
 # ---- cuts for policies that never collapse a bank (docs/MODEL.md, section 8) ---------------------------------
 FAST_COLLAPSE = {**FRAGILITY, "collapse_s": 5.0}  # 5 s at twice the capacity; relaxes in 120 s
 

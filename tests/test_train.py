@@ -389,4 +389,3 @@ def test_periodic_evaluations_replay_the_same_episodes(tiny: str, tmp_path: Path
     curve = np.load(tmp_path / "runs" / "ppo-tiny_random-seed0" / "learning_curve.npz")
     rates = curve["failed_payment_rate"]
     assert len(rates) == 4 and np.all(rates == rates[0]), rates
-
