@@ -12,6 +12,7 @@ input exits with status 2 and a one-line message.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -97,34 +98,44 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} exists and is not a folder")
-    created = not out.exists()
+    new_folder = out  # the outermost folder this command creates (removed again if nothing is written)
+    while not new_folder.parent.exists():
+        new_folder = new_folder.parent
+    if out.exists():
+        new_folder = None
     try:  # find out now, not after a long evaluation, that the results cannot be written
         out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".payroute_write_test"
+        probe.write_text("")
+        probe.unlink()
     except OSError as exc:
         return _fail(f"cannot write results to {out}: {exc}")
+    files: list[Path] = []
     try:
-        result = evaluate_policies(
-            args.scenario,
-            specs,
-            episodes=args.episodes,
-            seed=args.seed,
-            bound=not args.no_bound,
-            bound_layer_s=args.bound_layer_s,
-            progress=not args.quiet,
-        )
-    except (PolicyError, ScenarioError, ValueError) as exc:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # leave no empty folder behind a refused command
-        return _fail(str(exc))
-    Console(width=max(Console().width, 120)).print(results_table(result))
-    try:
-        files = write_results(result, out)
-        if not args.no_plots:
-            from agents.plots import plot_all
+        try:
+            result = evaluate_policies(
+                args.scenario,
+                specs,
+                episodes=args.episodes,
+                seed=args.seed,
+                bound=not args.no_bound,
+                bound_layer_s=args.bound_layer_s,
+                progress=not args.quiet,
+            )
+        except (PolicyError, ScenarioError, ValueError) as exc:
+            return _fail(str(exc))
+        Console(width=max(Console().width, 120)).print(results_table(result))
+        try:
+            files = write_results(result, out)
+            if not args.no_plots:
+                from agents.plots import plot_all
 
-            files += plot_all(result, out)
-    except OSError as exc:
-        return _fail(f"cannot write results to {out}: {exc}")
+                files += plot_all(result, out)
+        except OSError as exc:
+            return _fail(f"cannot write results to {out}: {exc}")
+    finally:
+        if new_folder is not None and not files:  # a refused or interrupted command leaves no empty folders
+            shutil.rmtree(new_folder, ignore_errors=True)
     print(f"wrote {', '.join(str(f) for f in files)}")
     return 0
 

@@ -78,7 +78,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         hp = apply_overrides(load_hyperparams(args.algo, scenario.name), args.hyperparams)
     except (ScenarioError, HyperparamError) as exc:
         raise UsageError(str(exc)) from None
-    action_mode = args.action_mode or hp.pop("action_mode", None) or ALGOS[args.algo].action_mode
+    yaml_mode = hp.pop("action_mode", None)
+    action_mode = args.action_mode or yaml_mode or ALGOS[args.algo].action_mode
     if action_mode not in COMPATIBLE_MODES[args.algo]:
         raise UsageError(
             f"--algo {args.algo} cannot use action mode {action_mode!r}; it works with "
@@ -88,7 +89,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     hp.pop("n_timesteps", None)
     n_envs = args.n_envs if args.n_envs is not None else hp.pop("n_envs", 8)
     hp.pop("n_envs", None)
-    if not (isinstance(timesteps, int | float) and timesteps > 0 and timesteps == int(timesteps)):
+    if not (isinstance(timesteps, int | float) and math.isfinite(timesteps) and timesteps > 0
+            and timesteps == int(timesteps)):  # fmt: skip
         raise UsageError(f"--timesteps must be a positive whole number, got {timesteps!r}")
     if not (isinstance(n_envs, int) and n_envs >= 1):
         raise UsageError(f"--n-envs must be an integer >= 1, got {n_envs!r}")
@@ -98,13 +100,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"{flag} must be >= {least}, got {value}")
     if args.eval_freq is not None and args.eval_freq < 1:
         raise UsageError(f"--eval-freq must be >= 1 environment step, got {args.eval_freq}")
-    train_seeds = range(args.seed, args.seed + n_envs)
-    eval_seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
-    if set(train_seeds) & set(eval_seeds) or args.seed + n_envs > PERIODIC_EVAL_SEED:
-        raise UsageError(
-            f"training seeds {args.seed}..{args.seed + n_envs - 1} overlap the evaluation seeds "
-            f"{args.eval_seed}..{args.eval_seed + args.eval_episodes - 1}; pick another --seed or --eval-seed"
-        )
+    if not args.resume:  # a resumed run checks with its own n_envs (resumed_config)
+        check_seeds(args.seed, int(n_envs), args.eval_seed, args.eval_episodes)
     noise_type, noise_std = hp.pop("noise_type", None), hp.pop("noise_std", None)
     try:
         action_noise(args.algo, noise_type, noise_std)
@@ -127,15 +124,19 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError("--init-model starts a new run from another model; --resume continues this run")
         if not Path(args.init_model).is_file():
             raise UsageError(f"--init-model {args.init_model}: model file not found")
-    eval_freq = args.eval_freq or hp.pop("eval_freq", None) or max(int(timesteps) // 10, n_envs)
-    hp.pop("eval_freq", None)
-    periodic_episodes = int(hp.pop("eval_episodes", 8))
+    yaml_freq, periodic_episodes = hp.pop("eval_freq", None), hp.pop("eval_episodes", 8)
+    eval_freq = args.eval_freq or yaml_freq or max(int(timesteps) // 10, n_envs)
+    for key, value in (("eval_freq", eval_freq), ("eval_episodes", periodic_episodes)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1 or value != int(value):
+            raise UsageError(f"{key} = {value!r}: expected a whole number >= 1")
     policy_name = hp.pop("policy", "MlpPolicy")
     raw_policy_kwargs = hp.pop("policy_kwargs", {})
     env_kwargs = hp.pop("env_kwargs", {})
     normalize = hp.pop("normalize", False)
-    status_quo = bool(hp.pop("start_at_status_quo", False))
-    check_settings(args.algo, hp, raw_policy_kwargs, env_kwargs)  # what is left in hp goes to the algorithm
+    status_quo = hp.pop("start_at_status_quo", False)
+    if not isinstance(status_quo, bool):
+        raise UsageError(f"start_at_status_quo = {status_quo!r}: expected true or false")
+    check_settings(args.algo, hp, policy_name, raw_policy_kwargs, env_kwargs)  # the rest of hp goes to the algorithm
     scenario_arg = str(args.scenario)
     run_name = f"{args.algo}-{scenario.name}-seed{args.seed}"
     return {
@@ -160,7 +161,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "noise_std": noise_std,
         "algo_kwargs": hp,
         "eval_freq": int(eval_freq),
-        "periodic_eval_episodes": periodic_episodes,
+        "periodic_eval_episodes": int(periodic_episodes),
         "periodic_eval_seed": PERIODIC_EVAL_SEED,
         "final_eval_episodes": args.eval_episodes,
         "final_eval_seed": args.eval_seed,
@@ -196,42 +197,73 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     return model_path, stats if stats.exists() else None, steps
 
 
+def check_seeds(seed: int, n_envs: int, eval_seed: int, eval_episodes: int) -> None:
+    """Training seeds must not meet the final table's or the periodic evaluations' seeds."""
+    train_seeds = range(seed, seed + n_envs)
+    eval_seeds = range(eval_seed, eval_seed + eval_episodes)
+    if set(train_seeds) & set(eval_seeds) or seed + n_envs > PERIODIC_EVAL_SEED:
+        raise UsageError(
+            f"training seeds {seed}..{seed + n_envs - 1} overlap the evaluation seeds "
+            f"{eval_seed}..{eval_seed + eval_episodes - 1}; pick another --seed or --eval-seed"
+        )
+
+
 # settings whose range SB3 does not check before it trains on them (gamma 1.5 gives NaN tensors mid-run)
-_RANGES: dict[str, tuple[float, float, bool]] = {  # key: (low, high, low is allowed)
-    "gamma": (0.0, 1.0, False),
+_RANGES: dict[str, tuple[float, float, bool]] = {  # key: (low, high, low is allowed); values must be finite
+    "gamma": (0.0, 1.0, True),
     "gae_lambda": (0.0, 1.0, True),
     "learning_rate": (0.0, math.inf, True),  # 0 freezes the policy (a fine use in tests and ablations)
     "clip_range": (0.0, math.inf, False),
     "ent_coef": (0.0, math.inf, True),
     "vf_coef": (0.0, math.inf, True),
     "max_grad_norm": (0.0, math.inf, False),
-    "tau": (0.0, 1.0, False),
+    "tau": (0.0, 1.0, True),
 }
-_COUNTS = ("n_steps", "batch_size", "n_epochs", "buffer_size")  # whole numbers >= 1
+# whole-number settings and their least value (YAML's 1e4 arrives as a float; SB3 needs an int)
+_INTEGERS = {"n_steps": 1, "batch_size": 1, "n_epochs": 1, "buffer_size": 1, "learning_starts": 0, "gradient_steps": -1,
+             "target_update_interval": 1, "policy_delay": 1, "sde_sample_freq": -1, "stats_window_size": 1}  # fmt: skip
+# set by train.py itself: where to set them instead
+_RESERVED = {"seed": "--seed", "verbose": None, "device": None, "tensorboard_log": None, "_init_setup_model": None,
+             "action_noise": "noise_type and noise_std"}  # fmt: skip
 
 
-def check_settings(algo: str, algo_kwargs: dict[str, Any], raw_policy_kwargs: Any, env_kwargs: Any) -> None:
-    """Reject, as one-line ``UsageError``s, settings the algorithm, its policy or the env would choke on."""
+def check_settings(
+    algo: str, algo_kwargs: dict[str, Any], policy: Any, raw_policy_kwargs: Any, env_kwargs: Any
+) -> None:
+    """Reject, as one-line ``UsageError``s, settings the algorithm, its policy or the env would choke on.
+
+    Whole-number settings given as whole floats (``n_steps=6.4e1``) become ints in ``algo_kwargs``.
+    """
     import inspect
 
     from agents.sb3 import HyperparamError, algo_class, policy_kwargs, schedules
     from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
 
-    accepted = set(inspect.signature(algo_class(algo).__init__).parameters) - {"self", "policy", "env"}
+    cls = algo_class(algo)
+    for key in sorted(set(algo_kwargs) & set(_RESERVED)):
+        where = f"; use {_RESERVED[key]}" if _RESERVED[key] else ""
+        raise UsageError(f"{key} is set by train.py itself, not by --hyperparams{where}")
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env"}
     unknown = sorted(set(algo_kwargs) - accepted)
     if unknown:
         raise UsageError(f"{algo} has no setting {', '.join(unknown)} (from --hyperparams or agents/hyperparams/)")
+    if policy not in getattr(cls, "policy_aliases", {policy: None}):
+        raise UsageError(f"policy = {policy!r}: {algo} takes {', '.join(cls.policy_aliases)}")
     for key, value in algo_kwargs.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            if key in _COUNTS or (key in _RANGES and key not in ("learning_rate", "clip_range", "ent_coef")):
-                raise UsageError(f"{key} = {value!r}: expected a number")
-            continue  # lin_ schedules (checked below), SAC's ent_coef "auto", TD3's train_freq pairs: SB3's to check
-        if key in _COUNTS and (value < 1 or value != int(value)):
-            raise UsageError(f"{key} = {value!r}: expected a whole number >= 1")
-        if key in _RANGES:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key == "ent_coef" and isinstance(value, str) and algo == "sac" and value.startswith("auto"):
+            continue  # SAC learns its entropy coefficient ("auto" or "auto_<start>")
+        if key in ("learning_rate", "clip_range", "clip_range_vf") and isinstance(value, str):
+            continue  # lin_<x> schedules: checked by schedules() below
+        if key in _INTEGERS:
+            if not number or value != int(value) or value < _INTEGERS[key]:
+                raise UsageError(f"{key} = {value!r}: expected a whole number >= {_INTEGERS[key]}")
+            algo_kwargs[key] = int(value)
+        elif key in _RANGES:
             low, high, low_ok = _RANGES[key]
-            if not (low <= value <= high and (low_ok or value > low)):
-                raise UsageError(f"{key} = {value!r}: expected a number in {'[' if low_ok else '('}{low}, {high}]")
+            if not number or not math.isfinite(value) or not (low <= value <= high and (low_ok or value > low)):
+                interval = f"{'[' if low_ok else '('}{low:g}, {'inf)' if high == math.inf else f'{high:g}]'}"
+                raise UsageError(f"{key} = {value!r}: expected a finite number in {interval}")
     if not isinstance(raw_policy_kwargs, dict) or not isinstance(env_kwargs, dict):
         raise UsageError("policy_kwargs and env_kwargs must be mappings (e.g. policy_kwargs.net_arch=[64, 64])")
     env_accepted = set(inspect.signature(PaymentRoutingSB3VecEnv.__init__).parameters)
@@ -265,21 +297,25 @@ def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str
         saved = json.loads(saved_file.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"--resume: cannot read {saved_file}: {_one_line(exc)}") from None
-    given = apply_overrides({}, args.hyperparams)  # exactly what the command sets (resolve_config checked it)
-    new_target = args.timesteps is not None or given.pop("n_timesteps", None) is not None
+    given = apply_overrides({}, args.hyperparams)  # which settings the command sets (resolve_config checked them)
+    target_given = given.pop("n_timesteps", None) is not None
     for key, value in (("n_envs", args.n_envs), ("action_mode", args.action_mode), ("eval_freq", args.eval_freq)):
         if value is not None:
             given[key] = value
-    changed = _differences(json.loads(json.dumps(given, default=str)), _settings_of(saved))
+    # compare what this command resolves to (e.g. start_at_status_quo is off for a residual run) with the run's
+    now = _settings_of(json.loads(json.dumps(config, default=str)))
+    changed = _differences(given, now, _settings_of(saved))
     if changed:
         raise UsageError(
             f"--resume continues {config['run_dir']} with its own settings; this command changes "
             f"{'; '.join(changed)} (start a new run with --init-model instead)"
         )
     here = {k: config[k] for k in ("run_dir", "scenario", "final_eval_episodes", "final_eval_seed", "threads")}
-    if new_target:
+    if args.timesteps is not None or target_given:
         here["timesteps"] = config["timesteps"]
-    return {**saved, **here}
+    resumed = {**saved, **here}
+    check_seeds(resumed["seed"], resumed["n_envs"], resumed["final_eval_seed"], resumed["final_eval_episodes"])
+    return resumed
 
 
 def _settings_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -290,15 +326,15 @@ def _settings_of(config: dict[str, Any]) -> dict[str, Any]:
             "eval_episodes": config.get("periodic_eval_episodes")}  # fmt: skip
 
 
-def _differences(given: dict[str, Any], saved: dict[str, Any], prefix: str = "") -> list[str]:
-    """``key saved -> given`` for every leaf of ``given`` that differs from ``saved`` (dotted keys)."""
+def _differences(paths: dict[str, Any], now: dict[str, Any], saved: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key saved -> now`` for every setting named in ``paths`` (nested: dotted keys) whose values differ."""
     out = []
-    for key, value in given.items():
-        theirs = saved.get(key)
-        if isinstance(value, dict) and isinstance(theirs, dict):
-            out += _differences(value, theirs, f"{prefix}{key}.")
-        elif value != theirs:
-            out.append(f"{prefix}{key} {theirs!r} -> {value!r}")
+    for key, sub in paths.items():
+        ours, theirs = now.get(key), saved.get(key)
+        if isinstance(sub, dict) and isinstance(ours, dict) and isinstance(theirs, dict):
+            out += _differences(sub, ours, theirs, f"{prefix}{key}.")
+        elif ours != theirs:
+            out.append(f"{prefix}{key} {theirs!r} -> {ours!r}")
     return out
 
 
@@ -485,8 +521,9 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     try:
         env = make_env(config, config["n_envs"], config["seed"], training=True)
         eval_env = make_env(config, config["periodic_eval_episodes"], config["periodic_eval_seed"], training=False)
-    except ValueError as exc:  # e.g. a negative reward weight in env_kwargs
-        raise UsageError(f"env_kwargs {config['env_kwargs']!r}: {_one_line(exc)}") from None
+    except (TypeError, ValueError) as exc:  # e.g. a negative reward weight, or a bad normalize option
+        where = f"env_kwargs {config['env_kwargs']!r}, normalize {config['normalize']!r}"
+        raise UsageError(f"cannot build the environments ({where}): {_one_line(exc)}") from None
     done_steps = 0
     if resume:
         model_path, stats_path, done_steps = last_checkpoint(run_dir)
@@ -507,17 +544,20 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         if config.get("noise_type"):
             n_actions = int(env.action_space.shape[0])
             extra["action_noise"] = action_noise(config["algo"], config["noise_type"], config["noise_std"], n_actions)
-        model = algo(
-            config["policy"],
-            env,
-            seed=config["seed"],
-            device="cpu",
-            verbose=0,
-            tensorboard_log=str(run_dir / "tb"),
-            policy_kwargs=policy_kwargs(config["policy_kwargs"]),
-            **schedules(config["algo_kwargs"]),
-            **extra,
-        )
+        try:  # SB3 checks the rest of the settings as it builds the model, before any training
+            model = algo(
+                config["policy"],
+                env,
+                seed=config["seed"],
+                device="cpu",
+                verbose=0,
+                tensorboard_log=str(run_dir / "tb"),
+                policy_kwargs=policy_kwargs(config["policy_kwargs"]),
+                **schedules(config["algo_kwargs"]),
+                **extra,
+            )
+        except (TypeError, ValueError, AssertionError, KeyError) as exc:
+            raise UsageError(f"{config['algo']} rejects these settings: {_one_line(exc)}") from None
         if config.get("start_at_status_quo"):
             start_at_status_quo(model, env.get_attr("n_banks")[0])
         if config.get("residual"):  # saved inside every zip, so agents.policies.load_policy rebuilds the pair
@@ -562,9 +602,9 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     if isinstance(env, VecNormalize):
         env.save(str(run_dir / "vecnormalize.pkl"))
     save_checkpoint(model, env, run_dir)
-    print(
-        f"trained {config['algo']} for {model.num_timesteps} steps in {minutes:.1f} min; saved {run_dir / 'model.zip'}"
-    )
+    if remaining > 0:
+        steps, where = model.num_timesteps, run_dir / "model.zip"
+        print(f"trained {config['algo']} for {steps} steps in {minutes:.1f} min; saved {where}")
     return run_dir
 
 

@@ -135,15 +135,15 @@ def _vecnormalize_path(model_path: Path) -> Path | None:
 
 def _trained_with_normalisation(model_path: Path) -> bool:
     """Whether the train.py run folder holding ``model_path`` (its config.json) says observations were normalised."""
-    for folder in (model_path.parent, model_path.parent.parent):  # the run folder, or checkpoints/ inside it
-        config = folder / "config.json"
-        if config.is_file():
-            try:
-                norm = json.loads(config.read_text()).get("normalize")
-            except (OSError, ValueError, AttributeError):
-                return False
-            return norm is True or (isinstance(norm, dict) and norm.get("norm_obs", True) is not False)
-    return False
+    run = model_path.parent.parent if model_path.parent.name == "checkpoints" else model_path.parent
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict) or not {"algo", "algo_kwargs", "normalize"} <= set(config):
+        return False  # not a train.py run folder
+    norm = config["normalize"]
+    return norm is True or (isinstance(norm, dict) and norm.get("norm_obs", True) is not False)
 
 
 def _mode_of(action_space: Any) -> str | None:
@@ -210,9 +210,12 @@ class SB3Policy(Policy):
         if self.vecnormalize_path is not None:
             self._load_vecnormalize(self.vecnormalize_path, shape)
         elif _trained_with_normalisation(self.path):
+            checkpoint = re.fullmatch(r"(.*)_(\d+)_steps", self.path.stem)
+            wanted = (f"{checkpoint[1]}_vecnormalize_{checkpoint[2]}_steps.pkl" if checkpoint
+                      else f"{self.path.stem}_vecnormalize.pkl or vecnormalize.pkl")  # fmt: skip
             raise PolicyError(
-                f"{self.path}: its run normalised observations (config.json beside it) but no VecNormalize "
-                f"statistics are beside it; copy vecnormalize.pkl (or <model>_vecnormalize.pkl) next to it"
+                f"{self.path}: its train.py run normalised observations (its config.json says so) but the "
+                f"statistics saved with this model are missing; put {wanted} beside it"
             )
 
     def _load_vecnormalize(self, path: Path, shape: tuple[int, ...] | None) -> None:

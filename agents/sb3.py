@@ -97,9 +97,10 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _numbers(value: Any) -> Any:
-    """``value`` with every string that spells a number (``5e-4``, ``1e6``) turned into a float."""
+    """``value`` with every string that spells a number turned into one (``5e-4`` a float, ``1e6`` an int)."""
     if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        return float(value)
+        number = float(value)
+        return int(number) if number.is_integer() and "." not in value else number  # 1e4 counts, 5e-4 rates
     if isinstance(value, dict):
         return {k: _numbers(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -145,9 +146,16 @@ _ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
 
 
 def schedules(algo_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """RL Zoo's ``lin_<value>`` for ``learning_rate`` / ``clip_range``: linear decay from value to 0."""
+    """RL Zoo's ``lin_<value>`` for ``learning_rate`` / ``clip_range`` / ``clip_range_vf`` (linear decay from
+    value to 0), and its ``train_freq: [n, step|episode]`` as the tuple SB3 wants."""
     out = dict(algo_kwargs)
-    for key in ("learning_rate", "clip_range"):
+    freq = out.get("train_freq")
+    if isinstance(freq, list | tuple):
+        ok = len(freq) == 2 and isinstance(freq[0], int | float) and freq[0] >= 1 and freq[0] == int(freq[0])
+        if not ok or freq[1] not in ("step", "episode"):
+            raise HyperparamError(f"train_freq = {freq!r}: expected a whole number or [n, step] / [n, episode]")
+        out["train_freq"] = (int(freq[0]), freq[1])
+    for key in ("learning_rate", "clip_range", "clip_range_vf"):
         value = out.get(key)
         if isinstance(value, str):
             if not value.startswith("lin_"):

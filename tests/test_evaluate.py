@@ -156,7 +156,7 @@ def test_cli_checks_the_output_folder_before_evaluating(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "cannot write results to" in proc.stderr
     assert "Traceback" not in proc.stderr and "fluid bound" not in proc.stdout  # refused before any work
     # a refused command leaves no empty output folder behind
-    proc = run("--scenario", "steady", "--episodes", "1", "--policies", "nope", "--out", str(tmp_path / "new"))
+    proc = run("--scenario", "steady", "--episodes", "1", "--policies", "nope", "--out", str(tmp_path / "new" / "sub"))
     assert proc.returncode == 2 and not (tmp_path / "new").exists()
 
 
@@ -185,14 +185,24 @@ def test_model_whose_run_normalised_needs_its_statistics(models: dict[str, Path]
     # a model copied out of its run folder without vecnormalize.pkl would be fed raw observations it never saw
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"normalize": {"norm_obs": True, "norm_reward": True}}))
-    for target in (run / "model.zip", run / "checkpoints" / "rl_model_64_steps.zip"):
+    config = {"algo": "ppo", "algo_kwargs": {}, "normalize": {"norm_obs": True, "norm_reward": True}}
+    (run / "config.json").write_text(json.dumps(config))
+    cases = [
+        (run / "model.zip", "model_vecnormalize.pkl or vecnormalize.pkl"),
+        (run / "checkpoints" / "rl_model_64_steps.zip", "rl_model_vecnormalize_64_steps.pkl"),
+    ]
+    for target, wanted in cases:
         target.write_bytes(models["ppo"].read_bytes())
-        with pytest.raises(PolicyError, match="no VecNormalize statistics are beside it"):
+        with pytest.raises(PolicyError, match=f"statistics saved with this model are missing; put {wanted}"):
             SB3Policy(target)
+    other = tmp_path / "not_a_run"  # a config.json that train.py did not write says nothing
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"normalize": True}))
+    (other / "model.zip").write_bytes(models["ppo"].read_bytes())
+    assert SB3Policy(other / "model.zip").obs_rms is None
     (run / "vecnormalize.pkl").write_bytes((models["ppo"].parent / "ppo_vecnormalize.pkl").read_bytes())
     assert SB3Policy(run / "model.zip").obs_rms is not None
-    (run / "config.json").write_text(json.dumps({"normalize": False}))  # a run without normalisation
+    (run / "config.json").write_text(json.dumps({**config, "normalize": False}))  # a run without normalisation
     (run / "vecnormalize.pkl").unlink()
     assert SB3Policy(run / "model.zip").obs_rms is None
 

@@ -100,6 +100,9 @@ def test_train_saves_a_residual_model_that_loads_with_its_heuristic(tiny: str, t
     resumed = load_policy(run / "model.zip", tiny)
     assert isinstance(resumed, ResidualPolicy) and resumed.scale == 0.5
     assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
+    # repeating the run's own command is fine, even a setting a residual run overrides (no status-quo start)
+    assert train.main(longer[:3] + ["320"] + longer[4:] + hp + ["start_at_status_quo=true"] + FAST + ["--resume"]) == 0
+    assert algo_class("ppo").load(run / "model.zip").num_timesteps == 320
 
 
 def test_bad_residual_settings_in_a_model_are_named(tiny: str, tmp_path: Path) -> None:

@@ -115,6 +115,14 @@ def test_resume_keeps_the_runs_target_settings_and_evaluations(tiny: str, tmp_pa
     assert json.loads((run / "config.json").read_text())["n_envs"] == 2
 
 
+def test_resume_checks_seeds_with_the_runs_own_n_envs(tiny: str, tmp_path: Path) -> None:
+    # 2 environments from seed 990 stay clear of the final table's seeds 1000-1019; the YAML's 16 would not
+    base = ["--scenario", tiny, "--seed", "990", "--out", str(tmp_path), "--hyperparams", "n_steps=32", "batch_size=64"]
+    assert train.main(base + ["--n-envs", "2", "--timesteps", "64"] + FAST) == 0
+    assert train.main(base + ["--timesteps", "128", "--resume"] + FAST) == 0
+    assert train.last_checkpoint(tmp_path / "ppo-tiny-seed990")[2] == 128
+
+
 def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
     base = ["--scenario", tiny, "--n-envs", "2", "--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64"]
@@ -143,9 +151,22 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--algo", "td3", "--hyperparams", "noise_std=-1"], "noise_std = -1"),
         (["--algo", "td3", "--hyperparams", "noise_type=null", "noise_std=0.2"], "noise_std needs noise_type"),
         (["--hyperparams", "foo=1"], "ppo has no setting foo"),
-        (["--hyperparams", "n_steps=abc"], "n_steps = 'abc': expected a number"),
+        (["--hyperparams", "n_steps=abc"], "n_steps = 'abc': expected a whole number >= 1"),
         (["--hyperparams", "n_steps=0"], "n_steps = 0: expected a whole number >= 1"),
-        (["--hyperparams", "gamma=1.5"], "gamma = 1.5: expected a number in (0.0, 1.0]"),
+        (["--hyperparams", "gamma=1.5"], "gamma = 1.5: expected a finite number in [0, 1]"),
+        (["--hyperparams", "learning_rate=.inf"], "learning_rate = inf: expected a finite number in [0, inf)"),
+        (["--hyperparams", "clip_range=null"], "clip_range = None: expected a finite number"),
+        (["--hyperparams", "ent_coef=auto"], "ent_coef = 'auto': expected a finite number"),  # SAC only
+        (["--hyperparams", "seed=3"], "seed is set by train.py itself, not by --hyperparams; use --seed"),
+        (["--algo", "td3", "--hyperparams", "action_noise=normal"], "use noise_type and noise_std"),
+        (["--hyperparams", "policy=MlpLstmPolicy"], "policy = 'MlpLstmPolicy': ppo takes"),
+        (["--algo", "td3", "--hyperparams", "train_freq=[1, week]"], "train_freq = [1, 'week']"),
+        (["--hyperparams", "policy_kwargs.foo=1", "--timesteps", "64", "--no-eval"], "ppo rejects these settings"),
+        (["--hyperparams", "normalize.gamma=0.9", "--timesteps", "64"], "cannot build the environments"),
+        (["--hyperparams", "eval_episodes=abc"], "eval_episodes = 'abc': expected a whole number >= 1"),
+        (["--hyperparams", "eval_freq=-5"], "eval_freq = -5: expected a whole number >= 1"),
+        (["--hyperparams", "start_at_status_quo=maybe"], "start_at_status_quo = 'maybe': expected true or false"),
+        (["--timesteps", "inf"], "--timesteps must be a positive whole number"),
         (["--hyperparams", "policy_kwargs.activation_fn=sigmoid"], "activation_fn = 'sigmoid'"),
         (["--hyperparams", "policy_kwargs.features_extractor_class=nope"], "features_extractor_class = 'nope'"),
         (["--hyperparams", "env_kwargs.bogus=1"], "env_kwargs has no setting bogus"),
@@ -265,6 +286,34 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
 
     best = load_policy(run / "best_model.zip", tiny)
     assert best.vecnormalize_path == run / "best_model_vecnormalize.pkl"
+
+
+@pytest.mark.parametrize(
+    ("algo", "overrides"),
+    [
+        ("sac", ["buffer_size=1e4", "learning_starts=1e2", "train_freq=[1, step]", "ent_coef=auto_0.01"]),
+        ("td3", ["train_freq=[1, episode]", "target_policy_noise=0.2", "policy_delay=2", "gamma=0"]),
+        ("dqn", ["target_update_interval=1e3", "gradient_steps=-1", "learning_rate=5e-4"]),
+        (
+            "ppo",
+            ["n_steps=6.4e1", "clip_range=lin_0.2", "clip_range_vf=lin_0.2", "use_sde=true", "action_mode=continuous"],
+        ),  # fmt: skip
+        ("recurrent_ppo", ["policy_kwargs.lstm_hidden_size=32", "sde_sample_freq=4"]),
+    ],
+)
+def test_rl_zoo_style_settings_are_accepted(algo: str, overrides: list[str], tiny: str) -> None:
+    from agents.sb3 import algo_class, schedules
+
+    args = train.parse_args(["--algo", algo, "--scenario", tiny, "--action-mode", "continuous" if algo != "dqn"
+                             else "discrete", "--hyperparams", *overrides])  # fmt: skip
+    config = train.resolve_config(args)
+    kwargs = schedules(config["algo_kwargs"])
+    for key in ("buffer_size", "learning_starts", "n_steps", "target_update_interval"):
+        if key in kwargs:
+            assert type(kwargs[key]) is int, key  # 1e4 and 6.4e1 arrive as floats; SB3 wants ints
+    if isinstance(config["algo_kwargs"].get("train_freq"), list):  # RL Zoo's [n, step] becomes SB3's tuple
+        assert kwargs["train_freq"] == tuple(config["algo_kwargs"]["train_freq"])
+    assert algo_class(algo)  # the class the settings were checked against
 
 
 def test_hyperparameter_files_overrides_and_schedules() -> None:
