@@ -68,7 +68,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     """Every setting of the run, from the YAML file, the overrides and the command line."""
-    from agents.sb3 import ALGOS, COMPATIBLE_MODES, HyperparamError, action_noise, apply_overrides, load_hyperparams
+    from agents.sb3 import (
+        ALGOS,
+        COMPATIBLE_MODES,
+        HyperparamError,
+        action_noise,
+        apply_overrides,
+        check_hyperparams,
+        load_hyperparams,
+    )
     from payroute_env import ScenarioError, load_scenario
 
     if args.algo not in ALGOS:
@@ -136,7 +144,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     status_quo = hp.pop("start_at_status_quo", False)
     if not isinstance(status_quo, bool):
         raise UsageError(f"start_at_status_quo = {status_quo!r}: expected true or false")
-    check_settings(args.algo, hp, policy_name, raw_policy_kwargs, env_kwargs)  # the rest of hp goes to the algorithm
+    try:  # what is left in hp goes to the algorithm
+        check_hyperparams(args.algo, hp, policy_name, raw_policy_kwargs, env_kwargs)
+    except HyperparamError as exc:
+        raise UsageError(str(exc)) from None
     scenario_arg = str(args.scenario)
     run_name = f"{args.algo}-{scenario.name}-seed{args.seed}"
     return {
@@ -206,77 +217,6 @@ def check_seeds(seed: int, n_envs: int, eval_seed: int, eval_episodes: int) -> N
             f"training seeds {seed}..{seed + n_envs - 1} overlap the evaluation seeds "
             f"{eval_seed}..{eval_seed + eval_episodes - 1}; pick another --seed or --eval-seed"
         )
-
-
-# settings whose range SB3 does not check before it trains on them (gamma 1.5 gives NaN tensors mid-run)
-_RANGES: dict[str, tuple[float, float, bool]] = {  # key: (low, high, low is allowed); values must be finite
-    "gamma": (0.0, 1.0, True),
-    "gae_lambda": (0.0, 1.0, True),
-    "learning_rate": (0.0, math.inf, True),  # 0 freezes the policy (a fine use in tests and ablations)
-    "clip_range": (0.0, math.inf, False),
-    "ent_coef": (0.0, math.inf, True),
-    "vf_coef": (0.0, math.inf, True),
-    "max_grad_norm": (0.0, math.inf, False),
-    "tau": (0.0, 1.0, True),
-}
-# whole-number settings and their least value (YAML's 1e4 arrives as a float; SB3 needs an int)
-_INTEGERS = {"n_steps": 1, "batch_size": 1, "n_epochs": 1, "buffer_size": 1, "learning_starts": 0, "gradient_steps": -1,
-             "target_update_interval": 1, "policy_delay": 1, "sde_sample_freq": -1, "stats_window_size": 1}  # fmt: skip
-# set by train.py itself: where to set them instead
-_RESERVED = {"seed": "--seed", "verbose": None, "device": None, "tensorboard_log": None, "_init_setup_model": None,
-             "action_noise": "noise_type and noise_std"}  # fmt: skip
-
-
-def check_settings(
-    algo: str, algo_kwargs: dict[str, Any], policy: Any, raw_policy_kwargs: Any, env_kwargs: Any
-) -> None:
-    """Reject, as one-line ``UsageError``s, settings the algorithm, its policy or the env would choke on.
-
-    Whole-number settings given as whole floats (``n_steps=6.4e1``) become ints in ``algo_kwargs``.
-    """
-    import inspect
-
-    from agents.sb3 import HyperparamError, algo_class, policy_kwargs, schedules
-    from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
-
-    cls = algo_class(algo)
-    for key in sorted(set(algo_kwargs) & set(_RESERVED)):
-        where = f"; use {_RESERVED[key]}" if _RESERVED[key] else ""
-        raise UsageError(f"{key} is set by train.py itself, not by --hyperparams{where}")
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env"}
-    unknown = sorted(set(algo_kwargs) - accepted)
-    if unknown:
-        raise UsageError(f"{algo} has no setting {', '.join(unknown)} (from --hyperparams or agents/hyperparams/)")
-    if policy not in getattr(cls, "policy_aliases", {policy: None}):
-        raise UsageError(f"policy = {policy!r}: {algo} takes {', '.join(cls.policy_aliases)}")
-    for key, value in algo_kwargs.items():
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if key == "ent_coef" and isinstance(value, str) and algo == "sac" and value.startswith("auto"):
-            continue  # SAC learns its entropy coefficient ("auto" or "auto_<start>")
-        if key in ("learning_rate", "clip_range", "clip_range_vf") and isinstance(value, str):
-            continue  # lin_<x> schedules: checked by schedules() below
-        if key in _INTEGERS:
-            if not number or value != int(value) or value < _INTEGERS[key]:
-                raise UsageError(f"{key} = {value!r}: expected a whole number >= {_INTEGERS[key]}")
-            algo_kwargs[key] = int(value)
-        elif key in _RANGES:
-            low, high, low_ok = _RANGES[key]
-            if not number or not math.isfinite(value) or not (low <= value <= high and (low_ok or value > low)):
-                interval = f"{'[' if low_ok else '('}{low:g}, {'inf)' if high == math.inf else f'{high:g}]'}"
-                raise UsageError(f"{key} = {value!r}: expected a finite number in {interval}")
-    if not isinstance(raw_policy_kwargs, dict) or not isinstance(env_kwargs, dict):
-        raise UsageError("policy_kwargs and env_kwargs must be mappings (e.g. policy_kwargs.net_arch=[64, 64])")
-    env_accepted = set(inspect.signature(PaymentRoutingSB3VecEnv.__init__).parameters)
-    env_accepted -= {"self", "num_envs", "scenario", "action_mode"}  # the run sets these itself
-    unknown = sorted(set(env_kwargs) - env_accepted)
-    if unknown:
-        takes = ", ".join(sorted(env_accepted))
-        raise UsageError(f"env_kwargs has no setting {', '.join(unknown)}; the env takes {takes}")
-    try:
-        schedules(algo_kwargs)
-        policy_kwargs(raw_policy_kwargs)
-    except HyperparamError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

@@ -10,11 +10,14 @@ is a YAML mapping (never a Python string to ``eval``); ``activation_fn`` is a na
 centres a fresh policy on "admit all, quick"; ``features_extractor_class`` in ``policy_kwargs`` may name
 ``per_bank`` (``agents.networks.PerBankExtractor``); ``residual: <heuristic>`` (with ``residual_scale``)
 trains a correction to that heuristic instead of a policy from scratch (``agents.residual``).
+``check_hyperparams`` rejects, before anything is built, what SB3 would only choke on later (unknown keys,
+out-of-range or non-finite values, counts that are not whole numbers, bad network options).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -31,6 +34,7 @@ __all__ = [
     "action_noise",
     "algo_class",
     "apply_overrides",
+    "check_hyperparams",
     "env_id_for",
     "load_hyperparams",
     "policy_kwargs",
@@ -266,3 +270,71 @@ def start_at_status_quo(model: Any, n_banks: int) -> bool:
     if squashed and getattr(model, "actor_target", None) is not None:
         model.actor_target.load_state_dict(model.actor.state_dict())  # TD3's target starts equal to its actor
     return True
+
+
+# settings whose range SB3 does not check before it trains on them (gamma 1.5 gives NaN tensors mid-run)
+_RANGES: dict[str, tuple[float, float, bool]] = {  # key: (low, high, low is allowed); values must be finite
+    "gamma": (0.0, 1.0, True),
+    "gae_lambda": (0.0, 1.0, True),
+    "learning_rate": (0.0, math.inf, True),  # 0 freezes the policy (a fine use in tests and ablations)
+    "clip_range": (0.0, math.inf, False),
+    "ent_coef": (0.0, math.inf, True),
+    "vf_coef": (0.0, math.inf, True),
+    "max_grad_norm": (0.0, math.inf, False),
+    "tau": (0.0, 1.0, True),
+}
+# whole-number settings and their least value (YAML's 1e4 arrives as a float; SB3 needs an int)
+_INTEGERS = {"n_steps": 1, "batch_size": 1, "n_epochs": 1, "buffer_size": 1, "learning_starts": 0, "gradient_steps": -1,
+             "target_update_interval": 1, "policy_delay": 1, "sde_sample_freq": -1, "stats_window_size": 1}  # fmt: skip
+# set by train.py itself: where to set them instead
+_RESERVED = {"seed": "--seed", "verbose": None, "device": None, "tensorboard_log": None, "_init_setup_model": None,
+             "action_noise": "noise_type and noise_std"}  # fmt: skip
+
+
+def check_hyperparams(
+    algo: str, algo_kwargs: dict[str, Any], policy: Any, raw_policy_kwargs: Any, env_kwargs: Any
+) -> None:
+    """Raise ``HyperparamError`` (one line) for settings the algorithm, its policy or the env would choke on.
+
+    ``algo_kwargs`` are what train.py passes to the algorithm's constructor. Whole-number settings given as
+    whole floats (``n_steps=6.4e1``) become ints in place.
+    """
+    import inspect
+
+    from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
+
+    cls = algo_class(algo)
+    for key in sorted(set(algo_kwargs) & set(_RESERVED)):
+        where = f"; use {_RESERVED[key]}" if _RESERVED[key] else ""
+        raise HyperparamError(f"{key} is set by train.py itself, not by --hyperparams{where}")
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env"}
+    unknown = sorted(set(algo_kwargs) - accepted)
+    if unknown:
+        raise HyperparamError(f"{algo} has no setting {', '.join(unknown)} (from --hyperparams or agents/hyperparams/)")
+    if policy not in getattr(cls, "policy_aliases", {policy: None}):
+        raise HyperparamError(f"policy = {policy!r}: {algo} takes {', '.join(cls.policy_aliases)}")
+    for key, value in algo_kwargs.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key == "ent_coef" and isinstance(value, str) and algo == "sac" and value.startswith("auto"):
+            continue  # SAC learns its entropy coefficient ("auto" or "auto_<start>")
+        if key in ("learning_rate", "clip_range", "clip_range_vf") and isinstance(value, str):
+            continue  # lin_<x> schedules: checked by schedules() below
+        if key in _INTEGERS:
+            if not number or value != int(value) or value < _INTEGERS[key]:
+                raise HyperparamError(f"{key} = {value!r}: expected a whole number >= {_INTEGERS[key]}")
+            algo_kwargs[key] = int(value)
+        elif key in _RANGES:
+            low, high, low_ok = _RANGES[key]
+            if not number or not math.isfinite(value) or not (low <= value <= high and (low_ok or value > low)):
+                interval = f"{'[' if low_ok else '('}{low:g}, {'inf)' if high == math.inf else f'{high:g}]'}"
+                raise HyperparamError(f"{key} = {value!r}: expected a finite number in {interval}")
+    if not isinstance(raw_policy_kwargs, dict) or not isinstance(env_kwargs, dict):
+        raise HyperparamError("policy_kwargs and env_kwargs must be mappings (e.g. policy_kwargs.net_arch=[64, 64])")
+    env_accepted = set(inspect.signature(PaymentRoutingSB3VecEnv.__init__).parameters)
+    env_accepted -= {"self", "num_envs", "scenario", "action_mode"}  # the run sets these itself
+    unknown = sorted(set(env_kwargs) - env_accepted)
+    if unknown:
+        takes = ", ".join(sorted(env_accepted))
+        raise HyperparamError(f"env_kwargs has no setting {', '.join(unknown)}; the env takes {takes}")
+    schedules(algo_kwargs)
+    policy_kwargs(raw_policy_kwargs)
