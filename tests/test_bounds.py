@@ -95,6 +95,14 @@ def test_capacity_limit_with_deadline_queue() -> None:
     np.testing.assert_allclose(offered, 100.0 * 5, rtol=1e-6)  # 100 intents/s, one attempt each
 
 
+def test_pending_counts_as_lost_removes_the_end_of_night_parking() -> None:
+    # the same 100/s against 60/s: charged for them, the LP no longer parks 600 attempts in the queue
+    r = fluid_bound(scenario_from_dict(tiny(), "tiny"), layer_s=5.0, pending_counts_as_lost=True)
+    assert r.lost + r.pending == pytest.approx(60_000 - 36_000, rel=1e-6)
+    assert r.failed_payment_rate == pytest.approx(24_000 / 60_000, rel=1e-6)
+    assert r.lost + r.succeeded + r.pending == pytest.approx(r.arrived, rel=1e-6)
+
+
 def test_queue_holds_only_recent_attempts() -> None:
     # 10/s against 60/s, half declined, one attempt: every attempt is served (or waits) and half of the served
     # fail. At the end the queue may hold only what arrived within the 10 s timeout (2 steps = 100 intents),
