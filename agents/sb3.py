@@ -320,7 +320,7 @@ def check_hyperparams(
         if key in ("learning_rate", "clip_range", "clip_range_vf") and isinstance(value, str):
             continue  # lin_<x> schedules: checked by schedules() below
         if key in _INTEGERS:
-            if not number or value != int(value) or value < _INTEGERS[key]:
+            if not number or not math.isfinite(value) or value != int(value) or value < _INTEGERS[key]:
                 raise HyperparamError(f"{key} = {value!r}: expected a whole number >= {_INTEGERS[key]}")
             algo_kwargs[key] = int(value)
         elif key in _RANGES:

@@ -165,6 +165,8 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--hyperparams", "normalize.gamma=0.9", "--timesteps", "64"], "cannot build the environments"),
         (["--hyperparams", "eval_episodes=abc"], "eval_episodes = 'abc': expected a whole number >= 1"),
         (["--hyperparams", "eval_freq=-5"], "eval_freq = -5: expected a whole number >= 1"),
+        (["--hyperparams", "eval_freq=.nan"], "eval_freq = nan: expected a whole number >= 1"),
+        (["--hyperparams", "n_steps=.inf"], "n_steps = inf: expected a whole number >= 1"),
         (["--hyperparams", "start_at_status_quo=maybe"], "start_at_status_quo = 'maybe': expected true or false"),
         (["--timesteps", "inf"], "--timesteps must be a positive whole number"),
         (["--hyperparams", "policy_kwargs.activation_fn=sigmoid"], "activation_fn = 'sigmoid'"),
