@@ -98,11 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} exists and is not a folder")
-    new_folder = out  # the outermost folder this command creates (removed again if nothing is written)
-    while not new_folder.parent.exists():
+    # the outermost folder this command creates, removed again if nothing is written
+    new_folder = None if out.exists() else out
+    while new_folder is not None and not new_folder.parent.exists():
         new_folder = new_folder.parent
-    if out.exists():
-        new_folder = None
     try:  # find out now, not after a long evaluation, that the results cannot be written
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".payroute_write_test"

@@ -119,13 +119,19 @@ def _detect_algorithm(path: Path) -> str:
     return "ppo" if "clip_range" in data else "a2c"
 
 
+def _checkpoint_stats_name(model_path: Path) -> str | None:
+    """The statistics file SB3's CheckpointCallback saves with ``<prefix>_<N>_steps.zip``, else ``None``."""
+    checkpoint = re.fullmatch(r"(.*)_(\d+)_steps", model_path.with_suffix("").name)
+    return f"{checkpoint[1]}_vecnormalize_{checkpoint[2]}_steps.pkl" if checkpoint else None
+
+
 def _vecnormalize_path(model_path: Path) -> Path | None:
     """VecNormalize statistics saved beside a model, if any (first match wins)."""
     stem = model_path.with_suffix("")
     candidates = [Path(f"{stem}_vecnormalize.pkl"), Path(f"{stem}.vecnormalize.pkl")]
-    checkpoint = re.fullmatch(r"(.*)_(\d+)_steps", stem.name)  # SB3 CheckpointCallback naming
+    checkpoint = _checkpoint_stats_name(model_path)
     if checkpoint:
-        candidates.append(model_path.parent / f"{checkpoint[1]}_vecnormalize_{checkpoint[2]}_steps.pkl")
+        candidates.append(model_path.parent / checkpoint)
     candidates.append(model_path.parent / "vecnormalize.pkl")
     for candidate in candidates:
         if candidate.is_file():
@@ -210,9 +216,7 @@ class SB3Policy(Policy):
         if self.vecnormalize_path is not None:
             self._load_vecnormalize(self.vecnormalize_path, shape)
         elif _trained_with_normalisation(self.path):
-            checkpoint = re.fullmatch(r"(.*)_(\d+)_steps", self.path.stem)
-            wanted = (f"{checkpoint[1]}_vecnormalize_{checkpoint[2]}_steps.pkl" if checkpoint
-                      else f"{self.path.stem}_vecnormalize.pkl or vecnormalize.pkl")  # fmt: skip
+            wanted = _checkpoint_stats_name(self.path) or f"{self.path.stem}_vecnormalize.pkl or vecnormalize.pkl"
             raise PolicyError(
                 f"{self.path}: its train.py run normalised observations (its config.json says so) but the "
                 f"statistics saved with this model are missing; put {wanted} beside it"

@@ -148,8 +148,7 @@ def fluid_bound(
     if not layer_s > 0:
         raise ValueError(f"layer_s must be > 0; got {layer_s}")
     B, K = params.n_banks, params.max_attempts
-    P, L, C = params.n_pools, params.n_lanes, params.n_channels
-    S = B + 2
+    P, L, C, S = params.n_pools, params.n_lanes, params.n_channels, params.n_servers
 
     # layers of m steps each (the last one may be shorter)
     bucket = max(1, int(round(layer_s / params.dt)))
