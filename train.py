@@ -75,6 +75,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         action_noise,
         apply_overrides,
         check_hyperparams,
+        is_whole_number,
         load_hyperparams,
     )
     from payroute_env import ScenarioError, load_scenario
@@ -135,8 +136,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     yaml_freq, periodic_episodes = hp.pop("eval_freq", None), hp.pop("eval_episodes", 8)
     eval_freq = args.eval_freq or yaml_freq or max(int(timesteps) // 10, n_envs)
     for key, value in (("eval_freq", eval_freq), ("eval_episodes", periodic_episodes)):
-        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not number or value < 1 or value != int(value):
+        if not is_whole_number(value, 1):
             raise UsageError(f"{key} = {value!r}: expected a whole number >= 1")
     policy_name = hp.pop("policy", "MlpPolicy")
     raw_policy_kwargs = hp.pop("policy_kwargs", {})

@@ -35,6 +35,7 @@ __all__ = [
     "algo_class",
     "apply_overrides",
     "check_hyperparams",
+    "is_whole_number",
     "env_id_for",
     "load_hyperparams",
     "policy_kwargs",
@@ -291,6 +292,12 @@ _RESERVED = {"seed": "--seed", "verbose": None, "device": None, "tensorboard_log
              "action_noise": "noise_type and noise_std"}  # fmt: skip
 
 
+def is_whole_number(value: Any, least: int) -> bool:
+    """``value`` is a finite whole number (int, or a float such as YAML's ``1e4``) of at least ``least``."""
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return number and value == int(value) and value >= least
+
+
 def check_hyperparams(
     algo: str, algo_kwargs: dict[str, Any], policy: Any, raw_policy_kwargs: Any, env_kwargs: Any
 ) -> None:
@@ -320,7 +327,7 @@ def check_hyperparams(
         if key in ("learning_rate", "clip_range", "clip_range_vf") and isinstance(value, str):
             continue  # lin_<x> schedules: checked by schedules() below
         if key in _INTEGERS:
-            if not number or not math.isfinite(value) or value != int(value) or value < _INTEGERS[key]:
+            if not is_whole_number(value, _INTEGERS[key]):
                 raise HyperparamError(f"{key} = {value!r}: expected a whole number >= {_INTEGERS[key]}")
             algo_kwargs[key] = int(value)
         elif key in _RANGES:
