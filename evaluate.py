@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from payroute_env._cli import EXIT_BAD_INPUT, OneLineArgumentParser
+from payroute_env._cli import OneLineArgumentParser, fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,9 +69,8 @@ def _list() -> None:
     console.print(t)
 
 
-def _fail(message: str) -> int:
-    print(f"evaluate.py: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+def _fail(message: object) -> int:
+    return fail("evaluate.py", message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from payroute_env._cli import OneLineArgumentParser
+from payroute_env._cli import OneLineArgumentParser, fail, one_line
 
 PERIODIC_EVAL_SEED = 2_000_000  # periodic evaluation seeds start here (training uses seed .. seed + n_envs)
 
@@ -237,7 +237,7 @@ def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str
     try:
         saved = json.loads(saved_file.read_text())
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--resume: cannot read {saved_file}: {_one_line(exc)}") from None
+        raise UsageError(f"--resume: cannot read {saved_file}: {one_line(exc)}") from None
     given = apply_overrides({}, args.hyperparams)  # which settings the command sets (resolve_config checked them)
     target_given = given.pop("n_timesteps", None) is not None
     for key, value in (("n_envs", args.n_envs), ("action_mode", args.action_mode), ("eval_freq", args.eval_freq)):
@@ -437,15 +437,10 @@ def start_from(model, env, path: Path) -> None:
     try:
         model.set_parameters(source.get_parameters(), exact_match=True, device="cpu")
     except Exception as exc:  # another net_arch or policy: the tensors do not fit
-        raise UsageError(f"--init-model: {path} does not fit this run's network: {_one_line(exc)}") from None
+        raise UsageError(f"--init-model: {path} does not fit this run's network: {one_line(exc)}") from None
     if isinstance(env, VecNormalize) and loaded.vecnormalize_path is not None:
         stats = VecNormalize.load(str(loaded.vecnormalize_path), env.venv)
         env.obs_rms, env.ret_rms = stats.obs_rms, stats.ret_rms
-
-
-def _one_line(exc: Exception, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
@@ -464,7 +459,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         eval_env = make_env(config, config["periodic_eval_episodes"], config["periodic_eval_seed"], training=False)
     except (TypeError, ValueError) as exc:  # e.g. a negative reward weight, or a bad normalize option
         where = f"env_kwargs {config['env_kwargs']!r}, normalize {config['normalize']!r}"
-        raise UsageError(f"cannot build the environments ({where}): {_one_line(exc)}") from None
+        raise UsageError(f"cannot build the environments ({where}): {one_line(exc)}") from None
     done_steps = 0
     if resume:
         model_path, stats_path, done_steps = last_checkpoint(run_dir)
@@ -498,7 +493,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
                 **extra,
             )
         except (TypeError, ValueError, AssertionError, KeyError) as exc:
-            raise UsageError(f"{config['algo']} rejects these settings: {_one_line(exc)}") from None
+            raise UsageError(f"{config['algo']} rejects these settings: {one_line(exc)}") from None
         if config.get("start_at_status_quo"):
             start_at_status_quo(model, env.get_attr("n_banks")[0])
         if config.get("residual"):  # saved inside every zip, so agents.policies.load_policy rebuilds the pair
@@ -599,8 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             config = resumed_config(config, args)
         run_dir = train(config, args.resume, progress=not args.no_progress and sys.stderr.isatty())
     except UsageError as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("train.py", exc)
     except KeyboardInterrupt:
         return 130
     if not args.no_eval:

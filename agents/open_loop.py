@@ -26,7 +26,6 @@ numbers), so differences between candidates are differences between plans, not l
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from payroute_env._cli import OneLineArgumentParser
+from payroute_env._cli import OneLineArgumentParser, fail
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
 
@@ -285,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("iterations", "population", "search_seeds", "episodes"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
-            print(f"open_loop: error: {flag} must be >= 1; got {getattr(args, name)}", file=sys.stderr)
-            return 2
+            return fail("python -m agents.open_loop", f"{flag} must be >= 1; got {getattr(args, name)}")
     try:
         sc = load_scenario(args.scenario)
         block_steps = max(1, int(round(args.block_s / sc.dt_s)))
@@ -295,8 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
     except (PolicyError, ValueError, OSError) as exc:
-        print(f"open_loop: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("python -m agents.open_loop", exc)
     search_seeds = list(range(7, 7 + args.search_seeds))
     start = time.perf_counter()
 

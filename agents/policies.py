@@ -35,6 +35,7 @@ import numpy as np
 from agents.sb3 import ALGOS, HyperparamError, algo_class
 from payroute_env import actions as env_actions
 from payroute_env import observations as env_observations
+from payroute_env._cli import one_line
 from payroute_env.scenario import Scenario, load_scenario
 
 __all__ = [
@@ -201,7 +202,7 @@ class SB3Policy(Policy):
         try:
             self.model = cls.load(str(self.path), device=device)
         except Exception as exc:  # noqa: BLE001 - any failure to unpickle/load is a bad model file
-            msg = " ".join(str(exc).split())[:200]
+            msg = one_line(exc, limit=200)
             raise PolicyError(f"{self.path}: cannot load as {self.algorithm}: {type(exc).__name__}: {msg}") from None
         mode = _mode_of(self.model.action_space)
         if mode is None:

@@ -7,12 +7,10 @@ This is the calibration check of the scenarios: the figures in docs/MODEL.md com
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from . import actions
-from ._cli import OneLineArgumentParser
+from ._cli import OneLineArgumentParser, fail
 from .scenario import BUILTIN_SCENARIOS, ScenarioError
 from .simulator import Simulator
 
@@ -26,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         sim = Simulator(args.scenario, num_envs=len(args.seeds))
         sim.reset(seeds=args.seeds)
     except (ScenarioError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail("python -m payroute_env", exc)
     action = np.tile(actions.status_quo("continuous", sim.n_banks), (sim.num_envs, 1))
     for _ in range(sim.params.n_steps):
         sim.step(action)

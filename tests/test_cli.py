@@ -25,3 +25,24 @@ def test_bad_arguments_give_one_line_and_status_2(name: str, bad: list[str]) -> 
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and bad[0] in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_bad_input_found_after_parsing_gives_one_line_naming_the_command(name: str, tmp_path: Path) -> None:
+    # a scenario file whose error message spans lines: the front end must still print exactly one
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[[banks]]\nname = "x"\n\nquick_declared = -1\n', encoding="utf-8")
+    proc = subprocess.run(
+        COMMANDS[name] + ["--scenario", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: error:"), proc.stderr
+
+
+def test_one_line_folds_whitespace_and_cuts_long_messages() -> None:
+    from payroute_env._cli import one_line
+
+    assert one_line("a\n  b\tc") == "a b c"
+    long = one_line("x " * 500, limit=50)
+    assert len(long) == 50 and long.endswith("...")
