@@ -304,8 +304,17 @@ def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool):
     return env
 
 
+def replay_buffer_path(run_dir: Path, steps: int) -> Path:
+    """Where the replay buffer of an off-policy run's checkpoint at ``steps`` lives (SB3's naming)."""
+    return run_dir / "checkpoints" / f"rl_model_replay_buffer_{steps}_steps.pkl"
+
+
 def save_checkpoint(model, env, run_dir: Path) -> Path:
-    """Save the model and VecNormalize statistics under checkpoints/ at the current timestep."""
+    """Save the model and VecNormalize statistics under checkpoints/ at the current timestep.
+
+    Off-policy algorithms (SAC, TD3, DQN) also save their replay buffer, so that ``--resume`` continues
+    learning from the same experience. A buffer takes hundreds of MB, so only the newest is kept.
+    """
     from stable_baselines3.common.vec_env import VecNormalize
 
     steps = model.num_timesteps
@@ -313,7 +322,26 @@ def save_checkpoint(model, env, run_dir: Path) -> Path:
     model.save(path)
     if isinstance(env, VecNormalize):
         env.save(str(run_dir / "checkpoints" / f"rl_model_vecnormalize_{steps}_steps.pkl"))
+    if getattr(model, "replay_buffer", None) is not None:
+        buffer = replay_buffer_path(run_dir, steps)
+        model.save_replay_buffer(buffer)
+        for older in (run_dir / "checkpoints").glob("rl_model_replay_buffer_*_steps.pkl"):
+            if older != buffer:
+                older.unlink()
     return path
+
+
+def checkpoint_callback(env, run_dir: Path, every: int):
+    """A callback that calls ``save_checkpoint`` every ``every`` calls (one call = one step of every env)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Checkpoints(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.n_calls % every == 0:
+                save_checkpoint(self.model, env, run_dir)
+            return True
+
+    return Checkpoints()
 
 
 BEST_STATS = "best_model_vecnormalize.pkl"  # agents.policies finds <model>_vecnormalize.pkl beside <model>.zip
@@ -446,7 +474,7 @@ def start_from(model, env, path: Path) -> None:
 def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     """Train (or resume) the agent; return the run folder. Raises KeyboardInterrupt after saving on Ctrl-C."""
     import torch
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
     from agents.sb3 import action_noise, algo_class, policy_kwargs, schedules, start_at_status_quo
@@ -473,7 +501,17 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
             model = algo.load(model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
         except Exception as exc:  # zip, pickle or space mismatch: all mean the checkpoint is unusable
             raise UsageError(f"--resume: cannot load checkpoint {model_path}: {exc}") from None
-        print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps)")
+        buffer, note = replay_buffer_path(run_dir, done_steps), ""
+        if getattr(model, "replay_buffer", None) is not None:
+            if buffer.exists():
+                try:
+                    model.load_replay_buffer(buffer)
+                except Exception as exc:  # a truncated or foreign pickle
+                    raise UsageError(f"--resume: cannot read {buffer}: {one_line(exc)}") from None
+                note = f", with its replay buffer of {model.replay_buffer.size() * model.n_envs} transitions"
+            else:  # e.g. a run saved before buffers were kept: learning goes on, from fresh experience
+                note = f"; no replay buffer saved with it ({buffer.name}), so the buffer starts empty"
+        print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps){note}")
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))  # resume: the new target
     if not resume:
         extra = {}
@@ -505,12 +543,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     n_envs = config["n_envs"]
     callbacks = CallbackList(
         [
-            CheckpointCallback(
-                save_freq=max(config["eval_freq"] // n_envs, 1),
-                save_path=str(run_dir / "checkpoints"),
-                name_prefix="rl_model",
-                save_vecnormalize=True,
-            ),
+            checkpoint_callback(env, run_dir, every=max(config["eval_freq"] // n_envs, 1)),
             kpi_eval_callback(eval_env, run_dir, config, resumed_at=done_steps if resume else None),
         ]
     )

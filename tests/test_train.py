@@ -67,6 +67,28 @@ def test_resume_continues_the_timestep_count(tiny: str, tmp_path: Path) -> None:
     assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
 
 
+def test_resume_of_an_off_policy_run_continues_with_its_replay_buffer(tiny: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs"
+    base = ["--algo", "td3", "--scenario", tiny, "--n-envs", "2", "--out", str(out), "--eval-freq", "128"]
+    base += ["--hyperparams", *_small_hp("td3")]
+    assert train.main(base + ["--timesteps", "256"] + FAST) == 0
+    run = out / "td3-tiny-seed0"
+    # every checkpoint saved its buffer, but only the newest is kept (a real buffer takes hundreds of MB)
+    assert [p.name for p in (run / "checkpoints").glob("*replay_buffer*")] == ["rl_model_replay_buffer_256_steps.pkl"]
+    capsys.readouterr()
+    assert train.main(base + ["--timesteps", "384", "--resume"] + FAST) == 0
+    assert "with its replay buffer of 256 transitions" in capsys.readouterr().out
+    buffers = list((run / "checkpoints").glob("*replay_buffer*"))
+    assert [p.name for p in buffers] == ["rl_model_replay_buffer_384_steps.pkl"]
+    model = algo_class("td3").load(run / "model.zip", device="cpu")
+    model.load_replay_buffer(buffers[0])
+    assert model.replay_buffer.size() * model.n_envs == 384  # the first 256 transitions were carried over
+    # a checkpoint without its buffer still resumes, saying the buffer starts empty
+    buffers[0].unlink()
+    assert train.main(base + ["--timesteps", "512", "--resume"] + FAST) == 0
+    assert "so the buffer starts empty" in capsys.readouterr().out
+
+
 def test_resume_writes_where_the_run_now_is(tiny: str, tmp_path: Path) -> None:
     # a run folder copied elsewhere resumes there, not in the folder its config.json was first written in
     base = ["--scenario", tiny, "--n-envs", "2", "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]
