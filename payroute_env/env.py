@@ -10,12 +10,12 @@ import numpy as np
 
 from . import core, render
 from .scenario import Scenario
-from .simulator import Simulator
+from .simulator import RewardWeights, Simulator
 
 __all__ = ["PaymentRoutingEnv"]
 
 
-class PaymentRoutingEnv(gym.Env):
+class PaymentRoutingEnv(RewardWeights, gym.Env):
     """Route and throttle payment attempts to banks during a Double 11 surge.
 
     A payment platform receives payment intents and must send each attempt to the card's bank: through the
@@ -92,6 +92,9 @@ class PaymentRoutingEnv(gym.Env):
     | ``lost_weight`` | ``1.0`` | reward weight of a lost intent |
     | ``render_mode`` | ``None`` | ``"ansi"`` returns a text dashboard of the last step |
 
+    ``beta`` and ``lost_weight`` are also attributes that may be changed between steps, e.g. to anneal the
+    reward (``env.unwrapped.beta = 0.0``; the vector environments and ``set_attr`` on the SB3 one alike).
+
     ``reset(seed=s)`` fixes the episode's random stream; ``reset()`` without a seed continues to the next
     episode of the same stream. ``reset`` takes no options.
     """
@@ -136,7 +139,10 @@ class PaymentRoutingEnv(gym.Env):
         return obs[0], self.sim.counters(0)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, truncated, _ = self.sim.step(np.asarray(action)[None])
+        action = np.asarray(action)
+        if action.shape != self.action_space.shape:  # checked here so the message shows the user's shape
+            raise ValueError(f"{self.action_mode} action must have shape {self.action_space.shape}; got {action.shape}")
+        obs, reward, truncated, _ = self.sim.step(action[None])
         info: dict[str, Any] = self.sim.counters(0)
         if truncated[0]:
             info["episode_kpis"] = self.sim.kpis(0)

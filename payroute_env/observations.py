@@ -19,6 +19,7 @@ __all__ = [
     "build",
     "feature_names",
     "observation_space",
+    "scales",
 ]
 
 BANK_FEATURES: tuple[str, ...] = (
@@ -63,28 +64,30 @@ def observation_space(n_banks: int, observe_internal: bool) -> spaces.Box:
     return spaces.Box(0.0, OBS_HIGH, (n,), dtype=np.float32)
 
 
-_SCALES: dict[int, tuple[CoreParams, np.ndarray, float]] = {}
+def scales(params: CoreParams) -> tuple[np.ndarray, float]:
+    """Multipliers of the raw counters: per (bank, route, field) of ``seen_channel`` (``B / norm`` for counts,
+    1 / timeout for waits), and ``B / norm`` for the other counts. Compute once per ``params``."""
+    B = params.n_banks
+    count_scale = B / params.norm
+    channel = np.full((B, N_ROUTES, len(SEEN_FIELDS)), count_scale)
+    t = params.timeout_s
+    channel[:, :, _WAIT] = 1.0 / np.stack([t[:B], np.repeat(t[2 * B], B), t[B : 2 * B]], axis=1)
+    return channel, count_scale
 
 
-def _channel_scale(params: CoreParams) -> tuple[np.ndarray, float]:
-    """Per (bank, route, field) multiplier of ``seen_channel``: ``B / norm`` for counts, 1 / timeout for waits."""
-    cached = _SCALES.get(id(params))
-    if cached is None or cached[0] is not params:
-        B = params.n_banks
-        count_scale = B / params.norm
-        scale = np.full((B, N_ROUTES, len(SEEN_FIELDS)), count_scale)
-        t = params.timeout_s
-        scale[:, :, _WAIT] = 1.0 / np.stack([t[:B], np.repeat(t[2 * B], B), t[B : 2 * B]], axis=1)
-        cached = (params, scale, count_scale)
-        _SCALES[id(params)] = cached
-    return cached[1], cached[2]
+def build(
+    params: CoreParams,
+    state: CoreState,
+    observe_internal: bool,
+    scales_of_params: tuple[np.ndarray, float] | None = None,
+) -> np.ndarray:
+    """``[N, obs_dim]`` float32 observations of every environment (layout in ``BANK_FEATURES`` order).
 
-
-def build(params: CoreParams, state: CoreState, observe_internal: bool) -> np.ndarray:
-    """``[N, obs_dim]`` float32 observations of every environment (layout in ``BANK_FEATURES`` order)."""
+    ``scales_of_params`` is ``scales(params)``, computed once by the caller (recomputed when ``None``).
+    """
     p, s = params, state
     N, B = s.num_envs, p.n_banks
-    channel_scale, scale = _channel_scale(p)
+    channel_scale, scale = scales(p) if scales_of_params is None else scales_of_params
     n_bank = len(BANK_FEATURES)
     n_base = B * n_bank + len(GLOBAL_FEATURES)
     out = np.empty((N, n_base + (B * len(INTERNAL_BANK) + len(INTERNAL_SWITCH) if observe_internal else 0)))

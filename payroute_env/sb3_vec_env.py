@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvS
 from . import core, render
 from .metrics import COUNTER_KEYS, batch_counters
 from .scenario import Scenario
-from .simulator import Simulator
+from .simulator import RewardWeights, Simulator
 
 __all__ = ["PaymentRoutingSB3VecEnv", "make_sb3_vec_env"]
 
@@ -55,7 +55,7 @@ SETTABLE_ATTRS: tuple[str, ...] = ("beta", "lost_weight")
 ENV_METHODS: tuple[str, ...] = ("render", "counters", "episode_kpis")
 
 
-class PaymentRoutingSB3VecEnv(VecEnv):
+class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
     """``num_envs`` payroute environments as one SB3 ``VecEnv`` (see the module docstring).
 
     Options are those of :class:`~payroute_env.PaymentRoutingEnv`, shared by all environments, plus
@@ -109,22 +109,6 @@ class PaymentRoutingSB3VecEnv(VecEnv):
     @property
     def n_banks(self) -> int:
         return self.sim.n_banks
-
-    @property
-    def beta(self) -> float:
-        return self.sim.beta
-
-    @beta.setter
-    def beta(self, value: float) -> None:
-        self.sim.beta = _nonnegative("beta", value)
-
-    @property
-    def lost_weight(self) -> float:
-        return self.sim.lost_weight
-
-    @lost_weight.setter
-    def lost_weight(self, value: float) -> None:
-        self.sim.lost_weight = _nonnegative("lost_weight", value)
 
     # ------------------------------------------------------------------------------------ VecEnv API
 
@@ -238,12 +222,6 @@ class PaymentRoutingSB3VecEnv(VecEnv):
             if not -self.num_envs <= i < self.num_envs:
                 raise IndexError(f"environment index {i} out of range for {self.num_envs} environments")
         return [i % self.num_envs for i in idx]
-
-
-def _nonnegative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return float(value)
 
 
 def _info_dicts(counters: dict[str, np.ndarray], indices: Any) -> list[dict[str, Any]]:

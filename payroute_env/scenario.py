@@ -341,8 +341,11 @@ def _check_consistency(sc: Scenario, src: str) -> None:
 
     if sc.end_s <= sc.start_s:
         bad(f"end_s = {sc.end_s:g} must be greater than start_s = {sc.start_s:g}")
+    steps = (sc.end_s - sc.start_s) / sc.dt_s
     if sc.n_steps < 1:
-        bad(f"(end_s - start_s) / dt_s = {(sc.end_s - sc.start_s) / sc.dt_s:g} must give at least one step")
+        bad(f"(end_s - start_s) / dt_s = {steps:g} must give at least one step")
+    if abs(steps - sc.n_steps) > 1e-6:  # else the episode would silently end before (or after) end_s
+        bad(f"end_s - start_s = {sc.end_s - sc.start_s:g} s must be a whole number of steps of dt_s = {sc.dt_s:g} s")
     if not sc.banks:
         bad("banks must list at least one bank")
     names = [b.name for b in sc.banks]
@@ -400,8 +403,13 @@ def _with_fragility(table: Any, default: dict[str, Any]) -> Any:
 
 
 def load_scenario(name_or_path: str | Path | Scenario) -> Scenario:
-    """Return the validated scenario for a built-in name or a TOML file path (a Scenario passes through)."""
+    """Return the validated scenario for a built-in name, a TOML file path or a ``Scenario``.
+
+    A ``Scenario`` object (e.g. one made with ``dataclasses.replace``) gets the checks a TOML file gets and
+    is returned as it is.
+    """
     if isinstance(name_or_path, Scenario):
+        scenario_from_dict(dataclasses.asdict(name_or_path), f"Scenario {name_or_path.name!r}")
         return name_or_path
     source, text, base_dir = _read(str(name_or_path))
     data = _resolve_extends(_parse(text, source), source, base_dir, seen=(source,))

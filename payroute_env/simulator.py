@@ -16,7 +16,7 @@ from . import actions, core, metrics, observations
 from .sampling import key_from_seed, next_key
 from .scenario import Scenario, load_scenario
 
-__all__ = ["Simulator"]
+__all__ = ["RewardWeights", "Simulator"]
 
 
 class Simulator:
@@ -37,15 +37,15 @@ class Simulator:
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1; got {num_envs!r}")
-        for name, value in (("beta", beta), ("lost_weight", lost_weight)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+        if not isinstance(observe_internal, bool | np.bool_):  # "false" from a config file must not mean True
+            raise ValueError(f"observe_internal must be True or False; got {observe_internal!r}")
+        self.beta, self.lost_weight = beta, lost_weight  # checked by the setters below
         self.scenario = load_scenario(scenario)
         self.num_envs = int(num_envs)
         self.action_mode = actions.check_mode(action_mode)
         self.observe_internal = bool(observe_internal)
-        self.beta, self.lost_weight = float(beta), float(lost_weight)
         self.params = core.make_params(self.scenario)
+        self._observation_scales = observations.scales(self.params)
         self.n_banks = self.scenario.n_banks
         self.single_action_space = actions.action_space(self.action_mode, self.n_banks)
         self.single_observation_space = observations.observation_space(self.n_banks, self.observe_internal)
@@ -99,9 +99,27 @@ class Simulator:
         reward = -(self.lost_weight * counts.lost + self.beta * counts.failed_attempts) / self.params.norm
         return self.observations(), reward, counts.truncated.copy(), counts
 
+    @property
+    def beta(self) -> float:
+        """Reward weight of a failed attempt (settable between steps, e.g. to anneal it)."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self._beta = _reward_weight("beta", value)
+
+    @property
+    def lost_weight(self) -> float:
+        """Reward weight of a lost intent (settable between steps)."""
+        return self._lost_weight
+
+    @lost_weight.setter
+    def lost_weight(self, value: float) -> None:
+        self._lost_weight = _reward_weight("lost_weight", value)
+
     def observations(self) -> np.ndarray:
         assert self.state is not None
-        return observations.build(self.params, self.state, self.observe_internal)
+        return observations.build(self.params, self.state, self.observe_internal, self._observation_scales)
 
     def counters(self, i: int) -> dict[str, int]:
         """Integer episode-cumulative counters of environment ``i``."""
@@ -112,3 +130,39 @@ class Simulator:
         """Episode KPIs of environment ``i`` so far."""
         assert self.state is not None
         return metrics.episode_kpis(self.params, self.state, i)
+
+
+def _reward_weight(name: str, value: Any) -> float:
+    """``value`` as a reward weight: a finite number >= 0 (numpy scalars too), else ``ValueError`` naming it."""
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+    if not ok or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return float(value)
+
+
+class RewardWeights:
+    """The reward weights of a front end's ``sim``, readable and settable on the front end itself.
+
+    Shared by the single, vector and SB3 environments, so that ``env.unwrapped.beta = 0.0``, a vector env's
+    ``beta`` and SB3's ``set_attr("beta", 0.0)`` all change the reward the same way (and are checked the same way).
+    """
+
+    sim: Simulator
+
+    @property
+    def beta(self) -> float:
+        """Reward weight of a failed attempt."""
+        return self.sim.beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self.sim.beta = value
+
+    @property
+    def lost_weight(self) -> float:
+        """Reward weight of a lost intent."""
+        return self.sim.lost_weight
+
+    @lost_weight.setter
+    def lost_weight(self, value: float) -> None:
+        self.sim.lost_weight = value

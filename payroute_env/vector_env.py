@@ -33,10 +33,12 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from . import actions, core, render
+from . import core, render
+from .actions import decode as decode_actions
+from .actions import status_quo
 from .metrics import batch_counters
 from .scenario import Scenario
-from .simulator import Simulator
+from .simulator import RewardWeights, Simulator
 
 __all__ = ["PaymentRoutingVectorEnv"]
 
@@ -53,7 +55,7 @@ def seed_list(seed: int | Sequence[int | None] | None, num_envs: int) -> list[in
     return seeds
 
 
-class PaymentRoutingVectorEnv(VectorEnv):
+class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
     """``num_envs`` payment-routing environments stepped as one batch (see the module docstring).
 
     Options are those of :class:`~payroute_env.PaymentRoutingEnv` (``scenario``, ``action_mode``,
@@ -98,7 +100,7 @@ class PaymentRoutingVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._idle_action = np.broadcast_to(
-            actions.status_quo(self.action_mode, self.sim.n_banks), (self.num_envs, *self.single_action_space.shape)
+            status_quo(self.action_mode, self.sim.n_banks), (self.num_envs, *self.single_action_space.shape)
         )
 
     @property
@@ -158,12 +160,16 @@ class PaymentRoutingVectorEnv(VectorEnv):
             reward = np.zeros(self.num_envs)
             truncated = np.zeros(self.num_envs, dtype=bool)
         else:
-            # Reset the finished environments, step the batch (the fresh ones with an idle action), then put
-            # the fresh states back: their first observation is what this step returns for them.
+            # The finished environments' actions are ignored (an idle action stands in), as in SyncVectorEnv.
+            batch = np.array(actions, copy=True)
+            if batch.shape == self._idle_action.shape:
+                batch[auto] = self._idle_action[auto]
+            # Check the batch before anything changes: a malformed one must leave every environment as it was.
+            decode_actions(sim.action_mode, batch, sim.n_banks, sim.state.admit, sim.state.route)
+            # Reset the finished environments, step the batch, then put the fresh states back: their first
+            # observation is what this step returns for them.
             sim.reset(mask=auto)
             fresh_keys = sim.state.key[auto].copy()
-            batch = np.array(actions, copy=True)
-            batch[auto] = self._idle_action[auto]
             _, reward, truncated, _ = sim.step(batch)
             sim.state = core.reset_where(sim.params, sim.state, auto, fresh_keys)
             obs = sim.observations()

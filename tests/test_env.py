@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -27,6 +28,7 @@ import payroute_env
 from payroute_env import BUILTIN_SCENARIOS, ENV_IDS, PaymentRoutingEnv
 from payroute_env.actions import ACTION_MODES, ROUTE_PRESETS, status_quo
 from payroute_env.simulator import Simulator
+from payroute_env.vector_env import PaymentRoutingVectorEnv
 
 B = N_BUILTIN_BANKS
 COUNTERS = ("arrived", "succeeded", "lost", "in_flight", "attempts", "failed_attempts")
@@ -359,6 +361,7 @@ def test_continuous_wrong_shape_raises(bad: np.ndarray, expected: str) -> None:
     with pytest.raises(ValueError, match=expected) as exc:
         env.step(bad)
     assert "shape" in str(exc.value)
+    assert f"got {np.shape(bad)}" in str(exc.value) and "batched" not in str(exc.value)  # the user's own shape
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
@@ -592,3 +595,45 @@ def test_reset_rejects_seeds_beyond_64_bits_with_a_clear_error() -> None:
         env.reset(seed=2**64 + 5)
     _, info = env.reset(seed=2**64 - 1)
     assert info["arrived"] == 0
+
+
+def test_reward_weights_can_change_between_steps_on_every_front_end() -> None:
+    """Setting ``beta`` on a running env gives the reward of an env built with that ``beta`` (e.g. annealing)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    action = np.full(4 * B, 0.5, dtype=np.float32)  # throttles: failed attempts, so beta matters
+
+    def rewards(env: Any, steps: int = 30) -> list[float]:
+        return [
+            float(np.ravel(env.step(action if isinstance(env, gym.Env) else action[None])[1])[0]) for _ in range(steps)
+        ]
+
+    built = PaymentRoutingEnv("steady", beta=0.0)
+    built.reset(seed=3)
+    want = rewards(built)
+    changed = gym.make("payroute/Steady-v0")
+    changed.reset(seed=3)
+    changed.unwrapped.beta = np.float32(0.0)  # numpy scalars are numbers too
+    assert changed.unwrapped.beta == 0.0 and rewards(changed) == want
+    # SB3's DummyVecEnv over single envs: set_attr reaches the reward (it used to set an unused attribute)
+    dummy = DummyVecEnv([lambda: PaymentRoutingEnv("steady")])
+    dummy.seed(3)
+    dummy.reset()
+    dummy.set_attr("beta", 0.0)
+    assert np.array_equal(np.float32(rewards(dummy)), np.float32(want))  # DummyVecEnv keeps float32 rewards
+    vec = PaymentRoutingVectorEnv(1, "steady")
+    vec.reset(seed=3)
+    vec.beta = 0.0
+    assert rewards(vec) == want
+    for bad in (-1.0, float("nan"), "0.1", True, None):
+        with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+            changed.unwrapped.beta = bad
+        with pytest.raises(ValueError, match="lost_weight must be a finite number >= 0"):
+            PaymentRoutingEnv("steady", lost_weight=bad)
+    assert changed.unwrapped.beta == 0.0  # a refused value changes nothing
+
+
+@pytest.mark.parametrize("bad", ["false", "no", 1, None])
+def test_observe_internal_must_be_a_bool(bad: Any) -> None:
+    with pytest.raises(ValueError, match="observe_internal must be True or False"):
+        PaymentRoutingEnv("steady", observe_internal=bad)

@@ -12,7 +12,7 @@ import pytest
 from conftest import builtin_dict, builtin_text, scenario_dict
 
 import payroute_env
-from payroute_env import BUILTIN_SCENARIOS, ScenarioError, load_scenario
+from payroute_env import BUILTIN_SCENARIOS, PaymentRoutingEnv, ScenarioError, load_scenario
 from payroute_env.scenario import Scenario, scenario_from_dict
 
 EXPECTED_BUILTINS = {"double11_2013", "double11_2016", "steady", "flash_sales", "outage_drill", "randomized"}
@@ -71,6 +71,25 @@ def test_builtin_can_be_loaded_by_path_and_passes_scenarios_through(tmp_path: Pa
     assert by_path == by_str == load_scenario("steady")
     sc = load_scenario("steady")
     assert load_scenario(sc) is sc
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dt_s": 0.0}, "dt_s = 0.0 is out of range"),
+        ({"end_s": -5.0}, "end_s = -5 must be greater than start_s"),
+        ({"dt_s": 7.0}, "whole number of steps of dt_s = 7"),
+        ({"max_attempts": 0}, "max_attempts = 0 is out of range"),
+    ],
+)
+def test_a_scenario_object_gets_the_checks_a_file_gets(change: dict, message: str) -> None:
+    # e.g. made with dataclasses.replace: before, these passed through to a ZeroDivisionError or a numpy error
+    sc = dataclasses.replace(load_scenario("steady"), **change)
+    with pytest.raises(ScenarioError, match=message) as exc:
+        load_scenario(sc)
+    assert "Scenario 'steady'" in str(exc.value)
+    with pytest.raises(ScenarioError, match=message):
+        PaymentRoutingEnv(sc)
 
 
 def test_seed_story_banks_and_declared_vs_true_capacity() -> None:
@@ -329,6 +348,7 @@ def test_probability_outside_unit_interval_in_a_file(tmp_path: Path) -> None:
         (lambda d: d.update(max_attempts=0), "max_attempts"),
         (lambda d: d.update(max_attempts=2.5), "max_attempts"),
         (lambda d: d.update(end_s=-1.0), "end_s"),
+        (lambda d: d.update(start_s=0.0, end_s=100.0, dt_s=30.0), "whole number of steps"),
         (lambda d: d.update(name=3), "name"),
         (lambda d: d.update(dt_s=True), "dt_s"),
         (lambda d: d.update(banks={"name": "A"}), "banks"),

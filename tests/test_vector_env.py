@@ -145,7 +145,8 @@ def test_vector_equals_sync_vector_env_with_partial_resets(
 
     compare(venv.reset(seed=SEED), sync.reset(seed=SEED), "reset")
     rng = np.random.default_rng(1)
-    partial_autoresets = 0
+    partial_autoresets = rejected = 0
+    ending = np.zeros(n, dtype=bool)  # the environments this step will autoreset
     n_steps = venv.sim.params.n_steps
     for t in range(4 * n_steps):
         if t in (3, 8, 20):  # reset some envs mid-episode (with seeds, then continuing their streams)
@@ -158,10 +159,22 @@ def test_vector_equals_sync_vector_env_with_partial_resets(
                 f"reset_mask step {t}",
             )
         actions = random_actions(venv.single_action_space, rng, n)
+        if 0 < ending.sum() < n:
+            # a malformed batch on a partial-autoreset step is refused and changes nothing (the comparison
+            # with SyncVectorEnv, which never sees it, goes on holding)
+            with pytest.raises(ValueError, match="shape"):
+                venv.step(actions[:-1])
+            if mode == "continuous":
+                bad = actions.copy()
+                bad[np.flatnonzero(~ending)[0], 0] = np.nan
+                with pytest.raises(ValueError, match="NaN"):
+                    venv.step(bad)
+            rejected += 1
         got, want = venv.step(actions), sync.step(actions)
         compare(got, want, f"step {t}")
+        ending = got[3]
         partial_autoresets += int(0 < got[3].sum() < n)
-    assert partial_autoresets > 0, "the test never exercised a partial autoreset"
+    assert partial_autoresets > 0 and rejected > 0, "the test never exercised a partial autoreset"
 
 
 def test_seed_none_continues_each_stream(short_scenarios: dict[str, Path]) -> None:
