@@ -713,14 +713,12 @@ def step_compiled(
     return out, counts
 
 
-_KERNEL_PARAMS: dict[int, tuple] = {}
-
-
 def _kernel_params(p: CoreParams) -> tuple:
-    """The parameters as the kernel's positional arguments (cached per CoreParams object)."""
-    cached = _KERNEL_PARAMS.get(id(p))
-    if cached is not None and cached[0] is p:
-        return cached[1]
+    """The parameters as the kernel's positional arguments (built once per CoreParams object, kept on it: a
+    module-level cache would keep every environment's parameters alive)."""
+    cached = p.__dict__.get("_kernel_args")
+    if cached is not None:
+        return cached
     offsets = np.array([p.draws[name][0] for name in _DRAW_ORDER], dtype=np.int64)
     args = (
         p.n_banks, p.max_attempts, p.dt, p.n_steps, p.base_per_step, p.surge_per_step, p.lane_channel,
@@ -729,7 +727,7 @@ def _kernel_params(p: CoreParams) -> tuple:
         p.goodput_loss, p.decline_gain, p.outage_min_s, p.outage_max_s, p.warm_start, p.warm_rate, p.hazard_p,
         RHO_MAX, offsets, NORMAL_TABLE,
     )  # fmt: skip
-    _KERNEL_PARAMS[id(p)] = (p, args)
+    object.__setattr__(p, "_kernel_args", args)  # a frozen dataclass: not a field, so eq and repr ignore it
     return args
 
 

@@ -637,3 +637,17 @@ def test_reward_weights_can_change_between_steps_on_every_front_end() -> None:
 def test_observe_internal_must_be_a_bool(bad: Any) -> None:
     with pytest.raises(ValueError, match="observe_internal must be True or False"):
         PaymentRoutingEnv("steady", observe_internal=bad)
+
+
+def test_a_deleted_env_frees_its_parameters() -> None:
+    """Nothing module-level keeps an env's arrays alive (an observation-scale cache once did, per env built)."""
+    import gc
+    import weakref
+
+    env = PaymentRoutingEnv("steady")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    params = weakref.ref(env.params)
+    del env
+    gc.collect()
+    assert params() is None
