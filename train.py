@@ -477,7 +477,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from agents.sb3 import action_noise, algo_class, policy_kwargs, schedules, start_at_status_quo
+    from agents.sb3 import action_noise, algo_class, load_model, policy_kwargs, schedules, start_at_status_quo
 
     torch.set_num_threads(config["threads"])
     run_dir = prepare_run_dir(config, resume)
@@ -498,7 +498,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
                 raise UsageError(f"--resume: cannot read {stats_path}: {exc}") from None
             env.training = True
         try:
-            model = algo.load(model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
+            model = load_model(config["algo"], model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
         except Exception as exc:  # zip, pickle or space mismatch: all mean the checkpoint is unusable
             raise UsageError(f"--resume: cannot load checkpoint {model_path}: {exc}") from None
         buffer, note = replay_buffer_path(run_dir, done_steps), ""

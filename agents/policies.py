@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.sb3 import ALGOS, HyperparamError, algo_class
+from agents.sb3 import ALGOS, HyperparamError, algo_class, load_model
 from payroute_env import actions as env_actions
 from payroute_env import observations as env_observations
 from payroute_env._cli import one_line
@@ -198,9 +198,9 @@ class SB3Policy(Policy):
         if not self.path.is_file():
             raise PolicyError(f"model file not found: {self.path}")
         self.algorithm = algorithm or _detect_algorithm(self.path)
-        cls = _algorithm_class(self.algorithm)
+        _algorithm_class(self.algorithm)  # an unknown algorithm is a PolicyError naming it
         try:
-            self.model = cls.load(str(self.path), device=device)
+            self.model = load_model(self.algorithm.lower(), self.path, device=device)
         except Exception as exc:  # noqa: BLE001 - any failure to unpickle/load is a bad model file
             msg = one_line(exc, limit=200)
             raise PolicyError(f"{self.path}: cannot load as {self.algorithm}: {type(exc).__name__}: {msg}") from None

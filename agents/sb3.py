@@ -19,8 +19,10 @@ from __future__ import annotations
 import copy
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -35,8 +37,9 @@ __all__ = [
     "algo_class",
     "apply_overrides",
     "check_hyperparams",
-    "is_whole_number",
     "env_id_for",
+    "is_whole_number",
+    "load_model",
     "load_hyperparams",
     "policy_kwargs",
     "schedules",
@@ -87,6 +90,18 @@ def algo_class(name: str) -> type:
     spec = ALGOS[name]
     module = __import__(spec.module, fromlist=[spec.cls])
     return getattr(module, spec.cls)
+
+
+def load_model(name: str, path: str | Path, **kwargs: Any) -> Any:
+    """``algo_class(name).load(path, **kwargs)``, without SB3's false alarm about n-step returns.
+
+    A model trained with ``n_steps > 1`` (SAC, TD3, DQN) saves the ``NStepReplayBuffer`` SB3 chose for it, and
+    on loading SB3 warns that ``n_steps`` "is ignored because a custom replay_buffer_class was passed",
+    although the loaded model does use n-step returns (its buffer keeps ``n_steps`` and ``gamma``).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored because a custom `replay_buffer_class`")
+        return algo_class(name).load(str(path), **kwargs)
 
 
 def env_id_for(scenario: str) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import train
+from agents.policies import load_policy
 from agents.sb3 import ALGOS, algo_class
 from payroute_env.simulator import Simulator
 
@@ -87,6 +88,22 @@ def test_resume_of_an_off_policy_run_continues_with_its_replay_buffer(tiny: str,
     buffers[0].unlink()
     assert train.main(base + ["--timesteps", "512", "--resume"] + FAST) == 0
     assert "so the buffer starts empty" in capsys.readouterr().out
+
+
+def test_n_step_returns_survive_saving_loading_and_resuming(tiny: str, tmp_path: Path) -> None:
+    import warnings
+
+    out = tmp_path / "runs"
+    base = ["--algo", "td3", "--scenario", tiny, "--n-envs", "2", "--out", str(out), "--eval-freq", "128"]
+    base += ["--hyperparams", *_small_hp("td3"), "n_steps=3"]
+    assert train.main(base + ["--timesteps", "128"] + FAST) == 0
+    with warnings.catch_warnings(record=True) as caught:  # SB3 wrongly warns that n_steps "is ignored"
+        warnings.simplefilter("always")
+        assert train.main(base + ["--timesteps", "256", "--resume"] + FAST) == 0
+        policy = load_policy(str(out / "td3-tiny-seed0" / "model.zip"), tiny)
+    assert not [w for w in caught if "is ignored because" in str(w.message)]
+    assert policy.model.n_steps == 3 and policy.model.replay_buffer_kwargs == {"n_steps": 3, "gamma": 0.995}
+    assert type(policy.model.replay_buffer).__name__ == "NStepReplayBuffer"
 
 
 def test_resume_writes_where_the_run_now_is(tiny: str, tmp_path: Path) -> None:
@@ -306,8 +323,6 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
     # the best periodic model is in the table too, read with the statistics saved when it was the best
     names = [p["name"] for p in results["policies"]]
     assert str(run / "best_model.zip") in names and str(run / "model.zip") in names
-    from agents.policies import load_policy
-
     best = load_policy(run / "best_model.zip", tiny)
     assert best.vecnormalize_path == run / "best_model_vecnormalize.pkl"
 
