@@ -20,7 +20,10 @@ that have it), the same as ``SyncVectorEnv`` over single environments produces:
   mask ``_episode_kpis``; see :func:`payroute_env.metrics.episode_kpis`.
 
 Create it with ``gymnasium.make_vec("payroute/Double11-2013-v0", num_envs=1024,
-vectorization_mode="vector_entry_point", action_mode="discrete")`` or directly.
+vectorization_mode="vector_entry_point", action_mode="discrete")`` or directly. That mode takes the
+environment's own options only; per-environment wrappers (``max_episode_steps``, ``wrappers=[...]``) need
+``vectorization_mode="sync"``, which steps single environments one by one (Gymnasium's rule for vector entry
+points).
 """
 
 from __future__ import annotations
