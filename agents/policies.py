@@ -298,7 +298,8 @@ def load_policy(
     device: str = "cpu",
     **kwargs: Any,
 ) -> Policy:
-    """The policy named by ``spec``: a heuristic name, or a path to an SB3 model ``.zip``.
+    """The policy named by ``spec``: a heuristic name, a path to an SB3 model ``.zip``, or a train.py run folder
+    (its ``model.zip``).
 
     ``scenario`` gives heuristics the published (declared) capacities and checks that a model's spaces fit.
     ``seed`` seeds random policies; ``kwargs`` override a heuristic's parameters. A ``Policy`` passes through.
@@ -321,11 +322,16 @@ def load_policy(
     elif sep and not Path(text).exists() and Path(tail).is_file():
         raise PolicyError(f"unknown algorithm prefix {head!r} in {text!r}; choose from {', '.join(ALGORITHMS)}")
     path = Path(text)
+    if path.is_dir():  # a train.py run folder: its final agent
+        if not (path / "model.zip").is_file():
+            raise PolicyError(f"{path} is a folder without model.zip; name a model .zip file or a train.py run folder")
+        path = path / "model.zip"
     if not path.is_file() and path.suffix != ".zip" and path.with_suffix(".zip").is_file():
         path = path.with_suffix(".zip")  # SB3 adds .zip when saving; accept the name without it
     if not path.suffix == ".zip" and not path.is_file():
         raise PolicyError(
-            f"unknown policy {str(spec)!r}: not a heuristic ({', '.join(HEURISTICS)}) and not a model .zip file"
+            f"unknown policy {str(spec)!r}: not a heuristic ({', '.join(HEURISTICS)}), a model .zip file or a run "
+            "folder"
         )
     policy = SB3Policy(path, algorithm=algorithm, device=device)
     internal_shape = env_observations.observation_space(sc.n_banks, True).shape

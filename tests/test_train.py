@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import train
-from agents.policies import load_policy
+from agents.policies import PolicyError, load_policy
 from agents.sb3 import ALGOS, algo_class
 from payroute_env.simulator import Simulator
 
@@ -325,6 +325,11 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
     assert str(run / "best_model.zip") in names and str(run / "model.zip") in names
     best = load_policy(run / "best_model.zip", tiny)
     assert best.vecnormalize_path == run / "best_model_vecnormalize.pkl"
+    # the run folder itself names its final agent
+    final = load_policy(run, tiny)
+    assert final.path == run / "model.zip" and final.vecnormalize_path == run / "vecnormalize.pkl"
+    with pytest.raises(PolicyError, match="folder without model.zip"):
+        load_policy(run / "checkpoints", tiny)
 
 
 @pytest.mark.parametrize(
