@@ -51,7 +51,7 @@ try:  # the compiled twin of step_numpy; PAYROUTE_NUMBA=0 forces the numpy code
 except ImportError:  # pragma: no cover - depends on the installation
     _fast = None
 
-__all__ = ["CoreParams", "CoreState", "make_params", "reset", "reset_where", "step", "in_flight"]
+__all__ = ["CoreParams", "CoreState", "in_flight", "make_params", "replicate", "reset", "reset_where", "step"]
 
 N_ROUTES = 3  # quick, switch, netbank
 ROUTE_NAMES = ("quick", "switch", "netbank")
@@ -440,6 +440,21 @@ def reset_where(params: CoreParams, state: CoreState, mask: np.ndarray, keys: np
         arr[mask] = getattr(fresh, f.name)
         updates[f.name] = arr
     return CoreState(**updates)
+
+
+def replicate(state: CoreState, i: int, keys: np.ndarray) -> CoreState:
+    """``len(keys)`` copies of environment ``i``'s state, copy ``j`` drawing its future from stream ``keys[j]``.
+
+    A copy given environment ``i``'s own key replays its future exactly (the streams are counter-based:
+    a draw depends only on the key and the step). Used to look ahead from a state (``agents.rollout``).
+    """
+    if not 0 <= i < state.num_envs:
+        raise ValueError(f"environment index {i} out of range for {state.num_envs} environments")
+    keys = np.asarray(keys, dtype=np.uint64).reshape(-1)
+    n = keys.shape[0]
+    copies = {f.name: np.repeat(getattr(state, f.name)[i : i + 1], n, axis=0) for f in dataclasses.fields(CoreState)}
+    copies["key"] = keys.copy()
+    return CoreState(**copies)
 
 
 def in_flight(state: CoreState) -> np.ndarray:

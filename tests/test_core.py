@@ -762,3 +762,27 @@ def test_tiny_positive_capacity_keeps_the_state_finite() -> None:
         assert np.all(np.isfinite(s.stress)), s.stress
         assert np.all(np.isfinite(obs)) and np.all(np.isfinite(reward))
         assert s.arrived[0] == s.succeeded[0] + s.lost[0] + core.in_flight(s)[0]
+
+
+def test_replicate_with_the_own_key_replays_the_future_and_other_keys_do_not() -> None:
+    sim = Simulator("randomized", num_envs=2)  # randomised: per-episode parameters must be copied too
+    sim.reset(seeds=[5, 6])
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        sim.step(rng.uniform(0.5, 1.0, (2, 24)))
+    own = sim.state.key[1]
+    copies = Simulator("randomized", num_envs=3)
+    copies.state = core.replicate(sim.state, 1, np.array([own, own, own ^ np.uint64(12345)], dtype=np.uint64))
+    for f in dataclasses.fields(core.CoreState):  # the copies start as environment 1
+        assert np.array_equal(getattr(copies.state, f.name)[0], getattr(sim.state, f.name)[1]), f.name
+    for _ in range(200):
+        action = rng.uniform(0.5, 1.0, 24)
+        sim.step(np.stack([action, action]))
+        copies.step(np.stack([action, action, action]))
+    for f in dataclasses.fields(core.CoreState):
+        original = getattr(sim.state, f.name)[1]
+        assert np.array_equal(getattr(copies.state, f.name)[0], original), f.name
+        assert np.array_equal(getattr(copies.state, f.name)[1], original), f.name
+    assert copies.state.arrived[2] != sim.state.arrived[1]  # another stream: another future
+    with pytest.raises(ValueError, match="out of range"):
+        core.replicate(sim.state, 2, np.array([own]))
