@@ -17,7 +17,7 @@ import pytest
 
 import train
 from agents.policies import PolicyError, load_policy
-from agents.sb3 import ALGOS, algo_class
+from agents.sb3 import ALGOS, algo_class, load_model
 from payroute_env.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def test_every_algorithm_trains_saves_and_reloads(algo: str, tiny: str, tmp_path
     assert config["algo"] == algo and config["n_envs"] == 2
     for name in ("model.zip", "best_model.zip", "vecnormalize.pkl", "learning_curve.npz", "config.json"):
         assert (run / name).is_file(), name
-    model = algo_class(algo).load(run / "model.zip", device="cpu")
+    model = load_model(algo, run / "model.zip", device="cpu")
     assert model.num_timesteps >= 256
     sim = Simulator(tiny, num_envs=2, action_mode=config["action_mode"])
     obs = sim.reset(seeds=[5, 6])
@@ -81,7 +81,7 @@ def test_resume_of_an_off_policy_run_continues_with_its_replay_buffer(tiny: str,
     assert "with its replay buffer of 256 transitions" in capsys.readouterr().out
     buffers = list((run / "checkpoints").glob("*replay_buffer*"))
     assert [p.name for p in buffers] == ["rl_model_replay_buffer_384_steps.pkl"]
-    model = algo_class("td3").load(run / "model.zip", device="cpu")
+    model = load_model("td3", run / "model.zip", device="cpu")
     model.load_replay_buffer(buffers[0])
     assert model.replay_buffer.size() * model.n_envs == 384  # the first 256 transitions were carried over
     # a checkpoint without its buffer still resumes, saying the buffer starts empty
@@ -413,7 +413,7 @@ def test_td3_explores_with_the_configured_action_noise(tiny: str, tmp_path: Path
     assert train.main(argv + FAST + ["--hyperparams", *hp]) == 0
     run = out / "td3-tiny-seed0"
     assert json.loads((run / "config.json").read_text())["noise_type"] == "normal"
-    noise = algo_class("td3").load(run / "model.zip", device="cpu").action_noise
+    noise = load_model("td3", run / "model.zip", device="cpu").action_noise
     noise = getattr(noise, "base_noise", noise)  # SB3 wraps it per environment (VectorizedActionNoise)
     assert isinstance(noise, NormalActionNoise)
     np.testing.assert_allclose(noise._sigma, np.full(24, 0.3))
