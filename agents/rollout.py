@@ -7,8 +7,9 @@ alone for the rest of ``horizon_s``, and applies the correction whose futures lo
 average. Every candidate meets the same ``futures`` random streams (common random numbers), drawn afresh at
 each decision and never the episode's own, so the controller does not see the real future. This is the
 rollout algorithm (Bertsekas & Castanon 1999; Bertsekas, *Rollout, Policy Iteration, and Distributed
-Reinforcement Learning*, 2020): with enough futures and a horizon that covers a correction's consequences,
-the rolled-out policy does at least as well as its base.
+Reinforcement Learning*, 2020). With exact expectations over the whole rest of the episode it would do at
+least as well as its base (the cost improvement property); sampled futures and a finite horizon make that
+approximate.
 
 What it tells: if lookahead with a perfect model and full state barely improves the base, no small
 correction of the base's decisions, one block at a time, pays off, and the base is close to a local optimum
