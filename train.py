@@ -324,11 +324,31 @@ def save_checkpoint(model, env, run_dir: Path) -> Path:
         env.save(str(run_dir / "checkpoints" / f"rl_model_vecnormalize_{steps}_steps.pkl"))
     if getattr(model, "replay_buffer", None) is not None:
         buffer = replay_buffer_path(run_dir, steps)
-        model.save_replay_buffer(buffer)
+        partial = buffer.with_suffix(".tmp")  # written whole, then renamed: a kill mid-write leaves no torn file
+        with open(partial, "wb") as fh:
+            model.save_replay_buffer(fh)
+        os.replace(partial, buffer)
         for older in (run_dir / "checkpoints").glob("rl_model_replay_buffer_*_steps.pkl"):
             if older != buffer:
                 older.unlink()
     return path
+
+
+def continue_replay_buffer(model, buffer: Path) -> int:
+    """Load a checkpoint's replay buffer into ``model``; return how many transitions it holds.
+
+    The newest transition of each environment was cut off by the checkpoint, not ended: it is marked as a
+    time-out, so that n-step returns (``NStepReplayBuffer``) do not run on into the fresh episodes that the
+    resumed run appends after it (SB3 marks that row only while it samples, for the newest row of the run).
+    """
+    import numpy as np
+
+    model.load_replay_buffer(buffer)
+    rb = model.replay_buffer
+    if rb.pos > 0 or rb.full:
+        last = (rb.pos - 1) % rb.buffer_size
+        rb.timeouts[last] = np.logical_or(rb.timeouts[last], np.logical_not(rb.dones[last]))
+    return rb.size() * rb.n_envs
 
 
 def checkpoint_callback(env, run_dir: Path, every: int):
@@ -505,10 +525,13 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         if getattr(model, "replay_buffer", None) is not None:
             if buffer.exists():
                 try:
-                    model.load_replay_buffer(buffer)
-                except Exception as exc:  # a truncated or foreign pickle
-                    raise UsageError(f"--resume: cannot read {buffer}: {one_line(exc)}") from None
-                note = f", with its replay buffer of {model.replay_buffer.size() * model.n_envs} transitions"
+                    transitions = continue_replay_buffer(model, buffer)
+                except Exception as exc:  # a foreign or damaged pickle
+                    raise UsageError(
+                        f"--resume: cannot read {buffer} ({one_line(exc, limit=120)}); delete it to resume with an "
+                        "empty replay buffer"
+                    ) from None
+                note = f", with its replay buffer of {transitions} transitions"
             else:  # e.g. a run saved before buffers were kept: learning goes on, from fresh experience
                 note = f"; no replay buffer saved with it ({buffer.name}), so the buffer starts empty"
         print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps){note}")

@@ -197,10 +197,10 @@ class SB3Policy(Policy):
         self.path = Path(path)
         if not self.path.is_file():
             raise PolicyError(f"model file not found: {self.path}")
-        self.algorithm = algorithm or _detect_algorithm(self.path)
+        self.algorithm = (algorithm or _detect_algorithm(self.path)).lower()
         _algorithm_class(self.algorithm)  # an unknown algorithm is a PolicyError naming it
         try:
-            self.model = load_model(self.algorithm.lower(), self.path, device=device)
+            self.model = load_model(self.algorithm, self.path, device=device)
         except Exception as exc:  # noqa: BLE001 - any failure to unpickle/load is a bad model file
             msg = one_line(exc, limit=200)
             raise PolicyError(f"{self.path}: cannot load as {self.algorithm}: {type(exc).__name__}: {msg}") from None

@@ -28,6 +28,7 @@ without the memory it built up.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,13 +96,17 @@ def rollout_episode(
     if not _memoryless(base):
         raise PolicyError(f"{base.name}: the rollout needs a memoryless continuous policy (see agents.rollout)")
     sc = load_scenario(scenario)
-    if horizon_s < block_s or block_s < sc.dt_s or futures < 1:
-        raise ValueError(f"need dt_s <= block_s <= horizon_s and futures >= 1; got {block_s}, {horizon_s}, {futures}")
+    finite = all(math.isfinite(x) for x in (horizon_s, block_s))
+    if not finite or not sc.dt_s <= block_s <= horizon_s or isinstance(futures, bool) or futures < 1:
+        raise ValueError(
+            f"need dt_s ({sc.dt_s:g}) <= block_s <= horizon_s, both finite, and futures >= 1; "
+            f"got block_s {block_s}, horizon_s {horizon_s}, futures {futures}"
+        )
     start = time.perf_counter()
-    block, horizon = round(block_s / sc.dt_s), round(horizon_s / sc.dt_s)
+    block, horizon = round(block_s / sc.dt_s), round(horizon_s / sc.dt_s)  # in whole steps
     deltas = corrections(sc.n_banks)
     m = deltas.shape[0]
-    tiled = np.repeat(deltas, futures, axis=0)  # candidate c occupies rows c*futures .. (c+1)*futures - 1
+    candidate_deltas = np.repeat(deltas, futures, axis=0)  # candidate c: rows c*futures .. (c+1)*futures - 1
 
     base_run = Simulator(sc, 1, observe_internal=base.observe_internal)
     obs = base_run.reset([seed])
@@ -114,14 +119,14 @@ def rollout_episode(
     obs = real.reset([seed])
     n_steps, blocks, corrected = real.params.n_steps, 0, 0
     while (t := int(real.state.t[0])) < n_steps:
-        keys = rng.integers(0, 2**63, futures, dtype=np.uint64)
-        lookahead.state = core.replicate(real.state, 0, np.tile(keys, m))
+        future_keys = rng.integers(0, 2**63, futures, dtype=np.uint64)  # the same futures for every candidate
+        lookahead.state = core.replicate(real.state, 0, np.tile(future_keys, m))
         lost_before = lookahead.state.lost.copy()
         look_obs = lookahead.observations()
         for k in range(min(horizon, n_steps - t)):
             action = _act(base, look_obs)
             if k < block:
-                action = np.clip(action + tiled, 0.0, 1.0)
+                action = np.clip(action + candidate_deltas, 0.0, 1.0)
             look_obs, *_ = lookahead.step(action)
         expected_lost = (lookahead.state.lost - lost_before).reshape(m, futures).mean(1)
         best = int(np.argmin(expected_lost))  # ties go to the base action (row 0)
@@ -143,8 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base", required=True, help="a memoryless policy: an SB3 model .zip or run folder, or admit_all")
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
     p.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002], help="one episode per seed")
-    p.add_argument("--horizon-s", type=float, default=600.0, help="lookahead horizon in seconds (default 600)")
-    p.add_argument("--block-s", type=float, default=60.0, help="seconds between decisions (default 60)")
+    p.add_argument(
+        "--horizon-s", type=float, default=600.0, help="lookahead in seconds, rounded to steps (default 600)"
+    )
+    p.add_argument(
+        "--block-s", type=float, default=60.0, help="seconds between decisions, rounded to steps (default 60)"
+    )
     p.add_argument("--futures", type=int, default=8, help="random futures per candidate (default 8)")
     return p
 

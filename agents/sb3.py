@@ -100,7 +100,7 @@ def load_model(name: str, path: str | Path, **kwargs: Any) -> Any:
     although the loaded model does use n-step returns (its buffer keeps ``n_steps`` and ``gamma``).
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored because a custom `replay_buffer_class`")
+        warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored .* \(`NStepReplayBuffer`\)")
         return algo_class(name).load(str(path), **kwargs)
 
 

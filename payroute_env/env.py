@@ -93,7 +93,9 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
     | ``render_mode`` | ``None`` | ``"ansi"`` returns a text dashboard of the last step |
 
     ``beta`` and ``lost_weight`` are also attributes that may be changed between steps, e.g. to anneal the
-    reward (``env.unwrapped.beta = 0.0``; the vector environments and ``set_attr`` on the SB3 one alike).
+    reward: ``env.unwrapped.beta = 0.0`` (on a wrapper the assignment would only set the wrapper's own
+    attribute), ``vector_env.beta = 0.0``, or SB3's ``set_attr("beta", 0.0)`` on ``PaymentRoutingSB3VecEnv``
+    or on a ``DummyVecEnv`` of unwrapped environments.
 
     ``reset(seed=s)`` fixes the episode's random stream; ``reset()`` without a seed continues to the next
     episode of the same stream. ``reset`` takes no options.

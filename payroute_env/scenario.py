@@ -304,6 +304,8 @@ def _join(where: str, name: str) -> str:
 
 
 def _convert(hint: Any, raw: Any, path: str, src: str, meta: Any) -> Any:
+    if type(raw).__module__ == "numpy" and hasattr(raw, "item"):  # np.float32(5.0) in a Scenario built in code
+        raw = raw.item()
     if dataclasses.is_dataclass(hint):
         return raw if isinstance(raw, hint) else _build(hint, raw, path, src)
     if get_origin(hint) is tuple:
@@ -405,12 +407,11 @@ def _with_fragility(table: Any, default: dict[str, Any]) -> Any:
 def load_scenario(name_or_path: str | Path | Scenario) -> Scenario:
     """Return the validated scenario for a built-in name, a TOML file path or a ``Scenario``.
 
-    A ``Scenario`` object (e.g. one made with ``dataclasses.replace``) gets the checks a TOML file gets and
-    is returned as it is.
+    A ``Scenario`` object (e.g. one made with ``dataclasses.replace``) gets the checks a TOML file gets; the
+    checked copy is returned (equal to it, with numpy numbers turned into Python ones).
     """
     if isinstance(name_or_path, Scenario):
-        scenario_from_dict(dataclasses.asdict(name_or_path), f"Scenario {name_or_path.name!r}")
-        return name_or_path
+        return scenario_from_dict(dataclasses.asdict(name_or_path), f"Scenario {name_or_path.name!r}")
     source, text, base_dir = _read(str(name_or_path))
     data = _resolve_extends(_parse(text, source), source, base_dir, seen=(source,))
     return scenario_from_dict(data, source)

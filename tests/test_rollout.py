@@ -9,6 +9,7 @@ from agents import rollout
 from agents.baselines import AdmitAll
 from agents.evaluation import run_policy
 from agents.policies import PolicyError, load_policy
+from payroute_env.sampling import key_from_seed
 
 
 def test_corrections_start_with_no_change_and_change_one_bank_at_a_time() -> None:
@@ -32,19 +33,30 @@ def test_rollout_episode_reports_the_base_and_its_improvement(tiny: str) -> None
     assert (again.rollout_failed_rate, again.corrected_blocks) == (r.rollout_failed_rate, r.corrected_blocks)
 
 
-def test_lookahead_never_disturbs_the_episode(tiny: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # with "no change" as the only candidate the rolled-out episode must be the base episode, bit for bit:
-    # the futures draw from their own streams, not from the episode's
+def test_lookahead_never_disturbs_the_episode_nor_sees_its_future(tiny: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with "no change" as the only candidate the rolled-out episode must be the base episode, bit for bit
     monkeypatch.setattr(rollout, "corrections", lambda n_banks: np.zeros((1, 4 * n_banks)))
+    futures_keys: list[np.ndarray] = []
+    replicate = rollout.core.replicate
+
+    def recording(state, i, keys):
+        futures_keys.append(np.asarray(keys).copy())
+        return replicate(state, i, keys)
+
+    monkeypatch.setattr(rollout.core, "replicate", recording)
     r = rollout.rollout_episode(AdmitAll(tiny), tiny, seed=4, horizon_s=40.0, block_s=20.0, futures=3)
     assert r.corrected_blocks == 0 and r.rollout_failed_rate == r.base_failed_rate
+    # the futures draw from streams of their own, never the episode's (that would be seeing the real future)
+    episode_key = key_from_seed(np.uint64(4))
+    assert len(futures_keys) == r.blocks and not any((keys == episode_key).any() for keys in futures_keys)
 
 
 def test_a_policy_with_memory_or_bad_settings_is_refused(tiny: str) -> None:
     with pytest.raises(PolicyError, match="memoryless"):
         rollout.rollout_episode(load_policy("success_rate_router", tiny), tiny, seed=0)
-    with pytest.raises(ValueError, match="block_s <= horizon_s"):
-        rollout.rollout_episode(AdmitAll(tiny), tiny, seed=0, horizon_s=10.0, block_s=20.0)
+    for horizon_s, block_s, futures in ((10.0, 20.0, 8), (float("inf"), 20.0, 8), (60.0, 1.0, 8), (60.0, 20.0, 0)):
+        with pytest.raises(ValueError, match="block_s <= horizon_s"):
+            rollout.rollout_episode(AdmitAll(tiny), tiny, 0, horizon_s=horizon_s, block_s=block_s, futures=futures)
 
 
 def test_cli(tiny: str, capsys: pytest.CaptureFixture[str]) -> None:

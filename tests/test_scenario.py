@@ -70,7 +70,7 @@ def test_builtin_can_be_loaded_by_path_and_passes_scenarios_through(tmp_path: Pa
     by_str = load_scenario(str(path))
     assert by_path == by_str == load_scenario("steady")
     sc = load_scenario("steady")
-    assert load_scenario(sc) is sc
+    assert load_scenario(sc) == sc
 
 
 @pytest.mark.parametrize(
@@ -90,6 +90,12 @@ def test_a_scenario_object_gets_the_checks_a_file_gets(change: dict, message: st
     assert "Scenario 'steady'" in str(exc.value)
     with pytest.raises(ScenarioError, match=message):
         PaymentRoutingEnv(sc)
+
+
+def test_numpy_numbers_in_a_scenario_object_are_numbers() -> None:
+    sc = dataclasses.replace(load_scenario("steady"), dt_s=np.float32(5.0), max_attempts=np.int64(3))
+    checked = load_scenario(sc)
+    assert checked == load_scenario("steady") and type(checked.dt_s) is float and type(checked.max_attempts) is int
 
 
 def test_seed_story_banks_and_declared_vs_true_capacity() -> None:

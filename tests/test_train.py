@@ -76,6 +76,10 @@ def test_resume_of_an_off_policy_run_continues_with_its_replay_buffer(tiny: str,
     run = out / "td3-tiny-seed0"
     # every checkpoint saved its buffer, but only the newest is kept (a real buffer takes hundreds of MB)
     assert [p.name for p in (run / "checkpoints").glob("*replay_buffer*")] == ["rl_model_replay_buffer_256_steps.pkl"]
+    with open(run / "checkpoints" / "rl_model_replay_buffer_256_steps.pkl", "rb") as fh:
+        before = pickle.load(fh)
+    last = 256 // 2 - 1  # the newest row (2 envs): mid-episode, neither done nor timed out
+    assert not before.dones[last].any() and not before.timeouts[last].any()
     capsys.readouterr()
     assert train.main(base + ["--timesteps", "384", "--resume"] + FAST) == 0
     assert "with its replay buffer of 256 transitions" in capsys.readouterr().out
@@ -84,6 +88,9 @@ def test_resume_of_an_off_policy_run_continues_with_its_replay_buffer(tiny: str,
     model = load_model("td3", run / "model.zip", device="cpu")
     model.load_replay_buffer(buffers[0])
     assert model.replay_buffer.size() * model.n_envs == 384  # the first 256 transitions were carried over
+    # the checkpoint cut those episodes: marked as time-outs, so n-step returns stop there instead of running
+    # on into the fresh episodes the resumed run appended
+    assert model.replay_buffer.timeouts[last].all() and not model.replay_buffer.timeouts[last + 1].any()
     # a checkpoint without its buffer still resumes, saying the buffer starts empty
     buffers[0].unlink()
     assert train.main(base + ["--timesteps", "512", "--resume"] + FAST) == 0
