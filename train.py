@@ -195,6 +195,13 @@ def prepare_run_dir(config: dict[str, Any], resume: bool) -> Path:
     return run_dir
 
 
+def checkpoint_file(run_dir: Path, steps: int, part: str = "") -> Path:
+    """A checkpoint's file at ``steps``: the model (``part`` empty), or its ``vecnormalize`` statistics or
+    ``replay_buffer``, named as SB3's CheckpointCallback names them (``agents.policies`` reads that naming)."""
+    name = f"rl_model_{part}_{steps}_steps.pkl" if part else f"rl_model_{steps}_steps.zip"
+    return run_dir / "checkpoints" / name
+
+
 def last_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     """The newest checkpoint of a run: (model zip, VecNormalize pickle or None, its timestep count)."""
     found = []
@@ -205,7 +212,7 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     if not found:
         raise UsageError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
     steps, model_path = max(found)
-    stats = run_dir / "checkpoints" / f"rl_model_vecnormalize_{steps}_steps.pkl"
+    stats = checkpoint_file(run_dir, steps, "vecnormalize")
     return model_path, stats if stats.exists() else None, steps
 
 
@@ -304,11 +311,6 @@ def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool):
     return env
 
 
-def replay_buffer_path(run_dir: Path, steps: int) -> Path:
-    """Where the replay buffer of an off-policy run's checkpoint at ``steps`` lives (SB3's naming)."""
-    return run_dir / "checkpoints" / f"rl_model_replay_buffer_{steps}_steps.pkl"
-
-
 def save_checkpoint(model, env, run_dir: Path) -> Path:
     """Save the model and VecNormalize statistics under checkpoints/ at the current timestep.
 
@@ -318,12 +320,12 @@ def save_checkpoint(model, env, run_dir: Path) -> Path:
     from stable_baselines3.common.vec_env import VecNormalize
 
     steps = model.num_timesteps
-    path = run_dir / "checkpoints" / f"rl_model_{steps}_steps.zip"
+    path = checkpoint_file(run_dir, steps)
     model.save(path)
     if isinstance(env, VecNormalize):
-        env.save(str(run_dir / "checkpoints" / f"rl_model_vecnormalize_{steps}_steps.pkl"))
+        env.save(str(checkpoint_file(run_dir, steps, "vecnormalize")))
     if getattr(model, "replay_buffer", None) is not None:
-        buffer = replay_buffer_path(run_dir, steps)
+        buffer = checkpoint_file(run_dir, steps, "replay_buffer")
         partial = buffer.with_suffix(".tmp")  # written whole, then renamed: a kill mid-write leaves no torn file
         with open(partial, "wb") as fh:
             model.save_replay_buffer(fh)
@@ -521,7 +523,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
             model = load_model(config["algo"], model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
         except Exception as exc:  # zip, pickle or space mismatch: all mean the checkpoint is unusable
             raise UsageError(f"--resume: cannot load checkpoint {model_path}: {exc}") from None
-        buffer, note = replay_buffer_path(run_dir, done_steps), ""
+        buffer, note = checkpoint_file(run_dir, done_steps, "replay_buffer"), ""
         if getattr(model, "replay_buffer", None) is not None:
             if buffer.exists():
                 try:
