@@ -398,9 +398,32 @@ def test_start_at_status_quo_centres_every_continuous_algorithm(algo: str) -> No
     assert np.abs(model.predict(obs, deterministic=True)[0] - status_quo).max() > 0.3  # SB3's own start is far
     assert start_at_status_quo(model, 6)
     np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], np.tile(status_quo, (2, 1)), atol=0.01)
+    if algo == "sac":  # and explores around it, not with SB3's spread of 1 before the tanh
+        sampled = np.stack([model.predict(obs, deterministic=False)[0] for _ in range(50)])
+        assert np.abs(sampled - status_quo).max() < 0.02
     if algo == "td3":  # the target actor starts as the actor
         np.testing.assert_allclose(model.actor_target(model.policy.obs_to_tensor(obs)[0]).detach().numpy(),
                                    model.actor(model.policy.obs_to_tensor(obs)[0]).detach().numpy())  # fmt: skip
+
+
+def test_start_at_status_quo_keeps_sacs_gsde_mean_inside_its_clip() -> None:
+    """With gSDE, SB3 clips SAC's mean to +-clip_mean before the tanh; a mean beyond the clip would never move."""
+    import torch as th
+
+    from agents.sb3 import start_at_status_quo
+    from payroute_env import actions
+    from payroute_env.sb3_vec_env import make_sb3_vec_env
+
+    env = make_sb3_vec_env("steady", 2, seed=0)
+    obs = env.reset()
+    model = algo_class("sac")("MlpPolicy", env, device="cpu", seed=0, use_sde=True)
+    assert start_at_status_quo(model, 6)
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], np.tile(actions.status_quo("continuous", 6),
+                               (2, 1)), atol=0.025)  # fmt: skip
+    model.actor(model.policy.obs_to_tensor(obs)[0], deterministic=True).sum().backward()
+    linear = model.actor.mu[0]
+    assert isinstance(linear, th.nn.Linear) and linear.bias.grad is not None
+    assert (linear.bias.grad.abs() > 1e-4).all()  # every action still has a gradient
 
 
 def test_start_at_status_quo_leaves_discrete_policies_alone() -> None:
