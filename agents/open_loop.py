@@ -11,6 +11,8 @@ to ``netbank``). It never looks at the observation. Two uses:
   relaxations, or feedback the schedule cannot express).
 - **A planning baseline**: the best plan found is a ``Policy`` (``PlanPolicy``) that ``agents.evaluation``
   scores on evaluation seeds disjoint from the search seeds, like any trained agent.
+- **What an omniscient planner reaches**: ``plan_from_bound`` turns the fluid LP's optimal plan into a
+  schedule, optionally one that keeps fragile banks below collapse, planned with a capacity margin.
 
 Command line (prints the starting plan's and the searched plan's failed-payment rate on the evaluation
 seeds)::
@@ -156,7 +158,9 @@ def plan_from_policy(
     return Plan(block_steps, controls_from_routes(mean_admit, mean_route))
 
 
-def plan_from_bound(scenario: str | Path | Scenario, layer_s: float = 60.0) -> Plan:
+def plan_from_bound(
+    scenario: str | Path | Scenario, layer_s: float = 60.0, capacity_factor: float = 1.0, cuts: bool = False
+) -> Plan:
     """The fluid lower bound's optimal plan (``payroute_env.bounds``) as an open-loop plan.
 
     Per LP layer and bank: admit rate = attempts the LP admits for the bank's two pools over those offered
@@ -164,11 +168,21 @@ def plan_from_bound(scenario: str | Path | Scenario, layer_s: float = 60.0) -> P
     capacities and ignores stress and randomness, so this is the certainty-equivalent plan of an omniscient
     planner; the simulation shows what it is worth once those come back. A layer where the LP sends nothing
     keeps the status quo (admit all, quick).
-    """
-    from payroute_env.bounds import fluid_bound
 
+    Two knobs make the plan playable rather than merely optimal for the LP: ``cuts`` solves the LP with
+    ``no_collapse``, ``bank_throttle`` and ``pending_counts_as_lost`` (a plan that keeps fragile banks below
+    collapse and does not park attempts at the end), and ``capacity_factor`` (in (0, 1]) plans for that
+    share of every true capacity, a safety margin against the randomness the fluid LP does not see.
+    """
+    from payroute_env.bounds import _nominal_state, fluid_bound
+
+    if not 0.0 < capacity_factor <= 1.0:
+        raise ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]")
     sc = load_scenario(scenario)
-    b = fluid_bound(sc, layer_s=layer_s)
+    state = _nominal_state(sc)
+    state.capacity[0] *= capacity_factor
+    options = dict(no_collapse=True, bank_throttle=True, pending_counts_as_lost=True) if cuts else {}
+    b = fluid_bound(sc, state=state, layer_s=layer_s, **options)
     B = sc.n_banks
     lanes = b.lane_admitted[:, : 4 * B].reshape(-1, B, 4)  # quick-enabled on quick, switch, netbank; netbank-only
     throttled = b.pool_throttled[:, : 2 * B].reshape(-1, B, 2).sum(2)
@@ -263,6 +277,17 @@ def _parser() -> argparse.ArgumentParser:
         default="success_rate_router",
         help="policy whose behaviour starts the search, or 'bound' for the fluid LP's optimal plan",
     )
+    p.add_argument(
+        "--bound-cuts",
+        action="store_true",
+        help="with --init bound: solve the LP without collapse and charging pending intents as lost",
+    )
+    p.add_argument(
+        "--bound-capacity",
+        type=float,
+        default=1.0,
+        help="with --init bound: plan for this share of every true capacity, in (0, 1] (a margin)",
+    )
     p.add_argument("--init-seed", type=int, default=0, help="episode recorded to build the starting plan")
     p.add_argument("--block-s", type=float, default=60.0, help="seconds per plan block")
     p.add_argument("--search-seeds", type=int, default=4, help="seeds 7 .. 7+n-1 score the candidates")
@@ -289,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         sc = load_scenario(args.scenario)
         block_steps = max(1, int(round(args.block_s / sc.dt_s)))
         if args.init == "bound":
-            init = plan_from_bound(sc, layer_s=args.block_s)
+            init = plan_from_bound(sc, layer_s=args.block_s, capacity_factor=args.bound_capacity, cuts=args.bound_cuts)
+        elif args.bound_cuts or args.bound_capacity != 1.0:
+            raise ValueError("--bound-cuts and --bound-capacity need --init bound")
         else:
             init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
     except (PolicyError, ValueError, OSError) as exc:

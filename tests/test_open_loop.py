@@ -97,6 +97,27 @@ def test_plan_from_bound_follows_the_lp() -> None:
     np.testing.assert_allclose(plan.controls[:-1, 0, 2], 1.0)  # the rest goes to the switch, none to netbank
 
 
+def test_plan_from_bound_with_a_margin_plans_for_the_smaller_capacities() -> None:
+    """capacity_factor f gives the plan of the same scenario with every capacity multiplied by f."""
+
+    def world(f: float) -> dict:
+        tight = bank(quick_capacity=60.0 * f, quick_declared=60.0, netbank_capacity=30.0 * f, netbank_declared=30.0,
+                     quick_share=0.7, netbank_success=0.6)  # fmt: skip
+        data = scenario_dict([tight], dt_s=5.0, end_s=600.0)
+        data["switch"].update(capacity=40.0 * f, declared=40.0)
+        data["balance"].update(capacity=data["balance"]["capacity"] * f)
+        return data
+
+    for cuts in (False, True):
+        margin = plan_from_bound(scenario_from_dict(world(1.0)), layer_s=60.0, capacity_factor=0.5, cuts=cuts)
+        smaller = plan_from_bound(scenario_from_dict(world(0.5)), layer_s=60.0, cuts=cuts)
+        np.testing.assert_allclose(margin.controls, smaller.controls, atol=1e-6)
+        full = plan_from_bound(scenario_from_dict(world(1.0)), layer_s=60.0, cuts=cuts)
+        assert np.abs(full.controls - margin.controls).max() > 0.1  # the margin changes the plan
+    with pytest.raises(ValueError, match="capacity_factor"):
+        plan_from_bound(scenario_from_dict(world(1.0)), capacity_factor=1.5)
+
+
 def test_search_improves_a_bad_plan_and_keeps_the_best() -> None:
     """Everything through the online-banking redirect (success 0.6) is far from best; the search finds better."""
     B = load_scenario("steady").n_banks
@@ -121,7 +142,12 @@ def test_cli_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["--init", "no_such_policy"], "no_such_policy"), (["--iterations", "0"], "--iterations must be >= 1")],
+    [
+        (["--init", "no_such_policy"], "no_such_policy"),
+        (["--iterations", "0"], "--iterations must be >= 1"),
+        (["--init", "bound", "--bound-capacity", "0"], "capacity_factor = 0.0: expected a number in (0, 1]"),
+        (["--init", "admit_all", "--bound-cuts"], "--bound-cuts and --bound-capacity need --init bound"),
+    ],
 )
 def test_cli_bad_input_exits_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert open_loop.main(["--scenario", "steady", *argv]) == 2
