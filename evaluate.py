@@ -12,6 +12,7 @@ input exits with status 2 and a one-line message.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--episodes must be at least 1; got {args.episodes}")
     if args.seed < 0:
         return _fail(f"--seed must be non-negative; got {args.seed}")
-    if not args.bound_layer_s > 0:
-        return _fail(f"--bound-layer-s must be > 0 seconds; got {args.bound_layer_s:g}")
+    if not 0 < args.bound_layer_s < math.inf:
+        return _fail(f"--bound-layer-s must be a finite number of seconds > 0; got {args.bound_layer_s:g}")
     specs = [s.strip() for s in args.policies.split(",") if s.strip()]
     if not specs:
         return _fail("--policies is empty")

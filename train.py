@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="training seed (environments seed .. seed+n_envs-1)")
     p.add_argument("--out", default="runs", help="folder for runs (default runs/)")
     p.add_argument("--action-mode", default=None, help="continuous, multidiscrete or discrete (default: algo's)")
-    p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="override YAML settings")
+    p.add_argument("--hyperparams", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override YAML settings (may be given more than once)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument(
         "--init-model",
@@ -75,6 +77,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         action_noise,
         apply_overrides,
         check_hyperparams,
+        check_normalize,
         is_whole_number,
         load_hyperparams,
     )
@@ -146,6 +149,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if not isinstance(status_quo, bool):
         raise UsageError(f"start_at_status_quo = {status_quo!r}: expected true or false")
     try:  # what is left in hp goes to the algorithm
+        check_normalize(normalize)
         check_hyperparams(args.algo, hp, policy_name, raw_policy_kwargs, env_kwargs)
     except HyperparamError as exc:
         raise UsageError(str(exc)) from None
@@ -499,6 +503,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
+    from agents.policies import NORMALISED_OBS_ATTRIBUTE, normalises_observations
     from agents.sb3 import action_noise, algo_class, load_model, policy_kwargs, schedules, start_at_status_quo
 
     torch.set_num_threads(config["threads"])
@@ -513,6 +518,11 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     done_steps = 0
     if resume:
         model_path, stats_path, done_steps = last_checkpoint(run_dir)
+        if config["timesteps"] < done_steps:
+            raise UsageError(
+                f"--resume: the target of {config['timesteps']} steps is below the {done_steps} steps this run "
+                "has done; give a larger --timesteps"
+            )
         if stats_path is not None and isinstance(env, VecNormalize):
             try:
                 env = VecNormalize.load(str(stats_path), env.venv)
@@ -565,6 +575,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
             setattr(model, MODEL_ATTRIBUTE, {"base": config["residual"], "scale": config["residual_scale"]})
         if config.get("init_model"):
             start_from(model, env, Path(config["init_model"]))
+    setattr(model, NORMALISED_OBS_ATTRIBUTE, normalises_observations(config["normalize"]))  # saved in every zip
     n_envs = config["n_envs"]
     callbacks = CallbackList(
         [
@@ -646,12 +657,16 @@ def final_table(config: dict[str, Any], run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    new_folder: Path | None = None
     try:
         config = resolve_config(args)
         if args.resume:
             config = resumed_config(config, args)
+        new_folder = None if Path(config["run_dir"]).exists() else Path(config["run_dir"])
         run_dir = train(config, args.resume, progress=not args.no_progress and sys.stderr.isatty())
     except UsageError as exc:
+        if new_folder is not None and not any((new_folder / "checkpoints").glob("*")):
+            shutil.rmtree(new_folder, ignore_errors=True)  # a refused run leaves no folder behind
         return fail("train.py", exc)
     except KeyboardInterrupt:
         return 130

@@ -54,6 +54,10 @@ class PerBankExtractor(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: gym.spaces.Box, hidden: int = 32, bank_id: bool = True) -> None:
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"features_extractor_kwargs.hidden = {hidden!r}: expected a whole number >= 1")
+        if not isinstance(bank_id, bool):
+            raise ValueError(f"features_extractor_kwargs.bank_id = {bank_id!r}: expected true or false")
         if len(observation_space.shape) != 1:
             raise ValueError(f"PerBankExtractor needs a flat observation; got shape {observation_space.shape}")
         n_banks, internal = observation_layout(int(observation_space.shape[0]))

@@ -28,6 +28,8 @@ numbers), so differences between candidates are differences between plans, not l
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -302,21 +304,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _bad_argument(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line, checked before any search runs (``None`` if nothing)."""
+    least = {"iterations": 1, "population": 2, "search_seeds": 1, "episodes": 1, "seed": 0, "eval_seed": 0,
+             "init_seed": 0}  # fmt: skip
+    for name, low in least.items():
+        if getattr(args, name) < low:
+            return f"--{name.replace('_', '-')} must be >= {low}; got {getattr(args, name)}"
+    if not (math.isfinite(args.block_s) and args.block_s > 0):
+        return f"--block-s must be a finite number of seconds > 0; got {args.block_s}"
+    if not (math.isfinite(args.sigma) and args.sigma >= 0):
+        return f"--sigma must be a finite number >= 0; got {args.sigma}"
+    if not 0 < args.bound_capacity <= 1:  # NaN fails too
+        return f"--bound-capacity must be a share of capacity in (0, 1]; got {args.bound_capacity}"
+    if (args.bound_cuts or args.bound_capacity != 1.0) and args.init != "bound":
+        return "--bound-cuts and --bound-capacity need --init bound"
+    search = set(range(7, 7 + args.search_seeds))
+    overlap = search & set(range(args.eval_seed, args.eval_seed + args.episodes))
+    if overlap:
+        return (f"evaluation seeds {args.eval_seed}..{args.eval_seed + args.episodes - 1} overlap the search seeds "
+                f"7..{6 + args.search_seeds}; choose another --eval-seed")  # fmt: skip
+    if args.out:
+        folder = Path(args.out).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            return f"--out {args.out}: folder {folder} does not exist or is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from .evaluation import bootstrap_ci, run_policy
 
     args = _parser().parse_args(argv)
-    for name in ("iterations", "population", "search_seeds", "episodes"):
-        if getattr(args, name) < 1:
-            flag = "--" + name.replace("_", "-")
-            return fail("python -m agents.open_loop", f"{flag} must be >= 1; got {getattr(args, name)}")
+    problem = _bad_argument(args)
+    if problem:
+        return fail("python -m agents.open_loop", problem)
     try:
         sc = load_scenario(args.scenario)
         block_steps = max(1, int(round(args.block_s / sc.dt_s)))
         if args.init == "bound":
             init = plan_from_bound(sc, layer_s=args.block_s, capacity_factor=args.bound_capacity, cuts=args.bound_cuts)
-        elif args.bound_cuts or args.bound_capacity != 1.0:
-            raise ValueError("--bound-cuts and --bound-capacity need --init bound")
         else:
             init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
     except (PolicyError, ValueError, OSError) as exc:

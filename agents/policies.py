@@ -40,6 +40,7 @@ from payroute_env.scenario import Scenario, load_scenario
 
 __all__ = [
     "ALGORITHMS",
+    "NORMALISED_OBS_ATTRIBUTE",
     "Policy",
     "PolicyError",
     "SB3Policy",
@@ -47,6 +48,11 @@ __all__ = [
     "load_policy",
     "policy_spaces_match",
 ]
+
+
+# train.py records in every saved model whether its observations were normalised, so a model moved away from its
+# run folder (and its config.json) is still refused without its VecNormalize statistics
+NORMALISED_OBS_ATTRIBUTE = "payroute_normalised_observations"
 
 
 class PolicyError(ValueError):
@@ -133,15 +139,22 @@ def _vecnormalize_path(model_path: Path) -> Path | None:
     checkpoint = _checkpoint_stats_name(model_path)
     if checkpoint:
         candidates.append(model_path.parent / checkpoint)
-    candidates.append(model_path.parent / "vecnormalize.pkl")
+    elif model_path.name != "best_model.zip":  # a run folder's vecnormalize.pkl is its final model's, not these
+        candidates.append(model_path.parent / "vecnormalize.pkl")
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     return None
 
 
+def normalises_observations(normalize: Any) -> bool:
+    """Whether a train.py ``normalize`` setting (true, false or VecNormalize options) normalises observations."""
+    return normalize is True or (isinstance(normalize, dict) and normalize.get("norm_obs", True) is not False)
+
+
 def _trained_with_normalisation(model_path: Path) -> bool:
-    """Whether the train.py run folder holding ``model_path`` (its config.json) says observations were normalised."""
+    """Whether the train.py run folder holding ``model_path`` (its config.json) says observations were normalised
+    (for models saved before train.py recorded it in the model itself)."""
     run = model_path.parent.parent if model_path.parent.name == "checkpoints" else model_path.parent
     try:
         config = json.loads((run / "config.json").read_text())
@@ -149,8 +162,7 @@ def _trained_with_normalisation(model_path: Path) -> bool:
         return False
     if not isinstance(config, dict) or not {"algo", "algo_kwargs", "normalize"} <= set(config):
         return False  # not a train.py run folder
-    norm = config["normalize"]
-    return norm is True or (isinstance(norm, dict) and norm.get("norm_obs", True) is not False)
+    return normalises_observations(config["normalize"])
 
 
 def _mode_of(action_space: Any) -> str | None:
@@ -216,12 +228,17 @@ class SB3Policy(Policy):
         self.vecnormalize_path = _vecnormalize_path(self.path)
         if self.vecnormalize_path is not None:
             self._load_vecnormalize(self.vecnormalize_path, shape)
-        elif _trained_with_normalisation(self.path):
-            wanted = _checkpoint_stats_name(self.path) or f"{self.path.stem}_vecnormalize.pkl or vecnormalize.pkl"
-            raise PolicyError(
-                f"{self.path}: its train.py run normalised observations (its config.json says so) but the "
-                f"statistics saved with this model are missing; put {wanted} beside it"
-            )
+        else:
+            recorded = getattr(self.model, NORMALISED_OBS_ATTRIBUTE, None)
+            if recorded is True or (recorded is None and _trained_with_normalisation(self.path)):
+                said = "the model records it" if recorded else "its config.json says so"
+                wanted = _checkpoint_stats_name(self.path) or f"{self.path.stem}_vecnormalize.pkl" + (
+                    "" if self.path.name == "best_model.zip" else " or vecnormalize.pkl"
+                )
+                raise PolicyError(
+                    f"{self.path}: its train.py run normalised observations ({said}) but the statistics saved "
+                    f"with this model are missing; put {wanted} beside it"
+                )
 
     def _load_vecnormalize(self, path: Path, shape: tuple[int, ...] | None) -> None:
         try:

@@ -162,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .evaluation import bootstrap_ci
 
     args = _parser().parse_args(argv)
+    negative = [seed for seed in args.seeds if seed < 0]
+    if negative:  # checked before the first (minute-long) episode runs
+        return fail("python -m agents.rollout", f"--seeds must be >= 0; got {negative[0]}")
     try:
         base = load_policy(args.base, args.scenario)
         results = []

@@ -37,6 +37,7 @@ __all__ = [
     "algo_class",
     "apply_overrides",
     "check_hyperparams",
+    "check_normalize",
     "env_id_for",
     "is_whole_number",
     "load_model",
@@ -120,7 +121,8 @@ def _numbers(value: Any) -> Any:
     """``value`` with every string that spells a number turned into one (``5e-4`` a float, ``1e6`` an int)."""
     if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
         number = float(value)
-        return int(number) if number.is_integer() and "." not in value else number  # 1e4 counts, 5e-4 rates
+        whole = number.is_integer() and "." not in value and abs(number) < 2**53  # 1e4 counts, 5e-4 rates
+        return int(number) if whole else number  # (1e308 stays a float, not a 309-digit int)
     if isinstance(value, dict):
         return {k: _numbers(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -313,7 +315,15 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # key: (low, high, low is all
     "vf_coef": (0.0, math.inf, True),
     "max_grad_norm": (0.0, math.inf, False),
     "tau": (0.0, 1.0, True),
+    "target_kl": (0.0, math.inf, False),
+    "clip_range_vf": (0.0, math.inf, False),
+    "exploration_fraction": (0.0, 1.0, True),
+    "exploration_initial_eps": (0.0, 1.0, True),
+    "exploration_final_eps": (0.0, 1.0, True),
+    "target_policy_noise": (0.0, math.inf, True),
+    "target_noise_clip": (0.0, math.inf, True),
 }
+_MAY_BE_NONE = {"target_kl", "clip_range_vf"}  # SB3's default None switches them off
 # whole-number settings and their least value (YAML's 1e4 arrives as a float; SB3 needs an int)
 _INTEGERS = {"n_steps": 1, "batch_size": 1, "n_epochs": 1, "buffer_size": 1, "learning_starts": 0, "gradient_steps": -1,
              "target_update_interval": 1, "policy_delay": 1, "sde_sample_freq": -1, "stats_window_size": 1}  # fmt: skip
@@ -360,7 +370,7 @@ def check_hyperparams(
             if not is_whole_number(value, _INTEGERS[key]):
                 raise HyperparamError(f"{key} = {value!r}: expected a whole number >= {_INTEGERS[key]}")
             algo_kwargs[key] = int(value)
-        elif key in _RANGES:
+        elif key in _RANGES and not (value is None and key in _MAY_BE_NONE):
             low, high, low_ok = _RANGES[key]
             if not number or not math.isfinite(value) or not (low <= value <= high and (low_ok or value > low)):
                 interval = f"{'[' if low_ok else '('}{low:g}, {'inf)' if high == math.inf else f'{high:g}]'}"
@@ -374,4 +384,64 @@ def check_hyperparams(
         takes = ", ".join(sorted(env_accepted))
         raise HyperparamError(f"env_kwargs has no setting {', '.join(unknown)}; the env takes {takes}")
     schedules(algo_kwargs)
+    _check_policy_kwargs(raw_policy_kwargs)
     policy_kwargs(raw_policy_kwargs)
+
+
+_NORMALIZE_FLAGS = ("norm_obs", "norm_reward")
+_NORMALIZE_NUMBERS = ("clip_obs", "clip_reward", "epsilon")  # each > 0 (a clip of -1 would pin every value)
+
+
+def check_normalize(value: Any) -> None:
+    """``normalize`` is true, false or a mapping of VecNormalize options; raise ``HyperparamError`` otherwise."""
+    if isinstance(value, bool):
+        return
+    allowed = ", ".join(_NORMALIZE_FLAGS + _NORMALIZE_NUMBERS)
+    if not isinstance(value, dict):
+        raise HyperparamError(f"normalize = {value!r}: expected true, false or a mapping of {allowed}")
+    for key, option in value.items():
+        if key in _NORMALIZE_FLAGS:
+            ok = isinstance(option, bool)
+            expected = "true or false"
+        elif key in _NORMALIZE_NUMBERS:
+            ok = isinstance(option, int | float) and not isinstance(option, bool) and 0 < option < math.inf
+            expected = "a finite number > 0"
+        elif key == "gamma":  # train.py passes the algorithm's own, so returns are discounted alike
+            raise HyperparamError("normalize.gamma is the algorithm's gamma; set gamma instead")
+        else:
+            raise HyperparamError(f"normalize has no option {key!r}; it takes {allowed}")
+        if not ok:
+            raise HyperparamError(f"normalize.{key} = {option!r}: expected {expected}")
+
+
+def _check_policy_kwargs(raw: dict[str, Any]) -> None:
+    """Network sizes must be whole numbers >= 1 and every number finite: torch would fail deep inside, or
+    (``log_std_init=nan``) only once training has started."""
+
+    def finite(value: Any, where: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HyperparamError(f"policy_kwargs.{where} = {value!r}: expected a finite number")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                finite(v, f"{where}.{k}")
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                finite(v, f"{where}[{i}]")
+
+    for key, value in raw.items():
+        finite(value, key)
+    log_std = raw.get("log_std_init", -1.0)  # SAC clamps its log std to [-20, 2]; beyond that is no exploration
+    if isinstance(log_std, bool) or not isinstance(log_std, int | float) or not -20 <= log_std <= 2:
+        raise HyperparamError(f"policy_kwargs.log_std_init = {log_std!r}: expected a number in [-20, 2]")
+    for key in ("net_arch", "lstm_hidden_size", "n_lstm_layers"):
+        if key not in raw:
+            continue
+        value = raw[key]
+        layers = [value] if key != "net_arch" else value if isinstance(value, list) else None
+        if isinstance(value, dict):  # {pi: [...], vf: [...]} (on-policy) or {pi: [...], qf: [...]} (SAC, TD3)
+            layers = [size for sizes in value.values() for size in (sizes if isinstance(sizes, list) else [None])]
+        if layers is None or not all(is_whole_number(size, 1) for size in layers):
+            expected = (
+                "a list of layer sizes >= 1, or {pi: [...], vf: [...]}" if key == "net_arch" else "a whole number >= 1"
+            )
+            raise HyperparamError(f"policy_kwargs.{key} = {value!r}: expected {expected}")

@@ -14,8 +14,13 @@ EXIT_BAD_INPUT = 2
 
 
 def one_line(message: object, limit: int = 300) -> str:
-    """``message`` as one line: whitespace (newlines too) folded to single spaces, cut to ``limit`` characters."""
+    """``message`` as one line: whitespace (newlines too) folded to single spaces, cut to ``limit`` characters.
+
+    An exception without a message (a bare ``AssertionError``) is named by its type, so the line is never empty.
+    """
     text = " ".join(str(message).split())
+    if not text and isinstance(message, BaseException):
+        text = f"{type(message).__name__} (no message)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

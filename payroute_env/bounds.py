@@ -51,6 +51,7 @@ Layers of several steps (``layer_s``, default 60 s) keep the LP a relaxation and
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,7 +115,8 @@ def fluid_bound(
 
     ``state`` (a reset ``CoreState``) supplies the per-episode parameters of environment ``env_index`` (true
     capacities, pool shares, switch destinations and peak scale, which a randomised scenario draws at reset);
-    by default the scenario's nominal figures are used.
+    by default the scenario's nominal figures are used. Only the state's shapes are checked: it must come from a
+    reset of this scenario (or be a deliberate edit of one, such as a capacity margin).
 
     ``layer_s`` merges simulation steps into LP layers of about that many seconds (``round(layer_s / dt)``
     steps, at least 1). Merging keeps the LP a relaxation of the step-by-step LP (arrivals and capacity are
@@ -143,10 +145,22 @@ def fluid_bound(
     """
     sc = load_scenario(scenario)
     params = core.make_params(sc)
+    number = isinstance(layer_s, int | float) and not isinstance(layer_s, bool)
+    if not number or not 0 < layer_s < math.inf:
+        raise ValueError(f"layer_s = {layer_s!r}: expected a finite number of seconds > 0")
+    if not (isinstance(tolerance, int | float) and 0 < tolerance < 1):
+        raise ValueError(f"tolerance = {tolerance!r}: expected a number in (0, 1)")
     if state is None:
-        state, env_index = _nominal_state(sc), 0
-    if not layer_s > 0:
-        raise ValueError(f"layer_s must be > 0; got {layer_s}")
+        if env_index != 0:
+            raise ValueError(
+                f"env_index = {env_index!r} needs a state (without one the scenario's nominal figures are used)"
+            )
+        state = _nominal_state(sc)
+    n_envs = int(np.shape(state.peak_scale)[0])
+    if isinstance(env_index, bool) or not isinstance(env_index, int | np.integer) or not 0 <= env_index < n_envs:
+        raise ValueError(f"env_index = {env_index!r}: expected a whole number in [0, {n_envs}) for this state")
+    if np.shape(state.capacity)[1:] != np.shape(params.declared) or np.shape(state.pool_frac)[1:] != (params.n_pools,):
+        raise ValueError(f"state does not belong to scenario {sc.name!r}: its channels or user pools differ")
     B, K = params.n_banks, params.max_attempts
     P, L, C, S = params.n_pools, params.n_lanes, params.n_channels, params.n_servers
 

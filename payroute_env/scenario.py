@@ -335,6 +335,9 @@ def _convert(hint: Any, raw: Any, path: str, src: str, meta: Any) -> Any:
     return value
 
 
+MAX_STEPS = 1_000_000  # an episode's steps: 58 days at 5 s, far beyond any surge
+
+
 def _check_consistency(sc: Scenario, src: str) -> None:
     """Cross-field rules that single-field ranges cannot express."""
 
@@ -346,11 +349,15 @@ def _check_consistency(sc: Scenario, src: str) -> None:
     steps = (sc.end_s - sc.start_s) / sc.dt_s
     if sc.n_steps < 1:
         bad(f"(end_s - start_s) / dt_s = {steps:g} must give at least one step")
+    if steps > MAX_STEPS:  # per-step arrays are allocated up front; 1e12 s would ask for terabytes
+        bad(f"(end_s - start_s) / dt_s = {steps:g} steps; at most {MAX_STEPS:,} are allowed")
     if abs(steps - sc.n_steps) > 1e-6:  # else the episode would silently end before (or after) end_s
         bad(f"end_s - start_s = {sc.end_s - sc.start_s:g} s must be a whole number of steps of dt_s = {sc.dt_s:g} s")
     if not sc.banks:
         bad("banks must list at least one bank")
     names = [b.name for b in sc.banks]
+    if any(not name.strip() for name in names):
+        bad(f"banks[].name must not be empty, got {names}")
     if len(set(names)) != len(names):
         bad(f"banks[].name must be unique, got {names}")
     total = sum(b.share for b in sc.banks)
@@ -447,9 +454,13 @@ def _resolve_extends(data: dict[str, Any], source: str, base_dir: Path | None, s
         return data
     if not isinstance(parent, str):
         raise ScenarioError(f"{source}: extends = {parent!r} must be a scenario name or a TOML path")
+    data_parent = parent  # as written in the file
     if parent not in BUILTIN_SCENARIOS and base_dir is not None and not Path(parent).is_absolute():
         parent = str(base_dir / parent)
-    psource, ptext, pdir = _read(parent)
+    try:
+        psource, ptext, pdir = _read(parent)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{source}: extends = {data_parent!r}: {exc}") from None
     if psource in seen:
         raise ScenarioError(f"{source}: extends = {parent!r} makes a cycle ({' -> '.join((*seen, psource))})")
     base = _resolve_extends(_parse(ptext, psource), psource, pdir, (*seen, psource))

@@ -300,3 +300,31 @@ def test_cuts_only_raise_the_bound_on_double11_2013() -> None:
     cut = fluid_bound("double11_2013", no_collapse=True, bank_throttle=True)
     assert plain.failed_payment_rate <= cut.failed_payment_rate <= plain.failed_payment_rate + 0.005
     assert cut.n_variables == plain.n_variables + cut.lane_admitted.shape[0] * 8  # one stress per server and layer
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layer_s": float("inf")}, "layer_s = inf: expected a finite number of seconds > 0"),
+        ({"layer_s": "60"}, "layer_s = '60': expected a finite number"),
+        ({"layer_s": 0.0}, "layer_s = 0.0"),
+        ({"tolerance": -1.0}, "tolerance = -1.0: expected a number in \\(0, 1\\)"),
+        ({"env_index": 5}, "env_index = 5 needs a state"),
+    ],
+)
+def test_bad_arguments_are_named_before_any_lp_is_built(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fluid_bound("steady", **kwargs)
+
+
+def test_a_state_must_fit_the_scenario_and_env_index_must_be_in_it() -> None:
+    from payroute_env.simulator import Simulator
+
+    sim = Simulator("steady", 2)
+    sim.reset(seeds=[0, 1])
+    for index in (2, -1, True):
+        with pytest.raises(ValueError, match="expected a whole number in \\[0, 2\\)"):
+            fluid_bound("steady", state=sim.state, env_index=index)
+    one_bank = tiny()
+    with pytest.raises(ValueError, match="state does not belong to scenario"):
+        fluid_bound(scenario_from_dict(one_bank), state=sim.state)

@@ -46,3 +46,4 @@ def test_one_line_folds_whitespace_and_cuts_long_messages() -> None:
     assert one_line("a\n  b\tc") == "a b c"
     long = one_line("x " * 500, limit=50)
     assert len(long) == 50 and long.endswith("...")
+    assert one_line(AssertionError()) == "AssertionError (no message)"  # never an empty error line

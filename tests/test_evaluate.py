@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,8 +132,9 @@ def models(tmp_path_factory: pytest.TempPathFactory, short_toml: Path) -> dict[s
         (["--policies", "models/missing.zip"], "model file not found"),
         (["--episodes", "0"], "--episodes must be at least 1"),
         (["--episodes", "many"], "invalid int value"),
-        (["--bound-layer-s", "0"], "--bound-layer-s must be > 0 seconds; got 0"),
-        (["--bound-layer-s", "nan"], "--bound-layer-s must be > 0 seconds; got nan"),
+        (["--bound-layer-s", "0"], "--bound-layer-s must be a finite number of seconds > 0; got 0"),
+        (["--bound-layer-s", "nan"], "--bound-layer-s must be a finite number of seconds > 0; got nan"),
+        (["--bound-layer-s", "inf"], "--bound-layer-s must be a finite number of seconds > 0; got inf"),
         (["--policies", "corrupt"], "not a stable-baselines3 model file"),
         (["--policies", "pendulum"], "model expects observations of shape (3,)"),
     ],
@@ -205,6 +207,28 @@ def test_model_whose_run_normalised_needs_its_statistics(models: dict[str, Path]
     (run / "config.json").write_text(json.dumps({**config, "normalize": False}))  # a run without normalisation
     (run / "vecnormalize.pkl").unlink()
     assert SB3Policy(run / "model.zip").obs_rms is None
+
+
+def test_a_model_records_its_normalisation_for_when_it_leaves_its_run_folder(tiny: str, tmp_path: Path) -> None:
+    """train.py saves in the model whether it normalised observations, so a lone copy is refused without stats."""
+    import train
+
+    hp = ["--hyperparams", "n_steps=32", "batch_size=64"]
+    argv = ["--scenario", tiny, "--n-envs", "2", "--timesteps", "64", "--out", str(tmp_path), "--no-eval", *hp]
+    assert train.main(argv) == 0
+    run = tmp_path / "ppo-tiny-seed0"
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    for name in ("model.zip", "best_model.zip"):
+        shutil.copy(run / name, lone / name)
+    with pytest.raises(PolicyError, match="the model records it.*put model_vecnormalize.pkl or vecnormalize.pkl"):
+        SB3Policy(lone / "model.zip")
+    shutil.copy(run / "vecnormalize.pkl", lone / "vecnormalize.pkl")
+    assert SB3Policy(lone / "model.zip").vecnormalize_path == lone / "vecnormalize.pkl"
+    # the folder's vecnormalize.pkl belongs to the final model: best_model.zip needs its own statistics
+    with pytest.raises(PolicyError, match="put best_model_vecnormalize.pkl beside it"):
+        SB3Policy(lone / "best_model.zip")
+    assert SB3Policy(run / "best_model.zip").vecnormalize_path == run / "best_model_vecnormalize.pkl"
 
 
 TWO_BANKS = """extends = "steady"

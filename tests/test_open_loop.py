@@ -145,8 +145,16 @@ def test_cli_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     [
         (["--init", "no_such_policy"], "no_such_policy"),
         (["--iterations", "0"], "--iterations must be >= 1"),
-        (["--init", "bound", "--bound-capacity", "0"], "capacity_factor = 0.0: expected a number in (0, 1]"),
+        (["--init", "bound", "--bound-capacity", "0"], "--bound-capacity must be a share of capacity in (0, 1]"),
+        (["--init", "bound", "--bound-capacity", "nan"], "--bound-capacity must be a share of capacity in (0, 1]"),
         (["--init", "admit_all", "--bound-cuts"], "--bound-cuts and --bound-capacity need --init bound"),
+        (["--population", "1"], "--population must be >= 2"),
+        (["--sigma", "nan"], "--sigma must be a finite number >= 0"),
+        (["--block-s", "inf"], "--block-s must be a finite number of seconds > 0"),
+        (["--block-s", "0"], "--block-s must be a finite number of seconds > 0"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+        (["--eval-seed", "5", "--episodes", "3"], "evaluation seeds 5..7 overlap the search seeds 7..10"),
+        (["--out", "/nonexistent/folder/plan.npz"], "folder /nonexistent/folder does not exist or is not writable"),
     ],
 )
 def test_cli_bad_input_exits_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

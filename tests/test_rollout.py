@@ -64,6 +64,9 @@ def test_cli(tiny: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert rollout.main([*argv, "--futures", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("seed ") == 2 and "mean gain" in out and "2 seeds" in out
+    assert rollout.main([*argv, "--seeds", "1", "-1"]) == 2  # refused before seed 1 is played
+    err = capsys.readouterr()
+    assert "--seeds must be >= 0; got -1" in err.err and "seed 1:" not in err.out
     assert rollout.main(["--scenario", tiny, "--base", "success_rate_router"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("python -m agents.rollout: error:") and "memoryless" in err[0]

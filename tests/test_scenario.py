@@ -225,7 +225,7 @@ def test_undecodable_file_is_a_scenario_error(tmp_path: Path) -> None:
 
 def test_extends_missing_parent(tmp_path: Path) -> None:
     path = write(tmp_path, 'extends = "nope.toml"\n', "orphan.toml")
-    with pytest.raises(ScenarioError, match="nope"):
+    with pytest.raises(ScenarioError, match="orphan.toml: extends = 'nope.toml': unknown scenario"):
         load_scenario(path)
 
 
@@ -355,6 +355,8 @@ def test_probability_outside_unit_interval_in_a_file(tmp_path: Path) -> None:
         (lambda d: d.update(max_attempts=2.5), "max_attempts"),
         (lambda d: d.update(end_s=-1.0), "end_s"),
         (lambda d: d.update(start_s=0.0, end_s=100.0, dt_s=30.0), "whole number of steps"),
+        (lambda d: d.update(start_s=0.0, end_s=1e12, dt_s=1.0), "at most 1,000,000 are allowed"),
+        (lambda d: d["banks"][0].update(name="  "), "banks[].name must not be empty"),
         (lambda d: d.update(name=3), "name"),
         (lambda d: d.update(dt_s=True), "dt_s"),
         (lambda d: d.update(banks={"name": "A"}), "banks"),

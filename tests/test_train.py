@@ -169,6 +169,15 @@ def test_resume_checks_seeds_with_the_runs_own_n_envs(tiny: str, tmp_path: Path)
     assert train.last_checkpoint(tmp_path / "ppo-tiny-seed990")[2] == 128
 
 
+def test_resume_refuses_a_target_below_the_steps_done(tiny: str, tmp_path: Path, capsys) -> None:
+    base = ["--scenario", tiny, "--n-envs", "2", "--out", str(tmp_path), "--hyperparams", "n_steps=32", "batch_size=64"]
+    assert train.main(base + ["--timesteps", "128"] + FAST) == 0
+    capsys.readouterr()
+    assert train.main(base + ["--timesteps", "64", "--resume"] + FAST) == 2
+    assert "the target of 64 steps is below the 128 steps this run has done" in capsys.readouterr().err
+    assert json.loads((tmp_path / "ppo-tiny-seed0" / "config.json").read_text())["timesteps"] == 128  # untouched
+
+
 def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
     base = ["--scenario", tiny, "--n-envs", "2", "--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64"]
@@ -208,7 +217,8 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--hyperparams", "policy=MlpLstmPolicy"], "policy = 'MlpLstmPolicy': ppo takes"),
         (["--algo", "td3", "--hyperparams", "train_freq=[1, week]"], "train_freq = [1, 'week']"),
         (["--hyperparams", "policy_kwargs.foo=1", "--timesteps", "64", "--no-eval"], "ppo rejects these settings"),
-        (["--hyperparams", "normalize.gamma=0.9", "--timesteps", "64"], "cannot build the environments"),
+        (["--hyperparams", "normalize.gamma=0.9"], "normalize.gamma is the algorithm's gamma; set gamma instead"),
+        (["--hyperparams", "normalize.clip=3"], "normalize has no option 'clip'; it takes norm_obs, norm_reward"),
         (["--hyperparams", "eval_episodes=abc"], "eval_episodes = 'abc': expected a whole number >= 1"),
         (["--hyperparams", "eval_freq=-5"], "eval_freq = -5: expected a whole number >= 1"),
         (["--hyperparams", "eval_freq=.nan"], "eval_freq = nan: expected a whole number >= 1"),
@@ -222,12 +232,56 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--threads", "0"], "--threads must be >= 1"),
         (["--eval-seed", "-100"], "--eval-seed must be >= 0"),
         (["--eval-freq", "0"], "--eval-freq must be >= 1"),
+        (["--hyperparams", "policy_kwargs.net_arch=[-1]"], "policy_kwargs.net_arch = [-1]: expected a list of layer"),
+        (["--hyperparams", "policy_kwargs.net_arch={pi: [64], vf: [0]}"], "policy_kwargs.net_arch = {'pi': [64]"),
+        (["--hyperparams", "policy_kwargs.log_std_init=.nan"], "policy_kwargs.log_std_init = nan: expected a finite"),
+        (["--hyperparams", "policy_kwargs.log_std_init=1e308"], "log_std_init = 1e+308: expected a number in [-20, 2]"),
+        (
+            [
+                "--hyperparams",
+                "policy_kwargs.features_extractor_class=per_bank",
+                "policy_kwargs.features_extractor_kwargs={hidden: -3}",
+                "--timesteps",
+                "64",
+            ],
+            "features_extractor_kwargs.hidden = -3: expected a whole number >= 1",
+        ),
+        (
+            [
+                "--hyperparams",
+                "policy_kwargs.features_extractor_class=per_bank",
+                "policy_kwargs.features_extractor_kwargs={bank_id: maybe}",
+                "--timesteps",
+                "64",
+            ],
+            "features_extractor_kwargs.bank_id = 'maybe': expected true or false",
+        ),
+        (["--hyperparams", "target_kl=-1"], "target_kl = -1: expected a finite number in (0, inf)"),
+        (["--algo", "dqn", "--hyperparams", "exploration_final_eps=5"], "exploration_final_eps = 5: expected"),
+        (["--hyperparams", "normalize={clip_obs: -1}"], "normalize.clip_obs = -1: expected a finite number > 0"),
+        (["--hyperparams", "normalize=foo"], "normalize = 'foo': expected true, false or a mapping"),
+        (["--hyperparams", "normalize={norm_obs: 1}"], "normalize.norm_obs = 1: expected true or false"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
     assert train.main(argv + ["--out", str(tmp_path)] + FAST) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_a_refused_run_leaves_no_folder_behind(tmp_path: Path, capsys) -> None:
+    """Settings only the algorithm can refuse are found after the run folder was made; it is removed again."""
+    bad = ["--hyperparams", "policy_kwargs.features_extractor_class=per_bank",
+           "policy_kwargs.features_extractor_kwargs={hidden: 0}"]  # fmt: skip
+    assert train.main(["--scenario", "steady", "--timesteps", "64", "--out", str(tmp_path / "runs"), *bad] + FAST) == 2
+    assert "rejects these settings" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "ppo-steady-seed0").exists()
+
+
+def test_repeated_hyperparams_flags_add_up(tmp_path: Path) -> None:
+    args = train.parse_args(["--hyperparams", "gamma=0.9", "--timesteps", "64", "--hyperparams", "n_steps=64"])
+    config = train.resolve_config(args)
+    assert config["algo_kwargs"]["gamma"] == 0.9 and config["algo_kwargs"]["n_steps"] == 64
 
 
 def test_unwritable_output_folder_exits_2(tmp_path: Path, capsys) -> None:
