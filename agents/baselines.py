@@ -17,8 +17,8 @@ w_switch, w_netbank]``.
 ``random``             uniform random actions (a sanity floor)
 =====================  ===================================================================================
 
-Sources and figures: ``/work/shared/SOURCES.md`` ("Overload and control practice"), repeated in each
-class docstring. Units: the heuristics work in attempts per step (``Observed`` undoes the observation
+Sources and figures: the project's ``SOURCES.md`` ("Overload and control practice"; outside this repository),
+repeated in each class docstring. Units: the heuristics work in attempts per step (``Observed`` undoes the observation
 scaling) and attempts per second for capacities and limits.
 """
 
