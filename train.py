@@ -518,11 +518,9 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     done_steps = 0
     if resume:
         model_path, stats_path, done_steps = last_checkpoint(run_dir)
-        if config["timesteps"] < done_steps:
-            raise UsageError(
-                f"--resume: the target of {config['timesteps']} steps is below the {done_steps} steps this run "
-                "has done; give a larger --timesteps"
-            )
+        if config["timesteps"] < done_steps:  # nothing to train; keep the run's own target in its config.json
+            saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+            config = {**config, "timesteps": max(int(saved.get("timesteps", done_steps)), config["timesteps"])}
         if stats_path is not None and isinstance(env, VecNormalize):
             try:
                 env = VecNormalize.load(str(stats_path), env.venv)
@@ -655,6 +653,15 @@ def final_table(config: dict[str, Any], run_dir: Path) -> None:
     print(f"wrote {', '.join(str(f) for f in files)}")
 
 
+def _first_new_folder(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what a refused run must remove), or ``None``."""
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     new_folder: Path | None = None
@@ -662,10 +669,10 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve_config(args)
         if args.resume:
             config = resumed_config(config, args)
-        new_folder = None if Path(config["run_dir"]).exists() else Path(config["run_dir"])
+        new_folder = _first_new_folder(Path(config["run_dir"]))
         run_dir = train(config, args.resume, progress=not args.no_progress and sys.stderr.isatty())
     except UsageError as exc:
-        if new_folder is not None and not any((new_folder / "checkpoints").glob("*")):
+        if new_folder is not None and not any(Path(config["run_dir"], "checkpoints").glob("*")):
             shutil.rmtree(new_folder, ignore_errors=True)  # a refused run leaves no folder behind
         return fail("train.py", exc)
     except KeyboardInterrupt:

@@ -287,7 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bound-capacity",
         type=float,
-        default=1.0,
+        default=None,
         help="with --init bound: plan for this share of every true capacity, in (0, 1] (a margin)",
     )
     p.add_argument("--init-seed", type=int, default=0, help="episode recorded to build the starting plan")
@@ -315,10 +315,12 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
         return f"--block-s must be a finite number of seconds > 0; got {args.block_s}"
     if not (math.isfinite(args.sigma) and args.sigma >= 0):
         return f"--sigma must be a finite number >= 0; got {args.sigma}"
-    if not 0 < args.bound_capacity <= 1:  # NaN fails too
+    if args.bound_capacity is not None and not 0 < args.bound_capacity <= 1:  # NaN fails too
         return f"--bound-capacity must be a share of capacity in (0, 1]; got {args.bound_capacity}"
-    if (args.bound_cuts or args.bound_capacity != 1.0) and args.init != "bound":
+    if (args.bound_cuts or args.bound_capacity is not None) and args.init != "bound":
         return "--bound-cuts and --bound-capacity need --init bound"
+    if args.init != "bound" and args.eval_seed <= args.init_seed < args.eval_seed + args.episodes:
+        return f"--init-seed {args.init_seed} is one of the evaluation seeds; choose another --init-seed"
     search = set(range(7, 7 + args.search_seeds))
     overlap = search & set(range(args.eval_seed, args.eval_seed + args.episodes))
     if overlap:
@@ -342,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         sc = load_scenario(args.scenario)
         block_steps = max(1, int(round(args.block_s / sc.dt_s)))
         if args.init == "bound":
-            init = plan_from_bound(sc, layer_s=args.block_s, capacity_factor=args.bound_capacity, cuts=args.bound_cuts)
+            margin = 1.0 if args.bound_capacity is None else args.bound_capacity
+            init = plan_from_bound(sc, layer_s=args.block_s, capacity_factor=margin, cuts=args.bound_cuts)
         else:
             init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
     except (PolicyError, ValueError, OSError) as exc:

@@ -132,14 +132,18 @@ def _checkpoint_stats_name(model_path: Path) -> str | None:
     return f"{checkpoint[1]}_vecnormalize_{checkpoint[2]}_steps.pkl" if checkpoint else None
 
 
-def _vecnormalize_path(model_path: Path) -> Path | None:
-    """VecNormalize statistics saved beside a model, if any (first match wins)."""
+def _vecnormalize_path(model_path: Path, own_only: bool = False) -> Path | None:
+    """VecNormalize statistics saved beside a model, if any (first match wins).
+
+    ``own_only``: not the folder's ``vecnormalize.pkl``, which in a train.py run belongs to the final model
+    (RL Zoo's folders share it between ``best_model.zip`` and the final model, so it is a fallback there).
+    """
     stem = model_path.with_suffix("")
     candidates = [Path(f"{stem}_vecnormalize.pkl"), Path(f"{stem}.vecnormalize.pkl")]
     checkpoint = _checkpoint_stats_name(model_path)
     if checkpoint:
         candidates.append(model_path.parent / checkpoint)
-    elif model_path.name != "best_model.zip":  # a run folder's vecnormalize.pkl is its final model's, not these
+    elif not own_only:
         candidates.append(model_path.parent / "vecnormalize.pkl")
     for candidate in candidates:
         if candidate.is_file():
@@ -225,15 +229,16 @@ class SB3Policy(Policy):
         self.observe_internal = _is_internal_shape(shape)
         self.obs_rms: Any = None
         self.clip_obs, self.epsilon = 10.0, 1e-8
-        self.vecnormalize_path = _vecnormalize_path(self.path)
+        recorded = getattr(self.model, NORMALISED_OBS_ATTRIBUTE, None)  # None: not saved by today's train.py
+        own_only = recorded is not None and self.path.name == "best_model.zip"  # train.py saves its own stats
+        self.vecnormalize_path = _vecnormalize_path(self.path, own_only)
         if self.vecnormalize_path is not None:
             self._load_vecnormalize(self.vecnormalize_path, shape)
         else:
-            recorded = getattr(self.model, NORMALISED_OBS_ATTRIBUTE, None)
             if recorded is True or (recorded is None and _trained_with_normalisation(self.path)):
                 said = "the model records it" if recorded else "its config.json says so"
                 wanted = _checkpoint_stats_name(self.path) or f"{self.path.stem}_vecnormalize.pkl" + (
-                    "" if self.path.name == "best_model.zip" else " or vecnormalize.pkl"
+                    "" if own_only else " or vecnormalize.pkl"
                 )
                 raise PolicyError(
                     f"{self.path}: its train.py run normalised observations ({said}) but the statistics saved "

@@ -430,7 +430,8 @@ def _check_policy_kwargs(raw: dict[str, Any]) -> None:
 
     for key, value in raw.items():
         finite(value, key)
-    log_std = raw.get("log_std_init", -1.0)  # SAC clamps its log std to [-20, 2]; beyond that is no exploration
+    # SAC clamps its log std to [-20, 2]; above 2 (a spread of 7 on a box of width 1) no algorithm explores usefully
+    log_std = raw.get("log_std_init", -1.0)
     if isinstance(log_std, bool) or not isinstance(log_std, int | float) or not -20 <= log_std <= 2:
         raise HyperparamError(f"policy_kwargs.log_std_init = {log_std!r}: expected a number in [-20, 2]")
     for key in ("net_arch", "lstm_hidden_size", "n_lstm_layers"):
@@ -441,7 +442,17 @@ def _check_policy_kwargs(raw: dict[str, Any]) -> None:
         if isinstance(value, dict):  # {pi: [...], vf: [...]} (on-policy) or {pi: [...], qf: [...]} (SAC, TD3)
             layers = [size for sizes in value.values() for size in (sizes if isinstance(sizes, list) else [None])]
         if layers is None or not all(is_whole_number(size, 1) for size in layers):
-            expected = (
-                "a list of layer sizes >= 1, or {pi: [...], vf: [...]}" if key == "net_arch" else "a whole number >= 1"
-            )
+            expected = "a whole number >= 1"
+            if key == "net_arch":
+                expected = "a list of layer sizes >= 1, or {pi: [...], vf: [...]} ({pi: [...], qf: [...]} for sac, td3)"
             raise HyperparamError(f"policy_kwargs.{key} = {value!r}: expected {expected}")
+        raw[key] = _as_ints(value)  # YAML's 6.4e1 is a float; torch needs int layer sizes
+
+
+def _as_ints(value: Any) -> Any:
+    """Whole-number layer sizes (already checked) as ints, in lists and mappings alike."""
+    if isinstance(value, dict):
+        return {k: _as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_ints(v) for v in value]
+    return int(value)

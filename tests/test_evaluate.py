@@ -209,7 +209,9 @@ def test_model_whose_run_normalised_needs_its_statistics(models: dict[str, Path]
     assert SB3Policy(run / "model.zip").obs_rms is None
 
 
-def test_a_model_records_its_normalisation_for_when_it_leaves_its_run_folder(tiny: str, tmp_path: Path) -> None:
+def test_a_model_records_its_normalisation_for_when_it_leaves_its_run_folder(
+    tiny: str, models: dict[str, Path], tmp_path: Path
+) -> None:
     """train.py saves in the model whether it normalised observations, so a lone copy is refused without stats."""
     import train
 
@@ -229,6 +231,12 @@ def test_a_model_records_its_normalisation_for_when_it_leaves_its_run_folder(tin
     with pytest.raises(PolicyError, match="put best_model_vecnormalize.pkl beside it"):
         SB3Policy(lone / "best_model.zip")
     assert SB3Policy(run / "best_model.zip").vecnormalize_path == run / "best_model_vecnormalize.pkl"
+    # a model train.py did not save (RL Zoo's layout: one vecnormalize.pkl for best_model.zip and the final model)
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copy(models["ppo"], zoo / "best_model.zip")
+    shutil.copy(models["ppo"].parent / "ppo_vecnormalize.pkl", zoo / "vecnormalize.pkl")
+    assert SB3Policy(zoo / "best_model.zip").vecnormalize_path == zoo / "vecnormalize.pkl"
 
 
 TWO_BANKS = """extends = "steady"

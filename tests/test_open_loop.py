@@ -148,6 +148,8 @@ def test_cli_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--init", "bound", "--bound-capacity", "0"], "--bound-capacity must be a share of capacity in (0, 1]"),
         (["--init", "bound", "--bound-capacity", "nan"], "--bound-capacity must be a share of capacity in (0, 1]"),
         (["--init", "admit_all", "--bound-cuts"], "--bound-cuts and --bound-capacity need --init bound"),
+        (["--init", "admit_all", "--bound-capacity", "1"], "--bound-cuts and --bound-capacity need --init bound"),
+        (["--init", "admit_all", "--init-seed", "1003"], "--init-seed 1003 is one of the evaluation seeds"),
         (["--population", "1"], "--population must be >= 2"),
         (["--sigma", "nan"], "--sigma must be a finite number >= 0"),
         (["--block-s", "inf"], "--block-s must be a finite number of seconds > 0"),

@@ -169,13 +169,19 @@ def test_resume_checks_seeds_with_the_runs_own_n_envs(tiny: str, tmp_path: Path)
     assert train.last_checkpoint(tmp_path / "ppo-tiny-seed990")[2] == 128
 
 
-def test_resume_refuses_a_target_below_the_steps_done(tiny: str, tmp_path: Path, capsys) -> None:
+def test_resume_of_a_finished_run_trains_nothing_and_keeps_its_target(tiny: str, tmp_path: Path, capsys) -> None:
+    """A run stops at the first whole rollout past its target (100 -> 128 here); resuming it, with or without a
+    smaller --timesteps, trains nothing and leaves the target in config.json as it was."""
     base = ["--scenario", tiny, "--n-envs", "2", "--out", str(tmp_path), "--hyperparams", "n_steps=32", "batch_size=64"]
-    assert train.main(base + ["--timesteps", "128"] + FAST) == 0
-    capsys.readouterr()
-    assert train.main(base + ["--timesteps", "64", "--resume"] + FAST) == 2
-    assert "the target of 64 steps is below the 128 steps this run has done" in capsys.readouterr().err
-    assert json.loads((tmp_path / "ppo-tiny-seed0" / "config.json").read_text())["timesteps"] == 128  # untouched
+    assert train.main(base + ["--timesteps", "100"] + FAST) == 0
+    run = tmp_path / "ppo-tiny-seed0"
+    assert train.last_checkpoint(run)[2] == 128
+    for extra in ([], ["--timesteps", "64"]):
+        capsys.readouterr()
+        assert train.main(base + ["--resume", *extra] + FAST) == 0
+        assert "already has 128 steps (target 100): nothing to train" in capsys.readouterr().out
+        assert json.loads((run / "config.json").read_text())["timesteps"] == 100
+        assert train.last_checkpoint(run)[2] == 128
 
 
 def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, capsys) -> None:
@@ -234,6 +240,7 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--eval-freq", "0"], "--eval-freq must be >= 1"),
         (["--hyperparams", "policy_kwargs.net_arch=[-1]"], "policy_kwargs.net_arch = [-1]: expected a list of layer"),
         (["--hyperparams", "policy_kwargs.net_arch={pi: [64], vf: [0]}"], "policy_kwargs.net_arch = {'pi': [64]"),
+        (["--algo", "sac", "--hyperparams", "policy_kwargs.net_arch={pi: [64], qf: 64}"], "{pi: [...], qf: [...]} for"),
         (["--hyperparams", "policy_kwargs.log_std_init=.nan"], "policy_kwargs.log_std_init = nan: expected a finite"),
         (["--hyperparams", "policy_kwargs.log_std_init=1e308"], "log_std_init = 1e+308: expected a number in [-20, 2]"),
         (
@@ -273,9 +280,19 @@ def test_a_refused_run_leaves_no_folder_behind(tmp_path: Path, capsys) -> None:
     """Settings only the algorithm can refuse are found after the run folder was made; it is removed again."""
     bad = ["--hyperparams", "policy_kwargs.features_extractor_class=per_bank",
            "policy_kwargs.features_extractor_kwargs={hidden: 0}"]  # fmt: skip
-    assert train.main(["--scenario", "steady", "--timesteps", "64", "--out", str(tmp_path / "runs"), *bad] + FAST) == 2
+    out = tmp_path / "runs" / "deeper"
+    assert train.main(["--scenario", "steady", "--timesteps", "64", "--out", str(out), *bad] + FAST) == 2
     assert "rejects these settings" in capsys.readouterr().err
-    assert not (tmp_path / "runs" / "ppo-steady-seed0").exists()
+    assert not (tmp_path / "runs").exists()  # nor the folders made for it
+    (tmp_path / "mine").mkdir()  # a folder the user had stays
+    assert train.main(["--scenario", "steady", "--timesteps", "64", "--out", str(tmp_path / "mine"), *bad] + FAST) == 2
+    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "ppo-steady-seed0").exists()
+
+
+def test_whole_number_layer_sizes_become_ints() -> None:
+    args = train.parse_args(["--hyperparams", "policy_kwargs.net_arch={pi: [6.4e1], vf: [64.0, 32]}"])
+    net_arch = train.resolve_config(args)["policy_kwargs"]["net_arch"]
+    assert net_arch == {"pi": [64], "vf": [64, 32]} and all(type(n) is int for n in net_arch["pi"] + net_arch["vf"])
 
 
 def test_repeated_hyperparams_flags_add_up(tmp_path: Path) -> None:
