@@ -518,9 +518,6 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     done_steps = 0
     if resume:
         model_path, stats_path, done_steps = last_checkpoint(run_dir)
-        if config["timesteps"] < done_steps:  # nothing to train; keep the run's own target in its config.json
-            saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
-            config = {**config, "timesteps": max(int(saved.get("timesteps", done_steps)), config["timesteps"])}
         if stats_path is not None and isinstance(env, VecNormalize):
             try:
                 env = VecNormalize.load(str(stats_path), env.venv)
@@ -545,7 +542,8 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
             else:  # e.g. a run saved before buffers were kept: learning goes on, from fresh experience
                 note = f"; no replay buffer saved with it ({buffer.name}), so the buffer starts empty"
         print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps){note}")
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))  # resume: the new target
+    if config["timesteps"] >= done_steps:  # resume: the new target (a finished run keeps its own)
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
     if not resume:
         extra = {}
         if config.get("noise_type"):

@@ -234,16 +234,15 @@ class SB3Policy(Policy):
         self.vecnormalize_path = _vecnormalize_path(self.path, own_only)
         if self.vecnormalize_path is not None:
             self._load_vecnormalize(self.vecnormalize_path, shape)
-        else:
-            if recorded is True or (recorded is None and _trained_with_normalisation(self.path)):
-                said = "the model records it" if recorded else "its config.json says so"
-                wanted = _checkpoint_stats_name(self.path) or f"{self.path.stem}_vecnormalize.pkl" + (
-                    "" if own_only else " or vecnormalize.pkl"
-                )
-                raise PolicyError(
-                    f"{self.path}: its train.py run normalised observations ({said}) but the statistics saved "
-                    f"with this model are missing; put {wanted} beside it"
-                )
+        elif recorded is True or (recorded is None and _trained_with_normalisation(self.path)):
+            said = "the model records it" if recorded else "its config.json says so"
+            wanted = _checkpoint_stats_name(self.path) or f"{self.path.stem}_vecnormalize.pkl" + (
+                "" if own_only else " or vecnormalize.pkl"
+            )
+            raise PolicyError(
+                f"{self.path}: its train.py run normalised observations ({said}) but the statistics saved "
+                f"with this model are missing; put {wanted} beside it"
+            )
 
     def _load_vecnormalize(self, path: Path, shape: tuple[int, ...] | None) -> None:
         try:

@@ -416,7 +416,7 @@ def check_normalize(value: Any) -> None:
 
 def _check_policy_kwargs(raw: dict[str, Any]) -> None:
     """Network sizes must be whole numbers >= 1 and every number finite: torch would fail deep inside, or
-    (``log_std_init=nan``) only once training has started."""
+    (``log_std_init=nan``) only once training has started. Whole sizes given as floats become ints in place."""
 
     def finite(value: Any, where: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
