@@ -176,12 +176,12 @@ def plan_from_bound(
     collapse and does not park attempts at the end), and ``capacity_factor`` (in (0, 1]) plans for that
     share of every true capacity, a safety margin against the randomness the fluid LP does not see.
     """
-    from payroute_env.bounds import _nominal_state, fluid_bound
+    from payroute_env.bounds import fluid_bound, nominal_state
 
     if not 0.0 < capacity_factor <= 1.0:
         raise ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]")
     sc = load_scenario(scenario)
-    state = _nominal_state(sc)
+    state = nominal_state(sc)
     state.capacity[0] *= capacity_factor
     options = dict(no_collapse=True, bank_throttle=True, pending_counts_as_lost=True) if cuts else {}
     b = fluid_bound(sc, state=state, layer_s=layer_s, **options)

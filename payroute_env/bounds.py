@@ -64,7 +64,7 @@ from scipy.optimize import linprog
 from . import core
 from .scenario import Randomize, Scenario, load_scenario
 
-__all__ = ["BoundError", "BoundResult", "fluid_bound"]
+__all__ = ["BoundError", "BoundResult", "fluid_bound", "nominal_state"]
 _DISP = False
 
 
@@ -94,8 +94,10 @@ class BoundError(RuntimeError):
     """The LP could not be solved (should not happen: the LP is always feasible, throttling everything is)."""
 
 
-def _nominal_state(scenario: Scenario) -> core.CoreState:
-    """Reset state with the scenario's nominal (not randomised) per-episode parameters."""
+def nominal_state(scenario: Scenario) -> core.CoreState:
+    """Reset state with the scenario's nominal (not randomised) per-episode parameters: what ``fluid_bound``
+    uses without a ``state``, and a starting point for an edited one (``agents.open_loop`` plans with less
+    capacity this way)."""
     nominal = dataclasses.replace(scenario, randomize=Randomize())
     return core.reset(core.make_params(nominal), seeds=np.array([0]))
 
@@ -155,7 +157,7 @@ def fluid_bound(
             raise ValueError(
                 f"env_index = {env_index!r} needs a state (without one the scenario's nominal figures are used)"
             )
-        state = _nominal_state(sc)
+        state = nominal_state(sc)
     n_envs = int(np.shape(state.peak_scale)[0])
     if isinstance(env_index, bool) or not isinstance(env_index, int | np.integer) or not 0 <= env_index < n_envs:
         raise ValueError(f"env_index = {env_index!r}: expected a whole number in [0, {n_envs}) for this state")
