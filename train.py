@@ -103,9 +103,11 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     hp.pop("n_envs", None)
     if not (isinstance(timesteps, int | float) and math.isfinite(timesteps) and timesteps > 0
             and timesteps == int(timesteps)):  # fmt: skip
-        raise UsageError(f"--timesteps must be a positive whole number, got {timesteps!r}")
+        name = "--timesteps" if args.timesteps is not None else "n_timesteps"
+        raise UsageError(f"{name} must be a positive whole number, got {timesteps!r}")
     if not (isinstance(n_envs, int) and n_envs >= 1):
-        raise UsageError(f"--n-envs must be an integer >= 1, got {n_envs!r}")
+        name = "--n-envs" if args.n_envs is not None else "n_envs"
+        raise UsageError(f"{name} must be an integer >= 1, got {n_envs!r}")
     for flag, value, least in (("--seed", args.seed, 0), ("--eval-seed", args.eval_seed, 0),
                                ("--eval-episodes", args.eval_episodes, 1), ("--threads", args.threads, 1)):  # fmt: skip
         if value < least:
