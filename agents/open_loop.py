@@ -28,6 +28,7 @@ numbers), so differences between candidates are differences between plans, not l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import time
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from payroute_env import core
 from payroute_env._cli import OneLineArgumentParser, fail
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
@@ -161,7 +163,12 @@ def plan_from_policy(
 
 
 def plan_from_bound(
-    scenario: str | Path | Scenario, layer_s: float = 60.0, capacity_factor: float = 1.0, cuts: bool = False
+    scenario: str | Path | Scenario,
+    layer_s: float = 60.0,
+    capacity_factor: float = 1.0,
+    cuts: bool = False,
+    state: core.CoreState | None = None,
+    env_index: int = 0,
 ) -> Plan:
     """The fluid lower bound's optimal plan (``payroute_env.bounds``) as an open-loop plan.
 
@@ -175,16 +182,25 @@ def plan_from_bound(
     ``no_collapse``, ``bank_throttle`` and ``pending_counts_as_lost`` (a plan that keeps fragile banks below
     collapse and does not park attempts at the end), and ``capacity_factor`` (in (0, 1]) plans for that
     share of every true capacity, a safety margin against the randomness the fluid LP does not see.
+
+    Without ``state`` the plan covers the whole episode from a reset with the scenario's nominal figures. With
+    a running episode's ``state`` (environment ``env_index``) it covers the rest of that episode, from the
+    state's step, queues, retry backlog and server stress (``fluid_bound(..., from_now=True)``): block 0 of
+    the plan is what to do now. ``agents.mpc`` re-plans this way every block.
     """
     from payroute_env.bounds import fluid_bound, nominal_state
 
     if not 0.0 < capacity_factor <= 1.0:
         raise ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]")
     sc = load_scenario(scenario)
-    state = nominal_state(sc)
-    state.capacity[0] *= capacity_factor
+    if state is None:
+        state, env_index, from_now = nominal_state(sc), 0, False
+    else:
+        from_now = True
+    # plan for a share of every true capacity (a copy: the running episode keeps its own)
+    state = dataclasses.replace(state, capacity=np.asarray(state.capacity, dtype=np.float64) * capacity_factor)
     options = dict(no_collapse=True, bank_throttle=True, pending_counts_as_lost=True) if cuts else {}
-    b = fluid_bound(sc, state=state, layer_s=layer_s, **options)
+    b = fluid_bound(sc, state=state, env_index=env_index, layer_s=layer_s, from_now=from_now, **options)
     B = sc.n_banks
     lanes = b.lane_admitted[:, : 4 * B].reshape(-1, B, 4)  # quick-enabled on quick, switch, netbank; netbank-only
     throttled = b.pool_throttled[:, : 2 * B].reshape(-1, B, 2).sum(2)

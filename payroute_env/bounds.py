@@ -112,6 +112,7 @@ def fluid_bound(
     no_collapse: bool = False,
     bank_throttle: bool = False,
     pending_counts_as_lost: bool = False,
+    from_now: bool = False,
 ) -> BoundResult:
     """Solve the fluid LP of ``scenario``: the minimum failed-payment rate any policy can reach in the fluid limit.
 
@@ -144,6 +145,13 @@ def fluid_bound(
     one; ``failed_payment_rate`` is then ``(lost + pending) / arrived``, a lower bound on every policy's
     share of intents lost or unresolved at the end (the KPI leaves pending intents out; the plain LP parks
     some at no cost).
+
+    ``from_now`` plans the rest of the episode from the state's current step and contents: its queues, retry
+    backlog and server stress are the LP's starting point, a server in an outage has no capacity until the
+    outage ends (its warm-up is ignored), and attempts queued before now may stay queued as long as the
+    queue-age window reaches back before now. ``arrived``, ``lost`` and ``failed_payment_rate`` then count
+    from now on. A model-predictive controller (``agents.mpc``) re-solves it as the episode goes; with the
+    true state it is still a relaxation of the rest of that episode, but it is mainly a planner.
     """
     sc = load_scenario(scenario)
     params = core.make_params(sc)
@@ -165,20 +173,29 @@ def fluid_bound(
         raise ValueError(f"state does not belong to scenario {sc.name!r}: its channels or user pools differ")
     B, K = params.n_banks, params.max_attempts
     P, L, C, S = params.n_pools, params.n_lanes, params.n_channels, params.n_servers
+    now = int(state.t[env_index]) if from_now else 0
+    if not 0 <= now < params.n_steps:
+        raise ValueError(f"the state is at step {now}, the episode's end ({params.n_steps} steps): nothing to plan")
+    n_steps = params.n_steps - now
 
-    # layers of m steps each (the last one may be shorter)
+    # layers of m steps each (the last one may be shorter), from step ``now`` on
     bucket = max(1, int(round(layer_s / params.dt)))
-    m = np.full(-(-params.n_steps // bucket), bucket, dtype=np.int64)
-    m[-1] = params.n_steps - bucket * (len(m) - 1)
+    m = np.full(-(-n_steps // bucket), bucket, dtype=np.int64)
+    m[-1] = n_steps - bucket * (len(m) - 1)
     T = len(m)
-    ends = np.cumsum(m)  # step index (exclusive) where each layer ends
+    ends = np.cumsum(m)  # step index (exclusive, counted from now) where each layer ends
     layer_of_step = np.repeat(np.arange(T), m)
 
     expected = params.base_per_step + float(state.peak_scale[env_index]) * params.surge_per_step  # [n_steps]
-    per_layer = np.bincount(layer_of_step, weights=expected, minlength=T)
+    per_layer = np.bincount(layer_of_step, weights=expected[now:], minlength=T)
     unit = params.norm  # flows are solved in units of the busiest step's intents (a well-scaled LP)
     arrivals = per_layer[:, None] * state.pool_frac[env_index][None, :] / unit  # [T, P]
     capacity = np.asarray(state.capacity[env_index], dtype=np.float64) / unit  # [C] true capacity, healthy
+    initial = _Start.of(state, env_index, unit) if from_now else _Start.empty(params)
+    # steps of each layer at which each server is up (a server in an outage now is down for its rest)
+    down_steps = np.ceil(initial.down_s / params.dt - 1e-9)  # [S]
+    up_steps = np.maximum(ends[:, None] - np.maximum((ends - m)[:, None], down_steps[None, :]), 0)  # [T, S]
+    channel_up_steps = up_steps[:, params.channel_server]  # [T, C]
     dest = state.dest[env_index]  # [P, P]
     stay = float(np.exp(-params.dt / params.retry_delay_s))  # chance a waiting user is still waiting a step later
     rho = 1.0 - stay**m  # [T] release probability over a layer for users waiting at its start
@@ -242,6 +259,7 @@ def fluid_bound(
     for name, sign in (("Q", 1.0), ("A", -1.0), ("S", 1.0), ("X", 1.0)):
         eq.add(rows, var(name, tl, ll, kl), sign)
     eq.add(rows[1:], var("Q", tl[1:] - 1, ll[1:], kl[1:]), -1.0)
+    eq.rhs(r0, initial.queue)  # Q[-1]: attempts queued now (layer 0's rows come first)
 
     # failures: F - H - sum_{l in p} ((1 - s_l) S + X) = 0
     r0 = eq.reserve(T * P * K)
@@ -267,29 +285,34 @@ def fluid_bound(
         eq.add(rows[1:], var("R", tb[1:] - 1, qb[1:], jb[1:]), -1.0)
         eq.add(rows, var("G", tb, qb, jb), 1.0)
         eq.add(r0 + inflow_rows, inflow_cols, -inflow_vals)
+        eq.rhs(r0, initial.backlog)  # R[-1]: users waiting to retry now
+        released_now = rho[0] * initial.backlog  # rho R[-1] of layer 0
         if exact:
             # one step per layer: G[t] = rho R[t-1]
             r0 = eq.reserve(T * P * K1)
             rows = r0 + (tb * P + qb) * K1 + jb
             eq.add(rows, var("G", tb, qb, jb), 1.0)
             eq.add(rows[1:], var("R", tb[1:] - 1, qb[1:], jb[1:]), -rho[tb[1:]])
+            eq.rhs(r0, released_now)
         else:
             # a layer of m steps: rho_t R[t-1] <= G[t] <= rho_t R[t-1] + phi_t inflow[t]
             r0 = ub.reserve(T * P * K1)
             rows = r0 + (tb * P + qb) * K1 + jb
             ub.add(rows, var("G", tb, qb, jb), -1.0)
             ub.add(rows[1:], var("R", tb[1:] - 1, qb[1:], jb[1:]), rho[tb[1:]])
+            ub.rhs(r0, -released_now)
             r0 = ub.reserve(T * P * K1)
             rows = r0 + (tb * P + qb) * K1 + jb
             ub.add(rows, var("G", tb, qb, jb), 1.0)
             ub.add(rows[1:], var("R", tb[1:] - 1, qb[1:], jb[1:]), -rho[tb[1:]])
             ub.add(r0 + inflow_rows, inflow_cols, -phi[tf] * inflow_vals)
+            ub.rhs(r0, released_now)
 
     # capacity and queue size per channel and layer: sum S <= c dt, sum Q <= c tau
     ch_rows = tl * C + lane_channel[ll]
     r0 = ub.reserve(T * C)
     ub.add(r0 + ch_rows, var("S", tl, ll, kl), 1.0)
-    ub.rhs(r0, (m * params.dt)[:, None] * capacity[None, :])
+    ub.rhs(r0, channel_up_steps * params.dt * capacity[None, :])
     r0 = ub.reserve(T * C)
     ub.add(r0 + ch_rows, var("Q", tl, ll, kl), 1.0)
     ub.rhs(r0, np.tile(capacity * params.timeout_s, T))
@@ -309,6 +332,9 @@ def fluid_bound(
         if not keep.any():
             break
         ub.add(r0 + tc[keep] * C + cc[keep], var("M", tc[keep] - lag, cc[keep], 0), -1.0)
+    # attempts queued now were admitted before now: they count while the window reaches back that far
+    queued_now = np.bincount(lane_channel, weights=initial.queue.reshape(L, K).sum(1), minlength=C)  # [C]
+    ub.rhs(r0, np.where(first_step <= -1, queued_now[None, :], 0.0))
 
     if bank_throttle:
         # the admit rate is per bank and is chosen before the step's arrivals are drawn, so a bank's two
@@ -320,8 +346,8 @@ def fluid_bound(
         eq.add(r0 + tt * B + bb, var("H", tt, 2 * bb + 1, 0), -frac[2 * bb])
     stress_bounded = np.zeros(S, dtype=bool)
     if no_collapse:
-        stress_bounded = _add_stress_rows(ub, var, params, state, env_index, capacity, m, tl, ll, kl)
-        _add_stressed_capacity_rows(ub, var, params, stress_bounded, capacity, m, tl, ll, kl)
+        stress_bounded = _add_stress_rows(ub, var, params, state, env_index, capacity, m, tl, ll, kl, initial)
+        _add_stressed_capacity_rows(ub, var, params, stress_bounded, capacity, m, tl, ll, kl, initial)
 
     # objective: intents lost
     cost = np.zeros(n_var)
@@ -393,6 +419,7 @@ def _add_stress_rows(
     tl: np.ndarray,
     ll: np.ndarray,
     kl: np.ndarray,
+    start: _Start,
 ) -> np.ndarray:
     """Stress rows ``Z[t] >= Z[t-1] + g (U_t / cap - m_t dt)`` for ``g`` = grow and relax rate; return which
     servers got them (their ``Z`` is then capped at 1, the collapse threshold).
@@ -403,7 +430,8 @@ def _add_stress_rows(
     a layer (and averaged over episodes) is at least the drift of the mean load: the rows are a relaxation.
     They need the core's cap on ``rho`` (``RHO_MAX``) never to bind before a collapse (``g dt (RHO_MAX - 1)
     >= 1``: one step that far overloaded collapses the server from zero stress), and no exogenous outage,
-    which would reset the stress. A server that fails any of these tests, or has no capacity, is left free.
+    which would reset the stress. A server that fails any of these tests, has no capacity, or is down or
+    collapsing at the start, is left free. Stress starts at the start's (``Z[-1]``, 0 at a reset).
     """
     B, dt = params.n_banks, params.dt
     T = len(m)
@@ -411,16 +439,17 @@ def _add_stress_rows(
     relax = np.asarray(params.relax_rate, dtype=np.float64)
     cap = core._channels_to_servers(capacity[None, :], B)[0]  # [S] per second, in LP units
     bounded = (grow >= relax) & (grow * dt * (core.RHO_MAX - 1.0) >= 1.0) & (params.hazard_p == 0) & (cap > 0)
+    bounded &= (start.down_s == 0) & (start.stress < 1.0)
     bounded[B + 1] = False  # balance never degrades
     t = np.arange(T)
     for srv in np.flatnonzero(bounded):
         on_srv = params.lane_server[ll] == srv
         for rate in (grow[srv], relax[srv]):
-            r0 = ub.reserve(T)  # rate / cap * U_t - Z[t] + Z[t-1] <= rate * m_t dt  (stress starts at 0)
+            r0 = ub.reserve(T)  # rate / cap * U_t - Z[t] + Z[t-1] <= rate * m_t dt
             ub.add(r0 + tl[on_srv], var("A", tl[on_srv], ll[on_srv], kl[on_srv]), rate / cap[srv])
             ub.add(r0 + t, var("Z", t, np.full(T, srv), 0), -1.0)
             ub.add(r0 + t[1:], var("Z", t[:-1], np.full(T - 1, srv), 0), 1.0)
-            ub.rhs(r0, rate * m * dt)
+            ub.rhs(r0, rate * m * dt - np.where(t == 0, start.stress[srv], 0.0))
     return bounded
 
 
@@ -434,26 +463,60 @@ def _add_stressed_capacity_rows(
     tl: np.ndarray,
     ll: np.ndarray,
     kl: np.ndarray,
+    start: _Start,
 ) -> None:
     """A stressed server serves less: ``sum S[t] <= c dt (m_t - gl (m_t Z[t-1] - r dt m_t (m_t - 1) / 2))``.
 
     A channel serves ``c (1 - gl s) dt`` per step at stress ``s < 1`` (``gl`` = goodput loss). Within a layer
     stress falls by at most ``r dt`` per step (``r`` = relaxation rate), so at the layer's ``j``-th step it is
     at least ``Z[t-1] - r dt j``; summing over the layer's steps gives the row, linear in ``Z``. Only for
-    channels of servers with stress rows, from the second layer on (stress starts at 0).
+    channels of servers with stress rows, from the second layer on, and in the first when the start is stressed
+    (then ``Z[-1]`` is the start's stress).
     """
     T, dt = len(m), params.dt
-    if T < 2:
-        return
-    t = np.arange(1, T)
     for c in np.flatnonzero(bounded[params.channel_server]):
         srv = params.channel_server[c]
         gl, r = float(params.goodput_loss[srv]), float(params.relax_rate[srv])
-        on_c = (params.lane_channel[ll] == c) & (tl >= 1)
-        r0 = ub.reserve(T - 1)
-        ub.add(r0 + tl[on_c] - 1, var("S", tl[on_c], ll[on_c], kl[on_c]), 1.0)
-        ub.add(r0 + t - 1, var("Z", t - 1, np.full(T - 1, srv), 0), capacity[c] * dt * gl * m[t])
-        ub.rhs(r0, capacity[c] * dt * (m[t] + gl * r * dt * m[t] * (m[t] - 1) / 2.0))
+        first = 0 if start.stress[srv] > 0 else 1
+        t = np.arange(first, T)
+        if len(t) == 0:
+            continue
+        on_c = (params.lane_channel[ll] == c) & (tl >= first)
+        r0 = ub.reserve(len(t)) - first  # so that layer t's row is r0 + t
+        ub.add(r0 + tl[on_c], var("S", tl[on_c], ll[on_c], kl[on_c]), 1.0)
+        later = t[t >= 1]
+        ub.add(r0 + later, var("Z", later - 1, np.full(len(later), srv), 0), capacity[c] * dt * gl * m[later])
+        z_before = np.where(t == 0, start.stress[srv], 0.0)  # Z[-1] is a constant, not a variable
+        ub.rhs(r0 + first, capacity[c] * dt * (m[t] - gl * m[t] * z_before + gl * r * dt * m[t] * (m[t] - 1) / 2.0))
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where the LP starts, in LP units: a reset (all empty) or the contents of a running episode's state."""
+
+    queue: np.ndarray  # [L * K] attempts queued now (Q[-1]), flattened like the queue rows
+    backlog: np.ndarray  # [P * (K - 1)] users waiting to make attempt k + 2 (R[-1])
+    stress: np.ndarray  # [S] server stress now (Z[-1])
+    down_s: np.ndarray  # [S] seconds of outage left
+
+    @classmethod
+    def empty(cls, params: core.CoreParams) -> _Start:
+        K1 = max(params.max_attempts - 1, 0)
+        return cls(
+            np.zeros(params.n_lanes * params.max_attempts),
+            np.zeros(params.n_pools * K1),
+            np.zeros(params.n_servers),
+            np.zeros(params.n_servers),
+        )
+
+    @classmethod
+    def of(cls, state: core.CoreState, env_index: int, unit: float) -> _Start:
+        return cls(
+            np.asarray(state.queue[env_index], dtype=np.float64).ravel() / unit,
+            np.asarray(state.backlog[env_index], dtype=np.float64)[:, 1:].ravel() / unit,  # core's k = LP's k + 1
+            np.asarray(state.stress[env_index], dtype=np.float64).copy(),
+            np.asarray(state.down_left[env_index], dtype=np.float64).copy(),
+        )
 
 
 class _Rows:

@@ -328,3 +328,94 @@ def test_a_state_must_fit_the_scenario_and_env_index_must_be_in_it() -> None:
     one_bank = tiny()
     with pytest.raises(ValueError, match="state does not belong to scenario"):
         fluid_bound(scenario_from_dict(one_bank), state=sim.state)
+
+
+# ---- planning from a running episode's state (from_now) --------------------------------------------------------
+def test_from_now_at_a_reset_is_the_whole_episode(tiny: str) -> None:
+    from payroute_env.simulator import Simulator
+
+    sim = Simulator(tiny, 1)
+    sim.reset(seeds=[0])
+    for cuts in ({}, {"no_collapse": True, "bank_throttle": True, "pending_counts_as_lost": True}):
+        whole = fluid_bound(tiny, state=sim.state, layer_s=20.0, **cuts)
+        now = fluid_bound(tiny, state=sim.state, layer_s=20.0, from_now=True, **cuts)
+        assert now.failed_payment_rate == pytest.approx(whole.failed_payment_rate, rel=1e-9), cuts
+        assert now.arrived == whole.arrived
+
+
+def test_from_now_starts_from_the_queues_and_backlog_and_plans_the_rest(tiny: str) -> None:
+    from agents.baselines import AdmitAll
+    from payroute_env.simulator import Simulator
+
+    sim = Simulator(tiny, 1)
+    sim.reset(seeds=[0])
+    policy = AdmitAll(tiny)
+    for _ in range(20):  # half the 200-second slice: queues and retry backlog are full
+        sim.step(policy.predict(sim.observations())[0])
+    state = sim.state
+    in_flight = float(state.queue[0].sum() + state.backlog[0].sum())
+    assert in_flight > 1000
+    params = sim.params
+    rest = (params.base_per_step + float(state.peak_scale[0]) * params.surge_per_step)[20:].sum()
+    b = fluid_bound(tiny, state=state, layer_s=20.0, from_now=True)
+    assert b.arrived == pytest.approx(rest, rel=1e-9)
+    # every intent arriving from now on or in flight now is paid, lost or still pending at the end
+    assert b.lost + b.succeeded + b.pending == pytest.approx(b.arrived + in_flight, rel=1e-6)
+
+
+def test_from_now_is_below_the_expected_rest_of_a_good_policy(tiny: str) -> None:
+    from agents.policies import load_policy
+    from payroute_env import core
+    from payroute_env.simulator import Simulator
+
+    router = load_policy("success_rate_router", tiny)
+    sim = Simulator(tiny, 1)
+    sim.reset(seeds=[0])
+    router.reset(1)
+    obs = sim.observations()
+    for _ in range(20):
+        obs, *_ = sim.step(router.predict(obs)[0])
+    bound = fluid_bound(tiny, state=sim.state, layer_s=20.0, from_now=True)
+    futures = Simulator(tiny, 8)
+    futures.state = core.replicate(sim.state, 0, np.arange(1, 9, dtype=np.uint64))
+    lost_now = futures.state.lost.copy()
+    while futures.state.t[0] < futures.params.n_steps:  # the rest of the episode, from copies of the state
+        router.reset(8)
+        futures.step(router.predict(futures.observations())[0])
+    assert bound.lost <= float((futures.state.lost - lost_now).mean())
+
+
+def test_a_server_down_now_serves_nothing_until_it_is_back() -> None:
+    # 100/s against a 60/s channel for 600 s, one attempt each; the bank is down for the first 300 s. It
+    # then serves 60/s for 300 s and parks a timeout's worth (60/s x 10 s) at the end.
+    from payroute_env import core
+    from payroute_env.bounds import nominal_state
+
+    sc = scenario_from_dict(tiny(), "tiny")
+    state = nominal_state(sc)
+    state.down_left[0, 0] = 300.0
+    b = fluid_bound(sc, state=state, layer_s=5.0, from_now=True)
+    assert b.lost == pytest.approx(100.0 * 600.0 - 60.0 * 300.0 - 60.0 * 10.0, rel=1e-6)
+    assert core.make_params(sc).channel_server[0] == 0  # the quick channel belongs to the bank's server
+
+
+def test_a_stressed_start_leaves_less_overload_budget() -> None:
+    from payroute_env.bounds import nominal_state
+
+    sc = scenario_from_dict(tiny(fragility=FAST_COLLAPSE), "tiny")
+    state = nominal_state(sc)
+    fresh = fluid_bound(sc, state=state, layer_s=5.0, from_now=True, no_collapse=True)
+    state.stress[0, 0] = 0.5
+    stressed = fluid_bound(sc, state=state, layer_s=5.0, from_now=True, no_collapse=True)
+    # half the stress budget (300 attempts over capacity from zero) is already used
+    assert stressed.lost >= fresh.lost + 100.0
+
+
+def test_from_now_at_the_end_of_the_episode_is_a_clear_error() -> None:
+    from payroute_env.bounds import nominal_state
+
+    sc = scenario_from_dict(tiny(), "tiny")
+    state = nominal_state(sc)
+    state.t[0] = 120
+    with pytest.raises(ValueError, match="the state is at step 120, the episode's end"):
+        fluid_bound(sc, state=state, from_now=True)
