@@ -118,8 +118,9 @@ def fluid_bound(
 
     ``state`` (a reset ``CoreState``) supplies the per-episode parameters of environment ``env_index`` (true
     capacities, pool shares, switch destinations and peak scale, which a randomised scenario draws at reset);
-    by default the scenario's nominal figures are used. Only the state's shapes are checked: it must come from a
-    reset of this scenario (or be a deliberate edit of one, such as a capacity margin).
+    by default the scenario's nominal figures are used. The state's shapes are checked and the figures read must
+    be finite and >= 0: it must come from this scenario (or be a deliberate edit of such a state, such as a
+    capacity margin).
 
     ``layer_s`` merges simulation steps into LP layers of about that many seconds (``round(layer_s / dt)``
     steps, at least 1). Merging keeps the LP a relaxation of the step-by-step LP (arrivals and capacity are
@@ -171,6 +172,11 @@ def fluid_bound(
         raise ValueError(f"env_index = {env_index!r}: expected a whole number in [0, {n_envs}) for this state")
     if np.shape(state.capacity)[1:] != np.shape(params.declared) or np.shape(state.pool_frac)[1:] != (params.n_pools,):
         raise ValueError(f"state does not belong to scenario {sc.name!r}: its channels or user pools differ")
+    read = ("peak_scale", "capacity", "pool_frac", "dest", "grow_rate")
+    for name in read + (("queue", "backlog", "stress", "down_left") if from_now else ()):
+        values = np.asarray(getattr(state, name)[env_index], dtype=np.float64)
+        if not (np.isfinite(values).all() and (values >= 0).all()):
+            raise ValueError(f"state.{name} of environment {env_index} must be finite and >= 0")
     B, K = params.n_banks, params.max_attempts
     P, L, C, S = params.n_pools, params.n_lanes, params.n_channels, params.n_servers
     now = int(state.t[env_index]) if from_now else 0

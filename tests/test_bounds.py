@@ -419,3 +419,14 @@ def test_from_now_at_the_end_of_the_episode_is_a_clear_error() -> None:
     state.t[0] = 120
     with pytest.raises(ValueError, match="the state is at step 120, the episode's end"):
         fluid_bound(sc, state=state, from_now=True)
+
+
+@pytest.mark.parametrize(("field", "value"), [("capacity", -1.0), ("pool_frac", np.nan), ("queue", np.inf)])
+def test_a_state_with_impossible_figures_is_named(field: str, value: float) -> None:
+    from payroute_env.bounds import nominal_state
+
+    sc = scenario_from_dict(tiny(), "tiny")
+    state = nominal_state(sc)
+    getattr(state, field)[0].flat[0] = value
+    with pytest.raises(ValueError, match=f"state.{field} of environment 0 must be finite and >= 0"):
+        fluid_bound(sc, state=state, from_now=True)
