@@ -88,6 +88,11 @@ class BoundResult:
     lane_admitted: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))  # [layers, L]
     pool_throttled: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))  # [layers, P]
     queued_at_end: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))  # [K] by attempt number
+    # the plan's state at the end of each layer, in intents (what ``from_now`` would start from there)
+    queued: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0, 0)))  # [layers, L, K]
+    waiting: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0, 0)))  # [layers, P, K-1]
+    stress: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))  # [layers, S] (no_collapse)
+    lost_by_layer: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))  # [layers] intents lost
 
 
 class BoundError(RuntimeError):
@@ -148,11 +153,13 @@ def fluid_bound(
     some at no cost).
 
     ``from_now`` plans the rest of the episode from the state's current step and contents: its queues, retry
-    backlog and server stress are the LP's starting point, a server in an outage has no capacity until the
-    outage ends (its warm-up is ignored), and attempts queued before now may stay queued as long as the
-    queue-age window reaches back before now. ``arrived``, ``lost`` and ``failed_payment_rate`` then count
-    from now on. A model-predictive controller (``agents.mpc``) re-solves it as the episode goes; with the
-    true state it is still a relaxation of the rest of that episode, but it is mainly a planner.
+    backlog and server stress are the LP's starting point; a server in an outage serves nothing, and rejects
+    its bank's switch lanes, until the outage ends, and then warms up as in the core (no new outage is
+    foreseen); attempts queued before now may stay queued as long as the queue-age window reaches back before
+    now. ``arrived`` then counts the intents still to arrive, ``lost`` the intents lost from now on, and
+    ``failed_payment_rate`` is ``lost`` over the arrivals still to come plus the intents in flight now. With the
+    true state it is still a relaxation of the rest of that episode; ``agents.mpc`` uses it as a planner,
+    re-solved as the episode goes.
     """
     sc = load_scenario(scenario)
     params = core.make_params(sc)
@@ -173,7 +180,7 @@ def fluid_bound(
     if np.shape(state.capacity)[1:] != np.shape(params.declared) or np.shape(state.pool_frac)[1:] != (params.n_pools,):
         raise ValueError(f"state does not belong to scenario {sc.name!r}: its channels or user pools differ")
     read = ("peak_scale", "capacity", "pool_frac", "dest", "grow_rate")
-    for name in read + (("queue", "backlog", "stress", "down_left") if from_now else ()):
+    for name in read + (("queue", "backlog", "stress", "down_left", "warm") if from_now else ()):
         values = np.asarray(getattr(state, name)[env_index], dtype=np.float64)
         if not (np.isfinite(values).all() and (values >= 0).all()):
             raise ValueError(f"state.{name} of environment {env_index} must be finite and >= 0")
@@ -181,7 +188,7 @@ def fluid_bound(
     P, L, C, S = params.n_pools, params.n_lanes, params.n_channels, params.n_servers
     now = int(state.t[env_index]) if from_now else 0
     if not 0 <= now < params.n_steps:
-        raise ValueError(f"the state is at step {now}, the episode's end ({params.n_steps} steps): nothing to plan")
+        raise ValueError(f"the state is at step {now}: expected a step in [0, {params.n_steps}) to plan from")
     n_steps = params.n_steps - now
 
     # layers of m steps each (the last one may be shorter), from step ``now`` on
@@ -198,10 +205,10 @@ def fluid_bound(
     arrivals = per_layer[:, None] * state.pool_frac[env_index][None, :] / unit  # [T, P]
     capacity = np.asarray(state.capacity[env_index], dtype=np.float64) / unit  # [C] true capacity, healthy
     initial = _Start.of(state, env_index, unit) if from_now else _Start.empty(params)
-    # steps of each layer at which each server is up (a server in an outage now is down for its rest)
-    down_steps = np.ceil(initial.down_s / params.dt - 1e-9)  # [S]
-    up_steps = np.maximum(ends[:, None] - np.maximum((ends - m)[:, None], down_steps[None, :]), 0)  # [T, S]
-    channel_up_steps = up_steps[:, params.channel_server]  # [T, C]
+    # each server's health step by step: 0 for the rest of an outage in progress, then its warm-up (at a reset: 1)
+    health = _outage_health(params, initial, n_steps)  # [n_steps, S]
+    up = health > 0
+    server_steps = np.add.reduceat(health, ends - m, axis=0)  # [T, S] healthy steps in each layer
     dest = state.dest[env_index]  # [P, P]
     stay = float(np.exp(-params.dt / params.retry_delay_s))  # chance a waiting user is still waiting a step later
     rho = 1.0 - stay**m  # [T] release probability over a layer for users waiting at its start
@@ -318,7 +325,15 @@ def fluid_bound(
     ch_rows = tl * C + lane_channel[ll]
     r0 = ub.reserve(T * C)
     ub.add(r0 + ch_rows, var("S", tl, ll, kl), 1.0)
-    ub.rhs(r0, channel_up_steps * params.dt * capacity[None, :])
+    ub.rhs(r0, server_steps[:, params.channel_server] * params.dt * capacity[None, :])
+    # a lane whose issuer is down is rejected (the switch lanes of a bank in an outage): it serves only while
+    # both its issuer is up and its channel's server serves
+    for lane in np.flatnonzero((params.lane_origin != params.lane_server) & (initial.down_s[params.lane_origin] > 0)):
+        srv, origin = params.lane_server[lane], params.lane_origin[lane]
+        lane_steps = np.add.reduceat(health[:, srv] * up[:, origin], ends - m)  # [T]
+        r0 = ub.reserve(T)
+        ub.add(r0 + tl[:, lane, :], var("S", tl[:, lane, :], ll[:, lane, :], kl[:, lane, :]), 1.0)
+        ub.rhs(r0, lane_steps * params.dt * capacity[lane_channel[lane]])
     r0 = ub.reserve(T * C)
     ub.add(r0 + ch_rows, var("Q", tl, ll, kl), 1.0)
     ub.rhs(r0, np.tile(capacity * params.timeout_s, T))
@@ -352,7 +367,7 @@ def fluid_bound(
         eq.add(r0 + tt * B + bb, var("H", tt, 2 * bb + 1, 0), -frac[2 * bb])
     stress_bounded = np.zeros(S, dtype=bool)
     if no_collapse:
-        stress_bounded = _add_stress_rows(ub, var, params, state, env_index, capacity, m, tl, ll, kl, initial)
+        stress_bounded = _add_stress_rows(ub, var, params, state, env_index, capacity, m, tl, ll, kl, initial, health)
         _add_stressed_capacity_rows(ub, var, params, stress_bounded, capacity, m, tl, ll, kl, initial)
 
     # objective: intents lost
@@ -395,9 +410,10 @@ def fluid_bound(
     pending = float(block("Q")[-1].sum() + (block("R")[-1].sum() if K > 1 else 0.0))
     objective = float(res.fun * unit)  # lost, or lost + pending when pending intents count as lost
     lost = objective - pending if pending_counts_as_lost else objective
+    at_stake = arrived + float(initial.queue.sum() + initial.backlog.sum()) * unit  # + intents in flight now
     return BoundResult(
         scenario=sc.name,
-        failed_payment_rate=objective / arrived if arrived > 0 else 0.0,
+        failed_payment_rate=objective / at_stake if at_stake > 0 else 0.0,
         arrived=arrived,
         lost=lost,
         succeeded=float(sum(paid_by.values())),
@@ -411,6 +427,10 @@ def fluid_bound(
         lane_admitted=block("A").sum(2),
         pool_throttled=block("H").sum(2),
         queued_at_end=block("Q")[-1].sum(0),
+        queued=block("Q"),
+        waiting=block("R"),
+        stress=block("Z")[..., 0] / unit,  # stress is not a flow: undo the unit scaling of ``x``
+        lost_by_layer=(block("F") * f_cost[None, None, :]).sum((1, 2)),
     )
 
 
@@ -426,6 +446,7 @@ def _add_stress_rows(
     ll: np.ndarray,
     kl: np.ndarray,
     start: _Start,
+    health: np.ndarray,
 ) -> np.ndarray:
     """Stress rows ``Z[t] >= Z[t-1] + g (U_t / cap - m_t dt)`` for ``g`` = grow and relax rate; return which
     servers got them (their ``Z`` is then capped at 1, the collapse threshold).
@@ -436,8 +457,10 @@ def _add_stress_rows(
     a layer (and averaged over episodes) is at least the drift of the mean load: the rows are a relaxation.
     They need the core's cap on ``rho`` (``RHO_MAX``) never to bind before a collapse (``g dt (RHO_MAX - 1)
     >= 1``: one step that far overloaded collapses the server from zero stress), and no exogenous outage,
-    which would reset the stress. A server that fails any of these tests, has no capacity, or is down or
-    collapsing at the start, is left free. Stress starts at the start's (``Z[-1]``, 0 at a reset).
+    which would reset the stress. A server that fails any of these tests, or has no capacity, is left free.
+    Stress starts at the start's (``Z[-1]``: 0 at a reset, and during an outage). While a server warms up after
+    an outage its capacity is ``warm`` times the healthy one, so its true ``rho`` is at least ``U / (cap w)``
+    with ``w`` the most warm-up factor of the layer's up steps: ``cap`` is scaled by ``w``.
     """
     B, dt = params.n_banks, params.dt
     T = len(m)
@@ -445,14 +468,19 @@ def _add_stress_rows(
     relax = np.asarray(params.relax_rate, dtype=np.float64)
     cap = core._channels_to_servers(capacity[None, :], B)[0]  # [S] per second, in LP units
     bounded = (grow >= relax) & (grow * dt * (core.RHO_MAX - 1.0) >= 1.0) & (params.hazard_p == 0) & (cap > 0)
-    bounded &= (start.down_s == 0) & (start.stress < 1.0)
+    bounded &= start.stress < 1.0
+    ends = np.cumsum(m)
+    # most capacity factor over each layer's up steps (1 where the layer has none: nothing is served then)
+    warm_max = np.maximum.reduceat(health, ends - m, axis=0)  # [T, S]
+    warm_max = np.where(warm_max > 0, warm_max, 1.0)
     bounded[B + 1] = False  # balance never degrades
     t = np.arange(T)
     for srv in np.flatnonzero(bounded):
         on_srv = params.lane_server[ll] == srv
         for rate in (grow[srv], relax[srv]):
             r0 = ub.reserve(T)  # rate / cap * U_t - Z[t] + Z[t-1] <= rate * m_t dt
-            ub.add(r0 + tl[on_srv], var("A", tl[on_srv], ll[on_srv], kl[on_srv]), rate / cap[srv])
+            scale = rate / (cap[srv] * warm_max[tl[on_srv], srv])
+            ub.add(r0 + tl[on_srv], var("A", tl[on_srv], ll[on_srv], kl[on_srv]), scale)
             ub.add(r0 + t, var("Z", t, np.full(T, srv), 0), -1.0)
             ub.add(r0 + t[1:], var("Z", t[:-1], np.full(T - 1, srv), 0), 1.0)
             ub.rhs(r0, rate * m * dt - np.where(t == 0, start.stress[srv], 0.0))
@@ -504,6 +532,7 @@ class _Start:
     backlog: np.ndarray  # [P * (K - 1)] users waiting to make attempt k + 2 (R[-1])
     stress: np.ndarray  # [S] server stress now (Z[-1])
     down_s: np.ndarray  # [S] seconds of outage left
+    warm: np.ndarray  # [S] capacity factor while warming up after an outage (1 = fully warm)
 
     @classmethod
     def empty(cls, params: core.CoreParams) -> _Start:
@@ -513,6 +542,7 @@ class _Start:
             np.zeros(params.n_pools * K1),
             np.zeros(params.n_servers),
             np.zeros(params.n_servers),
+            np.ones(params.n_servers),
         )
 
     @classmethod
@@ -522,7 +552,23 @@ class _Start:
             np.asarray(state.backlog[env_index], dtype=np.float64)[:, 1:].ravel() / unit,  # core's k = LP's k + 1
             np.asarray(state.stress[env_index], dtype=np.float64).copy(),
             np.asarray(state.down_left[env_index], dtype=np.float64).copy(),
+            np.minimum(np.asarray(state.warm[env_index], dtype=np.float64), 1.0),
         )
+
+
+def _outage_health(params: core.CoreParams, start: _Start, n_steps: int) -> np.ndarray:
+    """``[n_steps, S]`` capacity factor of each server at each step from the start, as the core's step 6 gives
+    it when no new outage begins: 0 while the outage in progress lasts, then the warm-up factor rising by
+    ``dt * warm_rate`` a step to 1 (all ones at a reset)."""
+    health = np.ones((n_steps, params.n_servers))
+    if not (start.down_s > 0).any() and (start.warm >= 1.0).all():
+        return health
+    down_left, warm = start.down_s.copy(), start.warm.copy()
+    for j in range(n_steps):
+        health[j] = np.where(down_left > 0, 0.0, warm)
+        down_left = np.maximum(down_left - params.dt, 0.0)
+        warm = np.where(down_left > 0, warm, np.minimum(warm + params.dt * params.warm_rate, 1.0))
+    return health
 
 
 class _Rows:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from agents import mpc
@@ -25,6 +27,20 @@ def test_mpc_replans_every_block_and_is_deterministic(tiny: str) -> None:
     assert again.failed_rate == r.failed_rate
     open_loop = mpc.mpc_episode(tiny, seed=3, capacity_factor=0.9, block_s=200.0)
     assert r.failed_rate != open_loop.failed_rate  # the re-plans changed what was played
+
+
+def test_each_replan_starts_from_the_live_state(tiny: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def recording(*args: object, state: Any = None, **kwargs: Any) -> Any:
+        seen.append((int(state.t[0]), float(state.queue[0].sum()), float(state.lost[0])))
+        return plan_from_bound(*args, state=state, **kwargs)
+
+    monkeypatch.setattr(mpc, "plan_from_bound", recording)
+    mpc.mpc_episode(tiny, seed=3, capacity_factor=0.9, block_s=50.0)
+    assert [t for t, _, _ in seen] == [0, 10, 20, 30]  # 5-second steps, a re-plan every 50 s
+    assert seen[0][1:] == (0.0, 0.0) and all(queued > 0 for _, queued, _ in seen[1:])
+    assert [lost for *_, lost in seen] == sorted(lost for *_, lost in seen)  # the episode's own counters
 
 
 def test_cli(tiny: str, capsys: pytest.CaptureFixture[str]) -> None:
