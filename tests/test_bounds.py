@@ -331,25 +331,30 @@ def test_a_state_must_fit_the_scenario_and_env_index_must_be_in_it() -> None:
 
 
 # ---- planning from a running episode's state (from_now) --------------------------------------------------------
-def test_from_now_at_a_reset_is_the_whole_episode(tiny: str) -> None:
+@pytest.fixture()
+def peak_slice(tiny: str) -> str:  # conftest's ``tiny`` fixture (a 200-second slice of the 2013 peak), renamed
+    return tiny  # here, where ``tiny()`` builds the one-bank scenario
+
+
+def test_from_now_at_a_reset_is_the_whole_episode(peak_slice: str) -> None:
     from payroute_env.simulator import Simulator
 
-    sim = Simulator(tiny, 1)
+    sim = Simulator(peak_slice, 1)
     sim.reset(seeds=[0])
     for cuts in ({}, {"no_collapse": True, "bank_throttle": True, "pending_counts_as_lost": True}):
-        whole = fluid_bound(tiny, state=sim.state, layer_s=20.0, **cuts)
-        now = fluid_bound(tiny, state=sim.state, layer_s=20.0, from_now=True, **cuts)
+        whole = fluid_bound(peak_slice, state=sim.state, layer_s=20.0, **cuts)
+        now = fluid_bound(peak_slice, state=sim.state, layer_s=20.0, from_now=True, **cuts)
         assert now.failed_payment_rate == pytest.approx(whole.failed_payment_rate, rel=1e-9), cuts
         assert now.arrived == whole.arrived
 
 
-def test_from_now_starts_from_the_queues_and_backlog_and_plans_the_rest(tiny: str) -> None:
+def test_from_now_starts_from_the_queues_and_backlog_and_plans_the_rest(peak_slice: str) -> None:
     from agents.baselines import AdmitAll
     from payroute_env.simulator import Simulator
 
-    sim = Simulator(tiny, 1)
+    sim = Simulator(peak_slice, 1)
     sim.reset(seeds=[0])
-    policy = AdmitAll(tiny)
+    policy = AdmitAll(peak_slice)
     for _ in range(20):  # half the 200-second slice: queues and retry backlog are full
         sim.step(policy.predict(sim.observations())[0])
     state = sim.state
@@ -357,26 +362,26 @@ def test_from_now_starts_from_the_queues_and_backlog_and_plans_the_rest(tiny: st
     assert in_flight > 1000
     params = sim.params
     rest = (params.base_per_step + float(state.peak_scale[0]) * params.surge_per_step)[20:].sum()
-    b = fluid_bound(tiny, state=state, layer_s=20.0, from_now=True)
+    b = fluid_bound(peak_slice, state=state, layer_s=20.0, from_now=True)
     assert b.arrived == pytest.approx(rest, rel=1e-9)
     # every intent arriving from now on or in flight now is paid, lost or still pending at the end
     assert b.lost + b.succeeded + b.pending == pytest.approx(b.arrived + in_flight, rel=1e-6)
 
 
-def test_from_now_is_below_the_expected_rest_of_a_good_policy(tiny: str) -> None:
+def test_from_now_is_below_the_expected_rest_of_a_good_policy(peak_slice: str) -> None:
     from agents.policies import load_policy
     from payroute_env import core
     from payroute_env.simulator import Simulator
 
-    router = load_policy("success_rate_router", tiny)
-    sim = Simulator(tiny, 1)
+    router = load_policy("success_rate_router", peak_slice)
+    sim = Simulator(peak_slice, 1)
     sim.reset(seeds=[0])
     router.reset(1)
     obs = sim.observations()
     for _ in range(20):
         obs, *_ = sim.step(router.predict(obs)[0])
-    bound = fluid_bound(tiny, state=sim.state, layer_s=20.0, from_now=True)
-    futures = Simulator(tiny, 8)
+    bound = fluid_bound(peak_slice, state=sim.state, layer_s=20.0, from_now=True)
+    futures = Simulator(peak_slice, 8)
     futures.state = core.replicate(sim.state, 0, np.arange(1, 9, dtype=np.uint64))
     lost_now = futures.state.lost.copy()
     router.reset(8)  # the router's memory starts afresh in the copies
