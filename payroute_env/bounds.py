@@ -154,12 +154,12 @@ def fluid_bound(
 
     ``from_now`` plans the rest of the episode from the state's current step and contents: its queues, retry
     backlog and server stress are the LP's starting point; a server in an outage serves nothing, and rejects
-    its bank's switch lanes, until the outage ends, and then warms up as in the core (no new outage is
-    foreseen); attempts queued before now may stay queued as long as the queue-age window reaches back before
-    now. ``arrived`` then counts the intents still to arrive, ``lost`` the intents lost from now on, and
-    ``failed_payment_rate`` is ``lost`` over the arrivals still to come plus the intents in flight now. With the
-    true state it is still a relaxation of the rest of that episode; ``agents.mpc`` uses it as a planner,
-    re-solved as the episode goes.
+    its bank's switch lanes and what waits in its queues, until the outage ends, and then warms up as in the
+    core (no new outage is foreseen); attempts queued before now may stay queued as long as the queue-age
+    window reaches back before now. ``arrived`` then counts the intents still to arrive, ``lost`` the intents
+    lost from now on, and ``failed_payment_rate`` is ``lost`` over the arrivals still to come plus the intents
+    in flight now. With the true state it is still a relaxation of the rest of that episode; ``agents.mpc``
+    uses it as a planner, re-solved as the episode goes.
     """
     sc = load_scenario(scenario)
     params = core.make_params(sc)
@@ -207,7 +207,7 @@ def fluid_bound(
     initial = _Start.of(state, env_index, unit) if from_now else _Start.empty(params)
     # each server's health step by step: 0 for the rest of an outage in progress, then its warm-up (at a reset: 1)
     health = _outage_health(params, initial, n_steps)  # [n_steps, S]
-    up = health > 0
+    up = health > 0  # (a scenario's warm_start is > 0, so a server that is up has some capacity)
     server_steps = np.add.reduceat(health, ends - m, axis=0)  # [T, S] healthy steps in each layer
     dest = state.dest[env_index]  # [P, P]
     stay = float(np.exp(-params.dt / params.retry_delay_s))  # chance a waiting user is still waiting a step later
@@ -384,6 +384,12 @@ def fluid_bound(
     bounds = np.zeros((n_var, 2))
     bounds[:, 1] = np.inf
     bounds[var("H", t_[:, None], np.full((1, 1), 2 * B), np.arange(K)[None, :]).ravel(), 1] = 0.0
+    # a lane whose server or issuer is down for a whole layer holds nothing at its end: the core rejects what
+    # waits there, what was queued before the outage included
+    lane_up = up[:, params.lane_server] & up[:, params.lane_origin]  # [n_steps, L]
+    blocked_layer = ~np.logical_or.reduceat(lane_up, ends - m, axis=0)  # [T, L]
+    tb_, lb_ = np.nonzero(blocked_layer)
+    bounds[var("Q", tb_[:, None], lb_[:, None], np.arange(K)[None, :]).ravel(), 1] = 0.0
     # no collapse: a bounded server's stress stays below the collapse threshold
     bounds[var("Z", t_[:, None], np.flatnonzero(stress_bounded)[None, :], 0).ravel(), 1] = 1.0
 

@@ -455,6 +455,20 @@ def test_a_bank_down_now_rejects_its_switch_lane_too() -> None:
     assert down.lost == pytest.approx(100.0 * 600.0 - 60.0 * 300.0 - 60.0 * 10.0, rel=1e-6)
 
 
+def test_what_waits_at_a_down_bank_is_rejected_not_kept() -> None:
+    # 30/s against a 60/s channel, one attempt each; 600 attempts queued and the bank down for one more step.
+    # The core rejects the queue and the step's 150 arrivals; afterwards every arrival is paid. Keeping the
+    # queue through the outage and serving it afterwards would lose fewer.
+    from payroute_env.bounds import nominal_state
+
+    sc = scenario_from_dict(tiny(traffic={"base_rate": 30.0}), "tiny")
+    state = nominal_state(sc)
+    state.down_left[0, 0] = 5.0
+    state.queue[0, 0, 0] = 600.0
+    b = fluid_bound(sc, state=state, layer_s=5.0, from_now=True)
+    assert b.lost == pytest.approx(600.0 + 30.0 * 5.0, rel=1e-6)
+
+
 def test_a_server_back_from_an_outage_warms_up_as_in_the_core() -> None:
     # Just back from an outage at a third of its capacity, the 60/s channel regains warm_rate a second.
     from payroute_env import core
