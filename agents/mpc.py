@@ -1,12 +1,12 @@
 """Model-predictive control with the fluid LP: re-plan the rest of the night from the true state every block.
 
-An analysis, not a policy a platform could run (like ``agents.rollout``): at the start of every block of
-``block_s`` seconds the controller reads the episode's **true** state (queues by attempt number, users waiting
-to retry, hidden server stress, true capacities), solves the fluid LP for the rest of the episode from there
-(``agents.open_loop.plan_from_bound`` with that state, the no-collapse cuts and a capacity margin), and plays
-the LP's first block. This is certainty-equivalent model-predictive control (receding horizon): the open-loop
-plan of ``python -m agents.open_loop --init bound --bound-cuts`` plus feedback, so randomness that pushes a
-bank towards collapse is seen and planned around at the next block.
+An analysis, not a policy a platform could run (like ``agents.rollout``): at the start of every block of ``block_s``
+seconds the controller reads the episode's **true** state (queues by attempt number, users waiting to retry, hidden
+server stress, outages in progress and warm-up, true capacities), solves the fluid LP for the rest of the episode
+from there (``agents.open_loop.plan_from_bound`` with that state, the no-collapse cuts and a capacity margin), and
+plays the plan for the next ``block_s`` seconds. This is certainty-equivalent model-predictive control (receding
+horizon): the open-loop plan of ``python -m agents.open_loop --init bound --bound-cuts`` plus feedback, so
+randomness that pushes a bank towards collapse is seen and planned around at the next block.
 
 What it tells: the open-loop plan needs a capacity margin to survive the simulation's randomness. If feedback
 lets an omniscient planner run with a smaller margin and lose fewer intents, the agents' 5.4% is not what the

@@ -172,21 +172,21 @@ def plan_from_bound(
 ) -> Plan:
     """The fluid lower bound's optimal plan (``payroute_env.bounds``) as an open-loop plan.
 
-    Per LP layer and bank: admit rate = attempts the LP admits for the bank's two pools over those offered
-    (admitted + throttled); quick and switch shares from the LP's quick-enabled lanes. The LP knows the true
-    capacities and ignores stress and randomness, so this is the certainty-equivalent plan of an omniscient
-    planner; the simulation shows what it is worth once those come back. A layer where the LP sends nothing
-    keeps the status quo (admit all, quick).
+    Per LP layer and bank: admit rate = attempts the LP admits for the bank's two pools over those offered (admitted
+    + throttled); quick and switch shares from the LP's quick-enabled lanes. The LP knows the true capacities and
+    ignores randomness (and, without ``cuts``, stress), so this is the certainty-equivalent plan of an omniscient
+    planner; the simulation shows what it is worth once those come back. A layer where the LP sends nothing keeps
+    the status quo (admit all, quick).
 
     Two knobs make the plan playable rather than merely optimal for the LP: ``cuts`` solves the LP with
     ``no_collapse``, ``bank_throttle`` and ``pending_counts_as_lost`` (a plan that keeps fragile banks below
     collapse and does not park attempts at the end), and ``capacity_factor`` (in (0, 1]) plans for that
     share of every true capacity, a safety margin against the randomness the fluid LP does not see.
 
-    Without ``state`` the plan covers the whole episode from a reset with the scenario's nominal figures. With
-    a running episode's ``state`` (environment ``env_index``) it covers the rest of that episode, from the
-    state's step, queues, retry backlog and server stress (``fluid_bound(..., from_now=True)``): block 0 of
-    the plan is what to do now. ``agents.mpc`` re-plans this way every block.
+    Without ``state`` the plan covers the whole episode from a reset with the scenario's nominal figures. With a
+    running episode's ``state`` (environment ``env_index``) it covers the rest of that episode, from the state's
+    step, queues, retry backlog, server stress, outages and warm-up (``fluid_bound(..., from_now=True)``): block 0
+    of the plan is what to do now. ``agents.mpc`` re-plans this way every block.
     """
     from payroute_env.bounds import fluid_bound, nominal_state
 

@@ -121,11 +121,11 @@ def fluid_bound(
 ) -> BoundResult:
     """Solve the fluid LP of ``scenario``: the minimum failed-payment rate any policy can reach in the fluid limit.
 
-    ``state`` (a reset ``CoreState``) supplies the per-episode parameters of environment ``env_index`` (true
-    capacities, pool shares, switch destinations and peak scale, which a randomised scenario draws at reset);
-    by default the scenario's nominal figures are used. The state's shapes are checked and the figures read must
-    be finite and >= 0: it must come from this scenario (or be a deliberate edit of such a state, such as a
-    capacity margin).
+    ``state`` (a reset ``CoreState``, or with ``from_now`` a running one) supplies the per-episode parameters of
+    environment ``env_index`` (true capacities, pool shares, switch destinations and peak scale, which a randomised
+    scenario draws at reset); by default the scenario's nominal figures are used. The state's shapes are checked and
+    the figures read must be finite and >= 0: it must come from this scenario (or be a deliberate edit of such a
+    state, such as a capacity margin).
 
     ``layer_s`` merges simulation steps into LP layers of about that many seconds (``round(layer_s / dt)``
     steps, at least 1). Merging keeps the LP a relaxation of the step-by-step LP (arrivals and capacity are
@@ -152,14 +152,14 @@ def fluid_bound(
     share of intents lost or unresolved at the end (the KPI leaves pending intents out; the plain LP parks
     some at no cost).
 
-    ``from_now`` plans the rest of the episode from the state's current step and contents: its queues, retry
-    backlog and server stress are the LP's starting point; a server in an outage serves nothing, and rejects
-    its bank's switch lanes and what waits in its queues, until the outage ends, and then warms up as in the
-    core (no new outage is foreseen); attempts queued before now may stay queued as long as the queue-age
-    window reaches back before now. ``arrived`` then counts the intents still to arrive, ``lost`` the intents
-    lost from now on, and ``failed_payment_rate`` is ``lost`` over the arrivals still to come plus the intents
-    in flight now. With the true state it is still a relaxation of the rest of that episode; ``agents.mpc``
-    uses it as a planner, re-solved as the episode goes.
+    ``from_now`` plans the rest of the episode from the state's current step and contents: its queues, retry backlog
+    and server stress are the LP's starting point; a server in an outage serves nothing and rejects its bank's
+    switch lanes until the outage ends (a lane down for a whole layer holds no queue at its end), and then warms up
+    as in the core (no new outage is foreseen); attempts queued before now may stay queued as long as the queue-age
+    window reaches back before now. ``arrived`` then counts the intents still to arrive, ``lost`` the intents lost
+    from now on, and ``failed_payment_rate`` is ``lost`` (``lost + pending`` with ``pending_counts_as_lost``) over
+    the arrivals still to come plus the intents in flight now. With the true state it is still a relaxation of the
+    rest of that episode; ``agents.mpc`` uses it as a planner, re-solved as the episode goes.
     """
     sc = load_scenario(scenario)
     params = core.make_params(sc)
