@@ -197,6 +197,7 @@ def fluid_bound(
     m[-1] = n_steps - bucket * (len(m) - 1)
     T = len(m)
     ends = np.cumsum(m)  # step index (exclusive, counted from now) where each layer ends
+    starts = ends - m  # its first step (for np.*.reduceat over steps)
     layer_of_step = np.repeat(np.arange(T), m)
 
     expected = params.base_per_step + float(state.peak_scale[env_index]) * params.surge_per_step  # [n_steps]
@@ -208,7 +209,7 @@ def fluid_bound(
     # each server's health step by step: 0 for the rest of an outage in progress, then its warm-up (at a reset: 1)
     health = _outage_health(params, initial, n_steps)  # [n_steps, S]
     up = health > 0  # (a scenario's warm_start is > 0, so a server that is up has some capacity)
-    server_steps = np.add.reduceat(health, ends - m, axis=0)  # [T, S] healthy steps in each layer
+    server_steps = np.add.reduceat(health, starts, axis=0)  # [T, S] healthy steps in each layer
     dest = state.dest[env_index]  # [P, P]
     stay = float(np.exp(-params.dt / params.retry_delay_s))  # chance a waiting user is still waiting a step later
     rho = 1.0 - stay**m  # [T] release probability over a layer for users waiting at its start
@@ -330,7 +331,7 @@ def fluid_bound(
     # both its issuer is up and its channel's server serves
     for lane in np.flatnonzero((params.lane_origin != params.lane_server) & (initial.down_s[params.lane_origin] > 0)):
         srv, origin = params.lane_server[lane], params.lane_origin[lane]
-        lane_steps = np.add.reduceat(health[:, srv] * up[:, origin], ends - m)  # [T]
+        lane_steps = np.add.reduceat(health[:, srv] * up[:, origin], starts)  # [T]
         r0 = ub.reserve(T)
         ub.add(r0 + tl[:, lane, :], var("S", tl[:, lane, :], ll[:, lane, :], kl[:, lane, :]), 1.0)
         ub.rhs(r0, lane_steps * params.dt * capacity[lane_channel[lane]])
@@ -387,7 +388,7 @@ def fluid_bound(
     # a lane whose server or issuer is down for a whole layer holds nothing at its end: the core rejects what
     # waits there, what was queued before the outage included
     lane_up = up[:, params.lane_server] & up[:, params.lane_origin]  # [n_steps, L]
-    blocked_layer = ~np.logical_or.reduceat(lane_up, ends - m, axis=0)  # [T, L]
+    blocked_layer = ~np.logical_or.reduceat(lane_up, starts, axis=0)  # [T, L]
     tb_, lb_ = np.nonzero(blocked_layer)
     bounds[var("Q", tb_[:, None], lb_[:, None], np.arange(K)[None, :]).ravel(), 1] = 0.0
     # no collapse: a bounded server's stress stays below the collapse threshold
@@ -475,9 +476,8 @@ def _add_stress_rows(
     cap = core._channels_to_servers(capacity[None, :], B)[0]  # [S] per second, in LP units
     bounded = (grow >= relax) & (grow * dt * (core.RHO_MAX - 1.0) >= 1.0) & (params.hazard_p == 0) & (cap > 0)
     bounded &= start.stress < 1.0
-    ends = np.cumsum(m)
     # most capacity factor over each layer's up steps (1 where the layer has none: nothing is served then)
-    warm_max = np.maximum.reduceat(health, ends - m, axis=0)  # [T, S]
+    warm_max = np.maximum.reduceat(health, np.cumsum(m) - m, axis=0)  # [T, S]
     warm_max = np.where(warm_max > 0, warm_max, 1.0)
     bounded[B + 1] = False  # balance never degrades
     t = np.arange(T)
