@@ -332,10 +332,14 @@ _RESERVED = {"seed": "--seed", "verbose": None, "device": None, "tensorboard_log
              "action_noise": "noise_type and noise_std"}  # fmt: skip
 
 
+def is_finite_number(value: Any) -> bool:
+    """``value`` is an int or a finite float, not a bool (YAML's ``true`` is an int to Python)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def is_whole_number(value: Any, least: int) -> bool:
     """``value`` is a finite whole number (int, or a float such as YAML's ``1e4``) of at least ``least``."""
-    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return number and value == int(value) and value >= least
+    return is_finite_number(value) and value == int(value) and value >= least
 
 
 def check_hyperparams(
@@ -361,7 +365,6 @@ def check_hyperparams(
     if policy not in getattr(cls, "policy_aliases", {policy: None}):
         raise HyperparamError(f"policy = {policy!r}: {algo} takes {', '.join(cls.policy_aliases)}")
     for key, value in algo_kwargs.items():
-        number = isinstance(value, int | float) and not isinstance(value, bool)
         if key == "ent_coef" and isinstance(value, str) and algo == "sac" and value.startswith("auto"):
             continue  # SAC learns its entropy coefficient ("auto" or "auto_<start>")
         if key in ("learning_rate", "clip_range", "clip_range_vf") and isinstance(value, str):
@@ -372,7 +375,7 @@ def check_hyperparams(
             algo_kwargs[key] = int(value)
         elif key in _RANGES and not (value is None and key in _MAY_BE_NONE):
             low, high, low_ok = _RANGES[key]
-            if not number or not math.isfinite(value) or not (low <= value <= high and (low_ok or value > low)):
+            if not is_finite_number(value) or not (low <= value <= high and (low_ok or value > low)):
                 interval = f"{'[' if low_ok else '('}{low:g}, {'inf)' if high == math.inf else f'{high:g}]'}"
                 raise HyperparamError(f"{key} = {value!r}: expected a finite number in {interval}")
     if not isinstance(raw_policy_kwargs, dict) or not isinstance(env_kwargs, dict):
@@ -404,7 +407,7 @@ def check_normalize(value: Any) -> None:
             ok = isinstance(option, bool)
             expected = "true or false"
         elif key in _NORMALIZE_NUMBERS:
-            ok = isinstance(option, int | float) and not isinstance(option, bool) and 0 < option < math.inf
+            ok = is_finite_number(option) and option > 0
             expected = "a finite number > 0"
         elif key == "gamma":  # train.py passes the algorithm's own, so returns are discounted alike
             raise HyperparamError("normalize.gamma is the algorithm's gamma; set gamma instead")
