@@ -504,6 +504,48 @@ def test_a_stressed_start_leaves_less_overload_budget() -> None:
     assert fluid_bound(sc, state=state, layer_s=5.0, from_now=True, no_collapse=True).lost > stressed.lost + 150.0
 
 
+def test_attempts_queued_now_may_wait_out_their_deadline_and_no_longer() -> None:
+    # Two steps left, 600 attempts queued now (a full 60/s x 10 s queue), 20/s arriving, one attempt each.
+    # A FIFO channel serves 300 a step, so the 600 are served within their 10 s deadline: nothing is lost,
+    # and 200 of the 200 newer arrivals are still queued at the end. The LP may keep the attempts queued now
+    # past the first step (they are at most 10 s old then) but not past the second.
+    from payroute_env import core
+    from payroute_env.bounds import nominal_state
+
+    sc = scenario_from_dict(tiny(traffic={"base_rate": 20.0}), "tiny")
+    state = nominal_state(sc)
+    state.t[0] = core.make_params(sc).n_steps - 2
+    state.queue[0, 0, 0] = 600.0
+    b = fluid_bound(sc, state=state, layer_s=5.0, from_now=True)
+    assert b.lost == pytest.approx(0.0, abs=1e-3)
+    assert b.pending == pytest.approx(200.0, rel=1e-6)
+
+
+def test_a_stressed_start_serves_less_from_the_first_step() -> None:
+    # Two steps left, stress 0.9 with goodput loss 0.9, 600 queued now, 10/s arriving, one attempt each.
+    # Step 1 serves 300 (1 - 0.9 x 0.9) = 57. Unloaded beyond its 50 arrivals, stress relaxes at 1/120 per
+    # second of spare capacity: 0.9 - (5 - 50/60) / 120 before step 2, which serves 300 (1 - 0.9 x that).
+    # Only the 100 arrivals may still be queued at the end (the 600 are past their 10 s deadline), so the
+    # rest of the 700 is lost. (Throttling the arrivals would relax stress a little more, but each
+    # throttled attempt is lost while each admitted one can stay queued: admitting them all is optimal.)
+    from payroute_env import core
+    from payroute_env.bounds import nominal_state
+
+    gl, s0, relax_s = 0.9, 0.9, 120.0
+    sc = scenario_from_dict(
+        tiny(fragility={**FAST_COLLAPSE, "goodput_loss": gl, "relax_s": relax_s}, traffic={"base_rate": 10.0}), "tiny"
+    )
+    state = nominal_state(sc)
+    state.t[0] = core.make_params(sc).n_steps - 2
+    state.queue[0, 0, 0] = 600.0
+    state.stress[0, 0] = s0
+    b = fluid_bound(sc, state=state, layer_s=5.0, from_now=True, no_collapse=True)
+    stress_before_step_2 = s0 - (5.0 - 50.0 / 60.0) / relax_s
+    served = 300.0 * (1 - gl * s0) + 300.0 * (1 - gl * stress_before_step_2)
+    assert b.lost == pytest.approx(700.0 - served - 100.0, rel=1e-6)
+    assert b.pending == pytest.approx(100.0, rel=1e-6)
+
+
 def test_from_now_at_the_end_of_the_episode_is_a_clear_error() -> None:
     from payroute_env.bounds import nominal_state
 
