@@ -18,6 +18,9 @@ Command line (prints the starting plan's and the searched plan's failed-payment 
 seeds)::
 
     python -m agents.open_loop --init runs/ppo-double11_2013-seed0/model.zip --iterations 30
+    # the bound's no-collapse plan with a capacity margin per bank core and for the switch (margin_search)
+    python -m agents.open_loop --init bound --bound-cuts --bound-capacity 0.9 --search-margins --sigma 0.06 \
+        --population 16 --iterations 10
 
 The search is the cross-entropy method (Rubinstein 1999; de Boer et al. 2005): sample a population around a
 Gaussian mean, keep the elite fraction, move the mean and the spread towards the elite (with smoothing),
@@ -47,7 +50,15 @@ from payroute_env.simulator import Simulator
 from .baselines import encode
 from .policies import Policy, PolicyError, load_policy
 
-__all__ = ["Plan", "PlanPolicy", "cross_entropy_search", "plan_failed_rates", "plan_from_bound", "plan_from_policy"]
+__all__ = [
+    "Plan",
+    "PlanPolicy",
+    "cross_entropy_search",
+    "margin_search",
+    "plan_failed_rates",
+    "plan_from_bound",
+    "plan_from_policy",
+]
 
 
 @dataclass(frozen=True)
@@ -165,7 +176,7 @@ def plan_from_policy(
 def plan_from_bound(
     scenario: str | Path | Scenario,
     layer_s: float = 60.0,
-    capacity_factor: float = 1.0,
+    capacity_factor: float | Sequence[float] = 1.0,
     cuts: bool = False,
     state: core.CoreState | None = None,
     env_index: int = 0,
@@ -181,7 +192,9 @@ def plan_from_bound(
     Two knobs make the plan playable rather than merely optimal for the LP: ``cuts`` solves the LP with
     ``no_collapse``, ``bank_throttle`` and ``pending_counts_as_lost`` (a plan that keeps fragile banks below
     collapse and does not park attempts at the end), and ``capacity_factor`` (in (0, 1]) plans for that
-    share of every true capacity, a safety margin against the randomness the fluid LP does not see.
+    share of every true capacity, a safety margin against the randomness the fluid LP does not see. It is one
+    number for every channel, or one per server (each bank's core, whose quick and online-banking channels share
+    it, then the switch, then balance: ``B + 2`` numbers; ``margin_search`` looks for them).
 
     Without ``state`` the plan covers the whole episode from a reset with the scenario's nominal figures. With a
     running episode's ``state`` (environment ``env_index``) it covers the rest of that episode, from the state's
@@ -190,15 +203,14 @@ def plan_from_bound(
     """
     from payroute_env.bounds import fluid_bound, nominal_state
 
-    if not 0.0 < capacity_factor <= 1.0:
-        raise ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]")
     sc = load_scenario(scenario)
+    factor = _channel_factors(capacity_factor, core.make_params(sc))
     if state is None:
         state, env_index, from_now = nominal_state(sc), 0, False
     else:
         from_now = True
     # plan for a share of every true capacity (a copy: the running episode keeps its own)
-    state = dataclasses.replace(state, capacity=np.asarray(state.capacity, dtype=np.float64) * capacity_factor)
+    state = dataclasses.replace(state, capacity=np.asarray(state.capacity, dtype=np.float64) * factor)
     options = dict(no_collapse=True, bank_throttle=True, pending_counts_as_lost=True) if cuts else {}
     b = fluid_bound(sc, state=state, env_index=env_index, layer_s=layer_s, from_now=from_now, **options)
     B = sc.n_banks
@@ -207,6 +219,27 @@ def plan_from_bound(
     admitted = lanes.sum(2)
     admit = np.divide(admitted, admitted + throttled, out=np.ones_like(admitted), where=admitted + throttled > 1e-9)
     return Plan(b.layer_steps, controls_from_routes(admit, lanes[..., :3]))
+
+
+def _channel_factors(capacity_factor: float | Sequence[float], params: core.CoreParams) -> np.ndarray:
+    """``capacity_factor`` (one number, or one per server) as one factor per channel ``[C]``, checked."""
+    S = params.n_servers
+    try:
+        factor = np.asarray(capacity_factor, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]") from None
+    if factor.ndim == 0:
+        if not 0.0 < factor <= 1.0:  # NaN fails too
+            raise ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]")
+        return np.full(len(params.channel_server), float(factor))
+    if factor.shape != (S,):
+        raise ValueError(
+            f"capacity_factor needs one number or {S} (one per bank core, the switch and balance); "
+            f"got shape {factor.shape}"
+        )
+    if not ((factor > 0.0) & (factor <= 1.0)).all():
+        raise ValueError(f"capacity_factor = {factor.tolist()}: expected numbers in (0, 1]")
+    return factor[params.channel_server]
 
 
 def plan_failed_rates(
@@ -253,35 +286,101 @@ def cross_entropy_search(
     switch shares (and of the admit rate when ``search_admit``; otherwise admit stays as in ``init``).
     ``on_iteration(i, best_rate, mean_rate)`` reports progress.
     """
+    frozen = np.zeros(init.controls.shape, dtype=bool)
+    if not search_admit:
+        frozen[..., 0] = True
+
+    def score(candidates: np.ndarray) -> np.ndarray:
+        return plan_failed_rates(candidates, init.block_steps, scenario, seeds)
+
+    best, history = _cross_entropy(
+        init.controls, sigma, frozen, (0.0, 1.0), score, iterations, population, elite_fraction, smoothing, seed,
+        on_iteration,
+    )  # fmt: skip
+    return Plan(init.block_steps, best), history
+
+
+def margin_search(
+    scenario: str | Path | Scenario,
+    seeds: Sequence[int],
+    start: float = 0.9,
+    iterations: int = 10,
+    population: int = 16,
+    elite_fraction: float = 0.25,
+    sigma: float = 0.06,
+    layer_s: float = 60.0,
+    smoothing: float = 0.7,
+    seed: int = 0,
+    on_iteration: Callable[[int, float, float], None] | None = None,
+) -> tuple[np.ndarray, list[float]]:
+    """Search a capacity margin per bank core and for the switch for the bound's no-collapse plan.
+
+    ``plan_from_bound(cuts=True, capacity_factor=...)`` with one margin for every capacity guards every bank
+    alike, though only the fragile ones risk collapse. This searches the ``B + 1`` margins (bank cores, then
+    the switch; balance keeps 1) in [0.5, 1] with the cross-entropy method from ``start`` for all, one LP per
+    candidate, each plan scored on ``seeds``. Returns the best margins found (``B + 2`` numbers, balance's
+    included, as ``plan_from_bound`` takes them) and the best rate after each iteration.
+    """
+    if not 0.5 <= start <= 1.0:
+        raise ValueError(f"start = {start!r}: the margins are searched in [0.5, 1]")
+    sc = load_scenario(scenario)
+    B = sc.n_banks
+
+    def plans(candidates: np.ndarray) -> list[Plan]:
+        return [plan_from_bound(sc, layer_s, np.append(c, 1.0), cuts=True) for c in candidates]
+
+    def score(candidates: np.ndarray) -> np.ndarray:
+        found = plans(candidates)
+        return plan_failed_rates(np.stack([p.controls for p in found]), found[0].block_steps, sc, seeds)
+
+    best, history = _cross_entropy(
+        np.full(B + 1, float(start)), sigma, np.zeros(B + 1, dtype=bool), (0.5, 1.0), score, iterations,
+        population, elite_fraction, smoothing, seed, on_iteration,
+    )  # fmt: skip
+    return np.append(best, 1.0), history
+
+
+def _cross_entropy(
+    mean: np.ndarray,
+    sigma: float,
+    frozen: np.ndarray,
+    bounds: tuple[float, float],
+    score: Callable[[np.ndarray], np.ndarray],
+    iterations: int,
+    population: int,
+    elite_fraction: float,
+    smoothing: float,
+    seed: int,
+    on_iteration: Callable[[int, float, float], None] | None,
+) -> tuple[np.ndarray, list[float]]:
+    """The cross-entropy method over the numbers ``mean`` (those ``frozen`` stay put), each kept in ``bounds``;
+    ``score`` maps candidates ``[population, *mean.shape]`` to rates, lower is better. Returns the best
+    candidate ever scored and the best rate after each iteration."""
     if iterations < 1 or population < 2:
         raise ValueError(f"need iterations >= 1 and population >= 2; got {iterations}, {population}")
     if not 0 < elite_fraction <= 1 or not sigma >= 0 or not 0 <= smoothing <= 1:
         raise ValueError("elite_fraction must be in (0, 1], sigma >= 0 and smoothing in [0, 1]")
     rng = np.random.default_rng(seed)
-    mean = init.controls.copy()
-    spread = np.full_like(mean, float(sigma))
-    if not search_admit:
-        spread[..., 0] = 0.0
+    mean = np.array(mean, dtype=np.float64)
+    spread = np.where(frozen, 0.0, float(sigma))
     n_elite = max(1, int(round(elite_fraction * population)))
-    best_controls, best_rate = mean.copy(), np.inf
+    best, best_rate = mean.copy(), np.inf
     history: list[float] = []
     for i in range(iterations):
         noise = rng.standard_normal((population, *mean.shape))
-        candidates = np.clip(mean + spread * noise, 0.0, 1.0)
-        candidates[0] = mean
-        rates = plan_failed_rates(candidates, init.block_steps, scenario, seeds)
+        candidates = np.clip(mean + spread * noise, *bounds)
+        candidates[0] = mean  # the population always contains the current mean
+        rates = score(candidates)
         order = np.argsort(rates, kind="stable")
         if rates[order[0]] < best_rate:
-            best_rate, best_controls = float(rates[order[0]]), candidates[order[0]].copy()
+            best_rate, best = float(rates[order[0]]), candidates[order[0]].copy()
         elite = candidates[order[:n_elite]]
         mean = smoothing * elite.mean(0) + (1 - smoothing) * mean
-        spread = smoothing * elite.std(0) + (1 - smoothing) * spread
-        if not search_admit:
-            spread[..., 0] = 0.0
+        spread = np.where(frozen, 0.0, smoothing * elite.std(0) + (1 - smoothing) * spread)
         history.append(best_rate)
         if on_iteration is not None:
             on_iteration(i, best_rate, float(rates[0]))
-    return Plan(init.block_steps, best_controls), history
+    return best, history
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -305,6 +404,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="with --init bound: plan for this share of every true capacity, in (0, 1] (a margin)",
+    )
+    p.add_argument(
+        "--search-margins",
+        action="store_true",
+        help="with --init bound --bound-cuts: search a capacity margin per bank core and for the switch, starting "
+        "from --bound-capacity for all (margin_search), instead of the plan's shares",
     )
     p.add_argument("--init-seed", type=int, default=0, help="episode recorded to build the starting plan")
     p.add_argument("--block-s", type=float, default=60.0, help="seconds per plan block")
@@ -335,6 +440,10 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
         return f"--bound-capacity must be a share of capacity in (0, 1]; got {args.bound_capacity}"
     if (args.bound_cuts or args.bound_capacity is not None) and args.init != "bound":
         return "--bound-cuts and --bound-capacity need --init bound"
+    if args.search_margins and not (args.init == "bound" and args.bound_cuts):
+        return "--search-margins needs --init bound --bound-cuts"
+    if args.search_margins and not 0.5 <= (args.bound_capacity or 1.0) <= 1.0:
+        return f"--search-margins searches margins in [0.5, 1]; --bound-capacity {args.bound_capacity} is outside"
     if args.init != "bound" and args.eval_seed <= args.init_seed < args.eval_seed + args.episodes:
         return f"--init-seed {args.init_seed} is one of the evaluation seeds; choose another --init-seed"
     search = set(range(7, 7 + args.search_seeds))
@@ -376,17 +485,27 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    best, _ = cross_entropy_search(
-        init,
-        sc,
-        search_seeds,
-        args.iterations,
-        args.population,
-        sigma=args.sigma,
-        search_admit=args.search_admit,
-        seed=args.seed,
-        on_iteration=report,
-    )
+    if args.search_margins:
+        start_margin = 1.0 if args.bound_capacity is None else args.bound_capacity
+        margins, _ = margin_search(
+            sc, search_seeds, start_margin, args.iterations, args.population, sigma=args.sigma,
+            layer_s=args.block_s, seed=args.seed, on_iteration=report,
+        )  # fmt: skip
+        servers = [bank.name for bank in sc.banks] + ["switch", "balance"]
+        print("margins found: " + ", ".join(f"{name} {m:.3f}" for name, m in zip(servers, margins, strict=True)))
+        best = plan_from_bound(sc, layer_s=args.block_s, capacity_factor=margins, cuts=True)
+    else:
+        best, _ = cross_entropy_search(
+            init,
+            sc,
+            search_seeds,
+            args.iterations,
+            args.population,
+            sigma=args.sigma,
+            search_admit=args.search_admit,
+            seed=args.seed,
+            on_iteration=report,
+        )
     if args.out:
         best.save(args.out)
     eval_seeds = list(range(args.eval_seed, args.eval_seed + args.episodes))

@@ -16,6 +16,7 @@ from agents.open_loop import (
     PlanPolicy,
     continuous_actions,
     cross_entropy_search,
+    margin_search,
     plan_from_bound,
     plan_from_policy,
 )
@@ -118,6 +119,67 @@ def test_plan_from_bound_with_a_margin_plans_for_the_smaller_capacities() -> Non
         plan_from_bound(scenario_from_dict(world(1.0)), capacity_factor=1.5)
 
 
+def _one_bank_world(bank_core: float = 1.0, switch: float = 1.0, balance: float = 1.0) -> dict:
+    """One fragile bank (quick 60/s, online banking 30/s), a switch of 40/s and balance, capacities scaled."""
+    tight = bank(quick_capacity=60.0 * bank_core, quick_declared=60.0, netbank_capacity=30.0 * bank_core,
+                 netbank_declared=30.0, quick_share=0.7, netbank_success=0.6,
+                 fragility={"collapse_s": 30.0, "relax_s": 30.0})  # fmt: skip
+    data = scenario_dict([tight], dt_s=5.0, end_s=600.0)
+    data["traffic"]["base_rate"] = 120.0
+    data["switch"].update(capacity=40.0 * switch, declared=40.0)
+    data["balance"].update(capacity=data["balance"]["capacity"] * balance)
+    return data
+
+
+def test_a_margin_per_server_scales_that_servers_channels() -> None:
+    """One number per server (the bank's core: its quick and online-banking channels; the switch; balance)."""
+    world = scenario_from_dict(_one_bank_world())
+    for factors, scaled in [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((1.0, 0.5, 1.0), (1.0, 0.5, 1.0)),
+                            ((0.6, 1.0, 1.0), (0.6, 1.0, 1.0))]:  # fmt: skip
+        for cuts in (False, True):
+            margin = plan_from_bound(world, layer_s=60.0, capacity_factor=factors, cuts=cuts)
+            smaller = plan_from_bound(scenario_from_dict(_one_bank_world(*scaled)), layer_s=60.0, cuts=cuts)
+            np.testing.assert_allclose(margin.controls, smaller.controls, atol=1e-6)
+    uniform = plan_from_bound(world, layer_s=60.0, capacity_factor=0.5, cuts=True)
+    per_server = plan_from_bound(world, layer_s=60.0, capacity_factor=[0.5, 0.5, 0.5], cuts=True)
+    np.testing.assert_array_equal(uniform.controls, per_server.controls)
+    switch_only = plan_from_bound(world, layer_s=60.0, capacity_factor=[1.0, 0.5, 1.0], cuts=True)
+    assert np.abs(switch_only.controls - plan_from_bound(world, layer_s=60.0, cuts=True).controls).max() > 0.05
+
+
+@pytest.mark.parametrize(
+    "factor, message",
+    [
+        ([0.9, 0.9], r"capacity_factor needs one number or 3 \(one per bank core, the switch and balance\); got shape"),
+        ([0.9, 0.0, 1.0], r"capacity_factor = \[0.9, 0.0, 1.0\]: expected numbers in \(0, 1\]"),
+        ([0.9, np.nan, 1.0], r"expected numbers in \(0, 1\]"),
+        ("lots", r"capacity_factor = 'lots': expected a number in \(0, 1\]"),
+    ],
+)
+def test_a_bad_margin_is_named(factor: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        plan_from_bound(scenario_from_dict(_one_bank_world()), capacity_factor=factor)  # type: ignore[arg-type]
+
+
+def test_margin_search_keeps_the_best_margins_it_scored() -> None:
+    world = scenario_from_dict(_one_bank_world())
+    seeds = [3, 4]
+    seen: list[tuple[float, float]] = []
+    margins, history = margin_search(world, seeds, start=0.9, iterations=2, population=4, sigma=0.1, seed=1,
+                                     on_iteration=lambda i, best, mean: seen.append((best, mean)))  # fmt: skip
+    assert margins.shape == (3,) and margins[-1] == 1.0 and ((margins >= 0.5) & (margins <= 1.0)).all()
+    assert len(history) == 2 and history[1] <= history[0]
+    start = plan_from_bound(world, capacity_factor=0.9, cuts=True)
+    start_rate = open_loop.plan_failed_rates(start.controls[None], start.block_steps, world, seeds)[0]
+    assert seen[0][1] == pytest.approx(start_rate)  # the first population's mean is the start
+    assert history[-1] <= start_rate
+    best = plan_from_bound(world, capacity_factor=margins, cuts=True)
+    found = open_loop.plan_failed_rates(best.controls[None], best.block_steps, world, seeds)[0]
+    assert found == pytest.approx(history[-1])  # the margins returned are the ones that scored best
+    with pytest.raises(ValueError, match=r"start = 0.3: the margins are searched in \[0.5, 1\]"):
+        margin_search(world, seeds, start=0.3)
+
+
 def test_search_improves_a_bad_plan_and_keeps_the_best() -> None:
     """Everything through the online-banking redirect (success 0.6) is far from best; the search finds better."""
     B = load_scenario("steady").n_banks
@@ -140,6 +202,17 @@ def test_cli_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert Plan.load(out).controls.shape[1] == load_scenario("steady").n_banks
 
 
+def test_cli_searches_margins(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--scenario", "steady", "--init", "bound", "--bound-cuts", "--bound-capacity", "0.9", "--search-margins"]
+    assert (
+        open_loop.main([*argv, "--iterations", "1", "--population", "2", "--search-seeds", "1", "--episodes", "2"]) == 0
+    )
+    text = capsys.readouterr().out
+    names = [bank.name for bank in load_scenario("steady").banks]
+    assert f"margins found: {names[0]} " in text and "switch" in text and "balance 1.000" in text
+    assert "plan after the search" in text and "its open-loop plan" in text
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -150,6 +223,11 @@ def test_cli_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--init", "admit_all", "--bound-cuts"], "--bound-cuts and --bound-capacity need --init bound"),
         (["--init", "admit_all", "--bound-capacity", "1"], "--bound-cuts and --bound-capacity need --init bound"),
         (["--init", "admit_all", "--init-seed", "1003"], "--init-seed 1003 is one of the evaluation seeds"),
+        (["--init", "bound", "--search-margins"], "--search-margins needs --init bound --bound-cuts"),
+        (
+            ["--init", "bound", "--bound-cuts", "--bound-capacity", "0.3", "--search-margins"],
+            "--search-margins searches margins in [0.5, 1]; --bound-capacity 0.3 is outside",
+        ),
         (["--population", "1"], "--population must be >= 2"),
         (["--sigma", "nan"], "--sigma must be a finite number >= 0"),
         (["--block-s", "inf"], "--block-s must be a finite number of seconds > 0"),
