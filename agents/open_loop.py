@@ -326,12 +326,9 @@ def margin_search(
     sc = load_scenario(scenario)
     B = sc.n_banks
 
-    def plans(candidates: np.ndarray) -> list[Plan]:
-        return [plan_from_bound(sc, layer_s, np.append(c, 1.0), cuts=True) for c in candidates]
-
-    def score(candidates: np.ndarray) -> np.ndarray:
-        found = plans(candidates)
-        return plan_failed_rates(np.stack([p.controls for p in found]), found[0].block_steps, sc, seeds)
+    def score(candidates: np.ndarray) -> np.ndarray:  # one LP per candidate; balance keeps its full capacity
+        plans = [plan_from_bound(sc, layer_s, np.append(c, 1.0), cuts=True) for c in candidates]
+        return plan_failed_rates(np.stack([p.controls for p in plans]), plans[0].block_steps, sc, seeds)
 
     best, history = _cross_entropy(
         np.full(B + 1, float(start)), sigma, np.zeros(B + 1, dtype=bool), (0.5, 1.0), score, iterations,
