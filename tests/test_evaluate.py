@@ -318,3 +318,23 @@ def test_randomised_scenario_gets_one_bound_per_episode(tmp_path: Path) -> None:
     assert b["lost"] + b["succeeded"] + b["pending"] == pytest.approx(b["arrived"], rel=1e-6)
     gaps = [e["failed_payment_rate"] - r for e, r in zip(result.policies[0].episodes, b["per_episode"], strict=True)]
     assert result.policies[0].summary["gap_to_bound"] == pytest.approx(np.mean(gaps))
+
+
+def test_the_table_keeps_every_figure_whole_beside_a_long_policy_name(short_toml: Path) -> None:
+    """A model's path as the policy name folds onto more lines; no figure is cut to make room for it."""
+    from rich.console import Console
+
+    from agents.evaluation import results_table
+
+    result = evaluate_policies(short_toml, ["admit_all"], episodes=2, bound=False, progress=False, timeline=False)
+    result.policies[0].name = "/a/very/long/absolute/path/to/an/output/folder/of/runs/" * 3 + "model.zip"
+    console = Console(width=120, record=True)
+    console.print(results_table(result))
+    text = console.export_text()
+    s = result.policies[0].summary
+    lo, hi = s["failed_payment_rate_ci"]
+    for figure in (f"{100 * s['failed_payment_rate']:.2f}", f"[{100 * lo:.2f}, {100 * hi:.2f}]",
+                   f"{s['successful_payments_per_s']:.0f}", f"{s['outage_minutes']:.1f}"):  # fmt: skip
+        assert figure in text, (figure, text)
+    assert "…" not in text
+    assert "model.zip" in text.replace("\n", "").replace("│", "").replace(" ", "")
