@@ -224,21 +224,22 @@ def plan_from_bound(
 def _channel_factors(capacity_factor: float | Sequence[float], params: core.CoreParams) -> np.ndarray:
     """``capacity_factor`` (one number, or one per server) as one factor per channel ``[C]``, checked."""
     S = params.n_servers
+    scalar_error = ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]")
+    if isinstance(capacity_factor, str | bytes):  # numpy would read "0.5" as a number
+        raise scalar_error
     try:
         factor = np.asarray(capacity_factor, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]") from None
+        raise scalar_error from None
     if factor.ndim == 0:
         if not 0.0 < factor <= 1.0:  # NaN fails too
-            raise ValueError(f"capacity_factor = {capacity_factor!r}: expected a number in (0, 1]")
+            raise scalar_error
         return np.full(len(params.channel_server), float(factor))
-    if factor.shape != (S,):
+    if factor.shape != (S,) or not ((factor > 0.0) & (factor <= 1.0)).all():
         raise ValueError(
-            f"capacity_factor needs one number or {S} (one per bank core, the switch and balance); "
-            f"got shape {factor.shape}"
+            f"capacity_factor = {factor.tolist()}: expected one number or {S} numbers (one per bank core, then the "
+            "switch and balance), each in (0, 1]"
         )
-    if not ((factor > 0.0) & (factor <= 1.0)).all():
-        raise ValueError(f"capacity_factor = {factor.tolist()}: expected numbers in (0, 1]")
     return factor[params.channel_server]
 
 
@@ -413,7 +414,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--search-seeds", type=int, default=4, help="seeds 7 .. 7+n-1 score the candidates")
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--population", type=int, default=64)
-    p.add_argument("--sigma", type=float, default=0.03, help="starting spread of the route shares")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=0.03,
+        help="starting spread of the route shares (of the margins with --search-margins)",
+    )
     p.add_argument("--search-admit", action="store_true", help="also search the admit rates")
     p.add_argument("--seed", type=int, default=0, help="seed of the search's own sampling")
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes (seeds eval-seed ..)")
@@ -439,6 +445,8 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
         return "--bound-cuts and --bound-capacity need --init bound"
     if args.search_margins and not (args.init == "bound" and args.bound_cuts):
         return "--search-margins needs --init bound --bound-cuts"
+    if args.search_margins and args.search_admit:
+        return "--search-admit searches a plan's admit rates; --search-margins searches margins instead: choose one"
     if args.search_margins and not 0.5 <= (args.bound_capacity or 1.0) <= 1.0:
         return f"--search-margins searches margins in [0.5, 1]; --bound-capacity {args.bound_capacity} is outside"
     if args.init != "bound" and args.eval_seed <= args.init_seed < args.eval_seed + args.episodes:

@@ -334,7 +334,12 @@ _RESERVED = {"seed": "--seed", "verbose": None, "device": None, "tensorboard_log
 
 def is_finite_number(value: Any) -> bool:
     """``value`` is an int or a finite float, not a bool (YAML's ``true`` is an int to Python)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float (YAML reads 1 followed by 400 zeros as one)
+        return False
 
 
 def is_whole_number(value: Any, least: int) -> bool:

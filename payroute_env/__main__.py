@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="double11_2013", help=f"{', '.join(BUILTIN_SCENARIOS)} or a TOML path")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one episode per seed")
     args = parser.parse_args(argv)
+    outside = [seed for seed in args.seeds if not 0 <= seed < 2**64]
+    if outside:
+        return fail("python -m payroute_env", f"--seeds must be integers in [0, 2**64); got {outside[0]}")
     try:
         sim = Simulator(args.scenario, num_envs=len(args.seeds))
         sim.reset(seeds=args.seeds)

@@ -507,7 +507,7 @@ def test_a_stressed_start_leaves_less_overload_budget() -> None:
 def test_attempts_queued_now_may_wait_out_their_deadline_and_no_longer() -> None:
     # Two steps left, 600 attempts queued now (a full 60/s x 10 s queue), 20/s arriving, one attempt each.
     # A FIFO channel serves 300 a step, so the 600 are served within their 10 s deadline: nothing is lost,
-    # and 200 of the 200 newer arrivals are still queued at the end. The LP may keep the attempts queued now
+    # and all 200 newer arrivals are still queued at the end. The LP may keep the attempts queued now
     # past the first step (they are at most 10 s old then) but not past the second.
     from payroute_env import core
     from payroute_env.bounds import nominal_state
@@ -524,7 +524,9 @@ def test_attempts_queued_now_may_wait_out_their_deadline_and_no_longer() -> None
 def test_a_stressed_start_serves_less_from_the_first_step() -> None:
     # Two steps left, stress 0.9 with goodput loss 0.9, 600 queued now, 10/s arriving, one attempt each.
     # Step 1 serves 300 (1 - 0.9 x 0.9) = 57. Unloaded beyond its 50 arrivals, stress relaxes at 1/120 per
-    # second of spare capacity: 0.9 - (5 - 50/60) / 120 before step 2, which serves 300 (1 - 0.9 x that).
+    # second of spare capacity: 0.9 - (5 - 50/60) / 120 before step 2, which serves 300 (1 - 0.9 x that). (The
+    # LP measures the load against the healthy 60/s, the core against the stressed capacity, under which
+    # stress would relax a little less: the LP's rows are a relaxation.)
     # Only the 100 arrivals may still be queued at the end (the 600 are past their 10 s deadline), so the
     # rest of the 700 is lost. (Throttling the arrivals would relax stress a little more, but each
     # throttled attempt is lost while each admitted one can stay queued: admitting them all is optimal.)

@@ -40,6 +40,13 @@ def test_bad_input_found_after_parsing_gives_one_line_naming_the_command(name: s
     assert len(lines) == 1 and lines[0].startswith(f"{name}: error:"), proc.stderr
 
 
+def test_a_negative_seed_is_named_as_the_flag_given() -> None:
+    proc = subprocess.run(COMMANDS["python -m payroute_env"] + ["--seeds", "0", "-1"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "python -m payroute_env: error: --seeds must be integers in [0, 2**64); got -1"
+
+
 def test_one_line_folds_whitespace_and_cuts_long_messages() -> None:
     from payroute_env._cli import one_line
 

@@ -150,10 +150,15 @@ def test_a_margin_per_server_scales_that_servers_channels() -> None:
 @pytest.mark.parametrize(
     "factor, message",
     [
-        ([0.9, 0.9], r"capacity_factor needs one number or 3 \(one per bank core, the switch and balance\); got shape"),
-        ([0.9, 0.0, 1.0], r"capacity_factor = \[0.9, 0.0, 1.0\]: expected numbers in \(0, 1\]"),
-        ([0.9, np.nan, 1.0], r"expected numbers in \(0, 1\]"),
+        (
+            [0.9, 0.9],
+            r"capacity_factor = \[0.9, 0.9\]: expected one number or 3 numbers \(one per bank core, then "
+            r"the switch and balance\), each in \(0, 1\]",
+        ),
+        ([0.9, 0.0, 1.0], r"capacity_factor = \[0.9, 0.0, 1.0\]: expected one number or 3 numbers"),
+        ([0.9, np.nan, 1.0], r"capacity_factor = \[0.9, nan, 1.0\]: expected one number or 3 numbers"),
         ("lots", r"capacity_factor = 'lots': expected a number in \(0, 1\]"),
+        ("0.5", r"capacity_factor = '0.5': expected a number in \(0, 1\]"),
     ],
 )
 def test_a_bad_margin_is_named(factor: object, message: str) -> None:
@@ -224,6 +229,10 @@ def test_cli_searches_margins(capsys: pytest.CaptureFixture[str]) -> None:
         (["--init", "admit_all", "--bound-capacity", "1"], "--bound-cuts and --bound-capacity need --init bound"),
         (["--init", "admit_all", "--init-seed", "1003"], "--init-seed 1003 is one of the evaluation seeds"),
         (["--init", "bound", "--search-margins"], "--search-margins needs --init bound --bound-cuts"),
+        (
+            ["--init", "bound", "--bound-cuts", "--search-margins", "--search-admit"],
+            "--search-admit searches a plan's admit rates; --search-margins searches margins instead: choose one",
+        ),
         (
             ["--init", "bound", "--bound-cuts", "--bound-capacity", "0.3", "--search-margins"],
             "--search-margins searches margins in [0.5, 1]; --bound-capacity 0.3 is outside",

@@ -231,6 +231,9 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--hyperparams", "eval_freq=-5"], "eval_freq = -5: expected a whole number >= 1"),
         (["--hyperparams", "eval_freq=.nan"], "eval_freq = nan: expected a whole number >= 1"),
         (["--hyperparams", "n_steps=.inf"], "n_steps = inf: expected a whole number >= 1"),
+        (["--hyperparams", "n_steps=1" + "0" * 400], "expected a whole number >= 1"),  # an int beyond any float
+        (["--hyperparams", "gamma=1" + "0" * 400], "expected a finite number in [0, 1]"),
+        (["--hyperparams", "normalize={clip_obs: 1" + "0" * 400 + "}"], "expected a finite number > 0"),
         (["--hyperparams", "start_at_status_quo=maybe"], "start_at_status_quo = 'maybe': expected true or false"),
         (["--timesteps", "inf"], "--timesteps must be a positive whole number"),
         (["--hyperparams", "policy_kwargs.activation_fn=sigmoid"], "activation_fn = 'sigmoid'"),
