@@ -569,11 +569,10 @@ def _outage_health(params: core.CoreParams, start: _Start, n_steps: int) -> np.n
     health = np.ones((n_steps, params.n_servers))
     if not (start.down_s > 0).any() and (start.warm >= 1.0).all():
         return health
-    down_left, warm = start.down_s.copy(), start.warm.copy()
+    down_left, warm = start.down_s, start.warm
     for j in range(n_steps):
         health[j] = np.where(down_left > 0, 0.0, warm)
-        down_left = np.maximum(down_left - params.dt, 0.0)
-        warm = np.where(down_left > 0, warm, np.minimum(warm + params.dt * params.warm_rate, 1.0))
+        down_left, warm = core.outage_clock(params, down_left, warm)
     return health
 
 

@@ -578,9 +578,10 @@ def step_numpy(
     stress = np.where(down, 0.0, np.maximum(s.stress + dt * drift, 0.0))
     trigger = ~down & ((stress >= 1.0) | (u("hazard") < p.hazard_p))
     length = p.outage_min_s + u("outage_len") * (p.outage_max_s - p.outage_min_s)
-    down_left = np.where(trigger, length, np.maximum(s.down_left - dt, 0.0))
+    down_next, warm_next = outage_clock(p, s.down_left, s.warm)
+    down_left = np.where(trigger, length, down_next)
     stress = np.where(trigger, 0.0, stress)
-    warm = np.where(trigger, p.warm_start, np.where(down_left > 0, s.warm, np.minimum(s.warm + dt * p.warm_rate, 1.0)))
+    warm = np.where(trigger, p.warm_start, warm_next)
 
     # 7. what the platform sees, and the episode counters ----------------------------------------
     wait_ch = np.minimum(
@@ -751,6 +752,14 @@ def _lanes_to_pools(x: np.ndarray, B: int) -> np.ndarray:
     banks = x[:, : 4 * B].reshape(x.shape[0], B, 4, *x.shape[2:])
     pools = np.stack([banks[:, :, :3].sum(2), banks[:, :, 3]], axis=2).reshape(x.shape[0], 2 * B, *x.shape[2:])
     return np.concatenate([pools, x[:, 4 * B :]], axis=1)
+
+
+def outage_clock(p: CoreParams, down_left: np.ndarray, warm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of the servers' outage timers and warm-up when no new outage starts: an outage runs down by
+    ``dt``; a server that is up (after this step) regains ``dt * warm_rate`` of capacity, up to 1.
+    (``fluid_bound(..., from_now=True)`` replays it to foresee when a server is back.)"""
+    down_next = np.maximum(down_left - p.dt, 0.0)
+    return down_next, np.where(down_next > 0, warm, np.minimum(warm + p.dt * p.warm_rate, 1.0))
 
 
 def _channels_to_servers(x: np.ndarray, B: int) -> np.ndarray:
