@@ -470,11 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     problem = _bad_argument(args)
     if problem:
         return fail("python -m agents.open_loop", problem)
+    margin = 1.0 if args.bound_capacity is None else args.bound_capacity  # of the bound's plan (and the margin search)
     try:
         sc = load_scenario(args.scenario)
         block_steps = max(1, int(round(args.block_s / sc.dt_s)))
         if args.init == "bound":
-            margin = 1.0 if args.bound_capacity is None else args.bound_capacity
             init = plan_from_bound(sc, layer_s=args.block_s, capacity_factor=margin, cuts=args.bound_cuts)
         else:
             init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
@@ -491,9 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.search_margins:
-        start_margin = 1.0 if args.bound_capacity is None else args.bound_capacity
         margins, _ = margin_search(
-            sc, search_seeds, start_margin, args.iterations, args.population, sigma=args.sigma,
+            sc, search_seeds, margin, args.iterations, args.population, sigma=args.sigma,
             layer_s=args.block_s, seed=args.seed, on_iteration=report,
         )  # fmt: skip
         servers = [bank.name for bank in sc.banks] + ["switch", "balance"]
