@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=20, help="episodes per policy (seeds seed .. seed+episodes-1)")
     p.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
     p.add_argument("--out", default="results", help="output folder for results.json, results.csv and plots")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="policy every other is compared with, episode by episode (default: the best heuristic evaluated)",
+    )
     p.add_argument("--no-bound", action="store_true", help="skip the fluid lower bound LP")
     p.add_argument(
         "--bound-layer-s",
@@ -89,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not specs:
         return _fail("--policies is empty")
 
-    from rich.console import Console
-
-    from agents.evaluation import evaluate_policies, results_table, write_results
+    from agents.evaluation import evaluate_policies, print_results_table, write_results
     from agents.policies import PolicyError
     from payroute_env.scenario import ScenarioError
 
@@ -120,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                 bound=not args.no_bound,
                 bound_layer_s=args.bound_layer_s,
                 progress=not args.quiet,
+                reference=args.reference,
             )
         except (PolicyError, ScenarioError, ValueError) as exc:
             return _fail(str(exc))
-        Console(width=max(Console().width, 120)).print(results_table(result))
+        print_results_table(result)
         try:
             files = write_results(result, out)
             if not args.no_plots:

@@ -619,10 +619,9 @@ def final_table(config: dict[str, Any], run_dir: Path) -> None:
     the learning curve, with the status quo, the best heuristic and the bound, to ``learning_curve.png``.
     """
     import numpy as np
-    from rich.console import Console
 
     from agents.baselines import HEURISTICS
-    from agents.evaluation import evaluate_policies, results_table, write_results
+    from agents.evaluation import evaluate_policies, print_results_table, write_results
     from agents.plots import plot_learning_curve
 
     models = [str(run_dir / "model.zip")]
@@ -635,12 +634,11 @@ def final_table(config: dict[str, Any], run_dir: Path) -> None:
         seed=config["final_eval_seed"],
         progress=sys.stderr.isatty(),
     )
-    Console(width=max(Console().width, 120)).print(results_table(result))
+    print_results_table(result)
     files = write_results(result, run_dir / "evaluation")
     rates = {r.name: r.summary["failed_payment_rate"] for r in result.policies}
-    heuristic_rates = {name: rate for name, rate in rates.items() if name in HEURISTICS}
-    best = min(heuristic_rates, key=heuristic_rates.__getitem__)
-    references = {"admit_all": rates["admit_all"], f"best heuristic ({best})": heuristic_rates[best]}
+    best = result.reference  # the best heuristic: every policy is compared with it episode by episode
+    references = {"admit_all": rates["admit_all"], f"best heuristic ({best})": rates[best]}
     if result.bound is not None:
         references["fluid bound"] = result.bound["failed_payment_rate"]
     curve_file = run_dir / "learning_curve.npz"

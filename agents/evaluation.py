@@ -4,11 +4,13 @@
 the policy declares), resets it with seeds ``seed, seed + 1, ...`` (common random numbers: every policy
 meets the same arrivals and user draws), runs the episodes to truncation and collects the episode KPIs of
 ``payroute_env.metrics``. Results aggregate to the mean and a 95% percentile-bootstrap confidence interval
-of the failed-payment rate (plus the interquartile mean), the other KPIs' means, and the gap to the fluid
-lower bound (``payroute_env.bounds``). The first seed also records a per-step timeline.
+of the failed-payment rate (plus the interquartile mean), the other KPIs' means, the gap to the fluid
+lower bound (``payroute_env.bounds``) and a paired comparison with a reference policy (by default the best
+heuristic evaluated): because every policy meets the same episodes, the per-episode differences give a far
+tighter interval than two separate CIs. The first seed also records a per-step timeline.
 
 ``train.py`` and notebooks reuse the same pieces: ``run_policy`` (the batched loop), ``evaluate_policies``,
-``results_table`` (the rich table) and ``write_results``.
+``results_table`` (the rich table, ``print_results_table`` to print it) and ``write_results``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ __all__ = [
     "evaluate_policies",
     "interquartile_mean",
     "machine_description",
+    "paired_comparison",
+    "print_results_table",
     "results_table",
     "run_policy",
     "write_results",
@@ -85,12 +89,14 @@ class EvaluationResult:
     bound: dict[str, Any] | None
     best: str | None
     meta: dict[str, Any]
+    reference: str | None = None  # the policy every other is compared with, episode by episode
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
             "seeds": self.seeds,
             "best": self.best,
+            "reference": self.reference,
             "bound": self.bound,
             "meta": self.meta,
             "policies": [
@@ -124,6 +130,42 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return (float(lo), float(hi))
+
+
+def paired_comparison(
+    values: Sequence[float], reference: Sequence[float], level: float = 0.95, n_boot: int = 10_000, seed: int = 0
+) -> dict[str, Any]:
+    """Compare two policies' per-episode rates on the same episodes (same seeds, in the same order).
+
+    Returns the mean difference ``mean(values) - mean(reference)`` and the relative change
+    ``mean(values) / mean(reference) - 1``, each with a percentile-bootstrap interval that resamples
+    *episodes* (both policies' values of an episode together). Sharing the episodes removes what makes
+    episodes differ from each other (a randomised world's drawn capacities, the surge's noise), so the interval
+    is much narrower than the two policies' own CIs when they are compared side by side.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if x.shape != r.shape or x.ndim != 1 or x.size == 0:
+        raise ValueError(f"paired_comparison needs two equally long, non-empty lists; got {x.size} and {r.size}")
+    difference = float(x.mean() - r.mean())
+    relative = float(x.mean() / r.mean() - 1.0) if r.mean() > 0 else math.nan
+    if x.size == 1:
+        difference_ci, relative_ci = (difference, difference), (relative, relative)
+    else:
+        idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+        xm, rm = x[idx].mean(1), r[idx].mean(1)
+        alpha = (1.0 - level) / 2.0
+        q = [alpha, 1.0 - alpha]
+        difference_ci = tuple(float(v) for v in np.quantile(xm - rm, q))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = xm / rm - 1.0
+        relative_ci = tuple(float(v) for v in np.quantile(ratios, q)) if np.all(rm > 0) else (math.nan, math.nan)
+    return {
+        "difference": difference,
+        "difference_ci": list(difference_ci),
+        "relative": relative,
+        "relative_ci": list(relative_ci),
+    }
 
 
 def interquartile_mean(values: Sequence[float]) -> float:
@@ -320,11 +362,15 @@ def evaluate_policies(
     bound_layer_s: float = 60.0,
     progress: bool = True,
     timeline: bool = True,
+    reference: str | None = None,
 ) -> EvaluationResult:
     """Evaluate every policy on seeds ``seed .. seed + episodes - 1`` of ``scenario``.
 
     ``policies`` are heuristic names, model paths or ``Policy`` objects; all are loaded (and checked
     against the scenario's spaces) before anything runs, so bad input fails fast with ``PolicyError``.
+    ``reference`` names the policy every policy is compared with episode by episode (``summary["vs_reference"]``,
+    see ``paired_comparison``); by default the best of the built-in heuristics evaluated, or none if no
+    heuristic is among ``policies``.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an integer >= 1; got {episodes!r}")
@@ -337,6 +383,8 @@ def evaluate_policies(
     names = [p.name for p in loaded]
     if len(set(names)) != len(names):
         raise ValueError(f"each policy may appear once; got {', '.join(names)}")
+    if reference is not None and reference not in names:
+        raise ValueError(f"reference {reference!r} is not among the policies evaluated ({', '.join(names)})")
     seeds = list(range(int(seed), int(seed) + episodes))
     results: list[PolicyResult] = []
     from tqdm import tqdm
@@ -362,6 +410,16 @@ def evaluate_policies(
                 e["gap_to_bound"] = g
             r.summary["gap_to_bound"] = float(np.mean(gaps))
     best = min(results, key=lambda r: r.summary["failed_payment_rate"]).name if results else None
+    if reference is None:
+        heuristics = [r for r, pol in zip(results, loaded, strict=True) if _is_heuristic(pol)]
+        if heuristics:
+            reference = min(heuristics, key=lambda r: r.summary["failed_payment_rate"]).name
+    if reference is not None:
+        ref = next(r for r in results if r.name == reference)
+        ref_rates = [e["failed_payment_rate"] for e in ref.episodes]
+        for r in results:
+            comparison = paired_comparison([e["failed_payment_rate"] for e in r.episodes], ref_rates)
+            r.summary["vs_reference"] = {"reference": reference, **comparison}
     meta = {
         "machine": machine_description(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -371,7 +429,16 @@ def evaluate_policies(
         "dt_s": sc.dt_s,
         "scenario_description": sc.description,
     }
-    return EvaluationResult(scenario=sc.name, seeds=seeds, policies=results, bound=bound_info, best=best, meta=meta)
+    return EvaluationResult(
+        scenario=sc.name, seeds=seeds, policies=results, bound=bound_info, best=best, meta=meta, reference=reference
+    )
+
+
+def _is_heuristic(policy: Policy) -> bool:
+    """One of the built-in hand-written policies (not a trained model, a plan or a planner)."""
+    from .baselines import HEURISTICS
+
+    return type(policy) in HEURISTICS.values()
 
 
 # ------------------------------------------------------------------------------------------ reporting
@@ -386,15 +453,21 @@ def results_table(result: EvaluationResult) -> Any:
     from rich.table import Table
 
     n = len(result.seeds)
+    caption = "failed % = lost / arrived intents (* = best); CI = 95% bootstrap of the mean; gap = mean - bound"
+    if result.reference is not None:
+        caption += (
+            f"; vs ref = relative change of failed % from {result.reference}'s, on the same episodes, with the 95% "
+            "bootstrap of the paired episodes"
+        )
     table = Table(
         title=f"{result.scenario}: {n} episode{'s' if n != 1 else ''}, seeds {result.seeds[0]}-{result.seeds[-1]}",
-        caption="failed % = lost / arrived intents (* = best); CI = 95% bootstrap of the mean; gap = mean - bound",
+        caption=caption,
     )
     # Numbers never shrink or wrap (a cut figure would be lost from the log); a long policy name (a model's
     # path) folds onto more lines instead.
     table.add_column("policy", overflow="fold", min_width=24)
     for header in ["failed\n%", "95% CI", "attempts\nfailed %", "paid/s", "p95 time\nto pay s", "outage\nmin",
-                   "gap to\nbound pp"]:  # fmt: skip
+                   "gap to\nbound pp"] + (["vs ref\n%"] if result.reference is not None else []):  # fmt: skip
         table.add_column(header, justify="right", no_wrap=True)
     for r in result.policies:
         s = r.summary
@@ -410,13 +483,31 @@ def results_table(result: EvaluationResult) -> Any:
             f"{s['p95_time_to_success_s']:.0f}",
             f"{s['outage_minutes']:.1f}",
             "-" if gap is None else f"{100 * gap:.2f}",
+            *([_relative(r, result.reference)] if result.reference is not None else []),
             style="bold green" if best else None,
         )
     if result.bound is not None:
-        table.add_row(
-            "fluid bound (LP)", _pct(result.bound["failed_payment_rate"]), "", "", "", "", "", "", style="italic"
-        )
+        table.add_row("fluid bound (LP)", _pct(result.bound["failed_payment_rate"]), style="italic")
     return table
+
+
+TABLE_WIDTH = 140  # columns: every figure of ``results_table`` fits whole beside a 24-character policy name
+
+
+def print_results_table(result: EvaluationResult) -> None:
+    """Print ``results_table`` at least ``TABLE_WIDTH`` wide (a log file or a narrow terminal gets it whole)."""
+    from rich.console import Console
+
+    Console(width=max(Console().width, TABLE_WIDTH)).print(results_table(result))
+
+
+def _relative(r: PolicyResult, reference: str) -> str:
+    """``-7.5 [-7.7, -7.3]``: the relative change from the reference and its paired interval, in percent."""
+    if r.name == reference:
+        return "ref"
+    vs = r.summary["vs_reference"]
+    lo, hi = vs["relative_ci"]
+    return "-" if _isnan(vs["relative"]) else f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -429,6 +520,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "failed_payment_rate_iqm",
     *SCALAR_KPIS[1:],
     "gap_to_bound",
+    "reference",
+    "relative_to_reference",
+    "relative_ci_low",
+    "relative_ci_high",
 )
 
 
@@ -457,6 +552,7 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
                 w.writerow({"policy": p.name, "row": "episode", **e})
             s = p.summary
             lo, hi = s["failed_payment_rate_ci"]
+            vs = s.get("vs_reference")
             w.writerow(
                 {
                     "policy": p.name,
@@ -466,6 +562,16 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
                     "failed_payment_rate_ci_high": hi,
                     "failed_payment_rate_iqm": s["failed_payment_rate_iqm"],
                     "gap_to_bound": s.get("gap_to_bound"),
+                    **(
+                        {
+                            "reference": vs["reference"],
+                            "relative_to_reference": vs["relative"],
+                            "relative_ci_low": vs["relative_ci"][0],
+                            "relative_ci_high": vs["relative_ci"][1],
+                        }
+                        if vs is not None
+                        else {}
+                    ),
                 }
             )
         if result.bound is not None:

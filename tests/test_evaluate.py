@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.evaluation import bootstrap_ci, evaluate_policies, interquartile_mean
+from agents.evaluation import bootstrap_ci, evaluate_policies, interquartile_mean, paired_comparison
 from agents.policies import PolicyError, SB3Policy, load_policy
 from payroute_env import PaymentRoutingEnv
 
@@ -298,6 +298,81 @@ def test_statistics_helpers() -> None:
     assert interquartile_mean([0.0, 1.0, 2.0, 100.0]) == pytest.approx(1.5)
 
 
+def test_paired_comparison_by_hand() -> None:
+    # every episode of x fails twice as often as the reference's: whichever episodes a resample draws, the
+    # ratio of means is 2, so the relative interval has no width; the difference varies with the draw
+    c = paired_comparison([2.0, 4.0, 6.0], [1.0, 2.0, 3.0])
+    assert c["difference"] == pytest.approx(2.0) and c["relative"] == pytest.approx(1.0)
+    assert c["relative_ci"] == pytest.approx([1.0, 1.0])
+    lo, hi = c["difference_ci"]
+    assert 1.0 <= lo < 2.0 < hi <= 3.0
+    assert paired_comparison([3.0], [2.0]) == pytest.approx(
+        {"difference": 1.0, "difference_ci": [1.0, 1.0], "relative": 0.5, "relative_ci": [0.5, 0.5]}
+    )
+
+
+def test_pairing_removes_what_episodes_share() -> None:
+    """Episodes that differ a lot (a randomised world) give wide separate CIs; a policy that is better by the
+    same amount in every episode is still clearly better, paired."""
+    worlds = np.random.default_rng(0).uniform(0.02, 0.12, 20)  # per-episode failed rate of the reference
+    better = worlds - 0.003
+    lo_ref, hi_ref = bootstrap_ci(worlds)
+    lo_x, hi_x = bootstrap_ci(better)
+    assert lo_ref < hi_x  # the separate CIs overlap: side by side, no verdict
+    c = paired_comparison(better, worlds)
+    assert c["difference_ci"] == pytest.approx([-0.003, -0.003])
+    assert c["relative_ci"][1] < 0.0  # paired: better on every resample
+
+
+@pytest.mark.parametrize(("x", "ref"), [([1.0, 2.0], [1.0]), ([], [])])
+def test_paired_comparison_refuses_unpaired_input(x: list[float], ref: list[float]) -> None:
+    with pytest.raises(ValueError, match="equally long, non-empty"):
+        paired_comparison(x, ref)
+
+
+def test_every_policy_is_compared_with_the_best_heuristic_by_default(short_toml: Path) -> None:
+    result = evaluate_policies(short_toml, ["random", "admit_all"], episodes=3, seed=2, bound=False, progress=False)
+    assert result.reference == "admit_all"  # the better of the two heuristics
+    rand, admit = result.policies
+    assert admit.summary["vs_reference"]["difference"] == 0.0 and admit.summary["vs_reference"]["relative"] == 0.0
+    vs = rand.summary["vs_reference"]
+    rates = [[e["failed_payment_rate"] for e in p.episodes] for p in (rand, admit)]
+    assert vs["reference"] == "admit_all" and vs["difference"] == pytest.approx(np.mean(rates[0]) - np.mean(rates[1]))
+    assert vs["relative"] == pytest.approx(np.mean(rates[0]) / np.mean(rates[1]) - 1)
+    assert vs["relative_ci"][0] <= vs["relative"] <= vs["relative_ci"][1]
+    chosen = evaluate_policies(short_toml, ["random", "admit_all"], episodes=3, seed=2, bound=False, progress=False,
+                               reference="random")  # fmt: skip
+    assert chosen.reference == "random"
+    assert chosen.policies[1].summary["vs_reference"]["relative"] < 0  # admit_all fails less than random
+    with pytest.raises(ValueError, match="reference 'aimd' is not among the policies evaluated"):
+        evaluate_policies(short_toml, ["admit_all"], episodes=1, bound=False, progress=False, reference="aimd")
+
+
+def test_without_a_heuristic_nothing_is_compared(short_toml: Path, tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    PPO("MlpPolicy", PaymentRoutingEnv(short_toml), n_steps=64, batch_size=64, device="cpu").save(tmp_path / "m.zip")
+    result = evaluate_policies(short_toml, [tmp_path / "m.zip"], episodes=1, bound=False, progress=False)
+    assert result.reference is None and "vs_reference" not in result.policies[0].summary
+
+
+def test_cli_reference_is_named_in_table_json_and_csv(tmp_path: Path, short_toml: Path) -> None:
+    proc = run("--scenario", str(short_toml), "--policies", "admit_all,random", "--reference", "random",
+               "--episodes", "2", "--out", str(tmp_path), "--quiet", "--no-plots", "--no-bound")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["reference"] == "random"
+    vs = data["policies"][0]["summary"]["vs_reference"]
+    assert f"{100 * vs['relative']:+.1f}" in proc.stdout and "from random's" in proc.stdout.replace("\n", " ")
+    means = {r["policy"]: r for r in csv.DictReader((tmp_path / "results.csv").open()) if r["row"] == "mean"}
+    assert float(means["admit_all"]["relative_to_reference"]) == pytest.approx(vs["relative"])
+    assert means["admit_all"]["reference"] == "random"
+    bad = run("--scenario", str(short_toml), "--policies", "admit_all", "--reference", "aimd", "--episodes", "1",
+              "--out", str(tmp_path / "bad"), "--quiet", "--no-plots", "--no-bound")  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "reference 'aimd' is not among the policies evaluated" in bad.stderr
+
+
 def test_common_random_numbers_and_reproducibility(short_toml: Path) -> None:
     a = evaluate_policies(short_toml, ["admit_all", "aimd"], episodes=2, seed=9, bound=False, progress=False)
     b = evaluate_policies(short_toml, ["admit_all"], episodes=2, seed=9, bound=False, progress=False)
@@ -324,17 +399,21 @@ def test_the_table_keeps_every_figure_whole_beside_a_long_policy_name(short_toml
     """A model's path as the policy name folds onto more lines; no figure is cut to make room for it."""
     from rich.console import Console
 
-    from agents.evaluation import results_table
+    from agents.evaluation import TABLE_WIDTH, results_table
 
-    result = evaluate_policies(short_toml, ["admit_all"], episodes=2, bound=False, progress=False, timeline=False)
+    result = evaluate_policies(short_toml, ["random", "admit_all"], episodes=2, progress=False, timeline=False)
     result.policies[0].name = "/a/very/long/absolute/path/to/an/output/folder/of/runs/" * 3 + "model.zip"
-    console = Console(width=120, record=True)
+    console = Console(width=TABLE_WIDTH, record=True)
     console.print(results_table(result))
     text = console.export_text()
     s = result.policies[0].summary
     lo, hi = s["failed_payment_rate_ci"]
     for figure in (f"{100 * s['failed_payment_rate']:.2f}", f"[{100 * lo:.2f}, {100 * hi:.2f}]",
-                   f"{s['successful_payments_per_s']:.0f}", f"{s['outage_minutes']:.1f}"):  # fmt: skip
+                   f"{s['successful_payments_per_s']:.0f}", f"{s['outage_minutes']:.1f}",
+                   f"{100 * s['gap_to_bound']:.2f}"):  # fmt: skip
         assert figure in text, (figure, text)
+    vs = s["vs_reference"]  # the random policy against admit_all: a four-digit relative change, whole
+    lo, hi = vs["relative_ci"]
+    assert f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" in text, text
     assert "…" not in text
     assert "model.zip" in text.replace("\n", "").replace("│", "").replace(" ", "")
