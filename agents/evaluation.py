@@ -141,7 +141,9 @@ def paired_comparison(
     ``mean(values) / mean(reference) - 1``, each with a percentile-bootstrap interval that resamples
     *episodes* (both policies' values of an episode together). Sharing the episodes removes what makes
     episodes differ from each other (a randomised world's drawn capacities, the surge's noise), so the interval
-    is much narrower than the two policies' own CIs when they are compared side by side.
+    is much narrower than the two policies' own CIs when they are compared side by side. Also returns in how
+    many episodes ``values`` is lower (``better_episodes``) and higher (``worse_episodes``): a mean can hide one
+    bad episode among many good ones.
     """
     x = np.asarray(values, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
@@ -165,6 +167,8 @@ def paired_comparison(
         "difference_ci": list(difference_ci),
         "relative": relative,
         "relative_ci": list(relative_ci),
+        "better_episodes": int(np.sum(x < r)),
+        "worse_episodes": int(np.sum(x > r)),
     }
 
 
@@ -457,7 +461,7 @@ def results_table(result: EvaluationResult) -> Any:
     if result.reference is not None:
         caption += (
             f"; vs ref = relative change of failed % from {result.reference}'s, on the same episodes, with the 95% "
-            "bootstrap of the paired episodes"
+            "bootstrap of the paired episodes; better in = episodes with fewer failed payments than it"
         )
     table = Table(
         title=f"{result.scenario}: {n} episode{'s' if n != 1 else ''}, seeds {result.seeds[0]}-{result.seeds[-1]}",
@@ -466,8 +470,11 @@ def results_table(result: EvaluationResult) -> Any:
     # Numbers never shrink or wrap (a cut figure would be lost from the log); a long policy name (a model's
     # path) folds onto more lines instead.
     table.add_column("policy", overflow="fold", min_width=24)
-    for header in ["failed\n%", "95% CI", "attempts\nfailed %", "paid/s", "p95 time\nto pay s", "outage\nmin",
-                   "gap to\nbound pp"] + (["vs ref\n%"] if result.reference is not None else []):  # fmt: skip
+    headers = ["failed\n%", "95% CI", "attempts\nfailed %", "paid/s", "p95 time\nto pay s", "outage\nmin"]
+    headers += ["gap to\nbound pp"]
+    if result.reference is not None:
+        headers += ["vs ref\n%", "better\nin"]
+    for header in headers:
         table.add_column(header, justify="right", no_wrap=True)
     for r in result.policies:
         s = r.summary
@@ -483,7 +490,7 @@ def results_table(result: EvaluationResult) -> Any:
             f"{s['p95_time_to_success_s']:.0f}",
             f"{s['outage_minutes']:.1f}",
             "-" if gap is None else f"{100 * gap:.2f}",
-            *([_relative(r, result.reference)] if result.reference is not None else []),
+            *(_versus(r, result.reference, n) if result.reference is not None else []),
             style="bold green" if best else None,
         )
     if result.bound is not None:
@@ -491,7 +498,7 @@ def results_table(result: EvaluationResult) -> Any:
     return table
 
 
-TABLE_WIDTH = 140  # columns: every figure of ``results_table`` fits whole beside a 24-character policy name
+TABLE_WIDTH = 150  # columns: every figure of ``results_table`` fits whole beside a 24-character policy name
 
 
 def print_results_table(result: EvaluationResult) -> None:
@@ -501,13 +508,15 @@ def print_results_table(result: EvaluationResult) -> None:
     Console(width=max(Console().width, TABLE_WIDTH)).print(results_table(result))
 
 
-def _relative(r: PolicyResult, reference: str) -> str:
-    """``-7.5 [-7.7, -7.3]``: the relative change from the reference and its paired interval, in percent."""
+def _versus(r: PolicyResult, reference: str, episodes: int) -> list[str]:
+    """``-7.5 [-7.7, -7.3]``, ``18/20``: the relative change from the reference with its paired interval, in
+    percent, and the episodes in which ``r`` failed fewer payments."""
     if r.name == reference:
-        return "ref"
+        return ["ref", ""]
     vs = r.summary["vs_reference"]
     lo, hi = vs["relative_ci"]
-    return "-" if _isnan(vs["relative"]) else f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    relative = "-" if _isnan(vs["relative"]) else f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return [relative, f"{vs['better_episodes']}/{episodes}"]
 
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -524,6 +533,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "relative_to_reference",
     "relative_ci_low",
     "relative_ci_high",
+    "better_episodes",
 )
 
 
@@ -568,6 +578,7 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
                             "relative_to_reference": vs["relative"],
                             "relative_ci_low": vs["relative_ci"][0],
                             "relative_ci_high": vs["relative_ci"][1],
+                            "better_episodes": vs["better_episodes"],
                         }
                         if vs is not None
                         else {}

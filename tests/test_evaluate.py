@@ -306,9 +306,15 @@ def test_paired_comparison_by_hand() -> None:
     assert c["relative_ci"] == pytest.approx([1.0, 1.0])
     lo, hi = c["difference_ci"]
     assert 1.0 <= lo < 2.0 < hi <= 3.0
+    assert c["better_episodes"] == 0 and c["worse_episodes"] == 3
     assert paired_comparison([3.0], [2.0]) == pytest.approx(
-        {"difference": 1.0, "difference_ci": [1.0, 1.0], "relative": 0.5, "relative_ci": [0.5, 0.5]}
-    )
+        {"difference": 1.0, "difference_ci": [1.0, 1.0], "relative": 0.5, "relative_ci": [0.5, 0.5],
+         "better_episodes": 0, "worse_episodes": 1}
+    )  # fmt: skip
+    # better in most episodes, worse on average: the counts show what the mean hides
+    mixed = paired_comparison([0.9, 0.9, 0.9, 2.0], [1.0, 1.0, 1.0, 1.0])
+    assert mixed["relative"] > 0 and (mixed["better_episodes"], mixed["worse_episodes"]) == (3, 1)
+    assert paired_comparison([1.0, 2.0], [1.0, 3.0])["better_episodes"] == 1  # a tie counts as neither
 
 
 def test_pairing_removes_what_episodes_share() -> None:
@@ -367,6 +373,7 @@ def test_cli_reference_is_named_in_table_json_and_csv(tmp_path: Path, short_toml
     means = {r["policy"]: r for r in csv.DictReader((tmp_path / "results.csv").open()) if r["row"] == "mean"}
     assert float(means["admit_all"]["relative_to_reference"]) == pytest.approx(vs["relative"])
     assert means["admit_all"]["reference"] == "random"
+    assert int(means["admit_all"]["better_episodes"]) == vs["better_episodes"] == 2  # random fails far more
     bad = run("--scenario", str(short_toml), "--policies", "admit_all", "--reference", "aimd", "--episodes", "1",
               "--out", str(tmp_path / "bad"), "--quiet", "--no-plots", "--no-bound")  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
@@ -415,5 +422,6 @@ def test_the_table_keeps_every_figure_whole_beside_a_long_policy_name(short_toml
     vs = s["vs_reference"]  # the random policy against admit_all: a four-digit relative change, whole
     lo, hi = vs["relative_ci"]
     assert f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" in text, text
+    assert f"{vs['better_episodes']}/2" in text
     assert "…" not in text
     assert "model.zip" in text.replace("\n", "").replace("│", "").replace(" ", "")
