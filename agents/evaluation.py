@@ -144,11 +144,17 @@ def paired_comparison(
     is much narrower than the two policies' own CIs when they are compared side by side. Also returns in how
     many episodes ``values`` is lower (``better_episodes``) and higher (``worse_episodes``): a mean can hide one
     bad episode among many good ones.
+
+    The intervals are percentile bootstraps, like ``bootstrap_ci``: approximate. With 20 episodes of which a
+    few dominate the mean (a randomised world), such an interval covers the true value about 90% of the time
+    rather than 95%. They cover the evaluation episodes only, not the spread between training runs.
     """
     x = np.asarray(values, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
     if x.shape != r.shape or x.ndim != 1 or x.size == 0:
-        raise ValueError(f"paired_comparison needs two equally long, non-empty lists; got {x.size} and {r.size}")
+        raise ValueError(
+            f"paired_comparison needs two equally long, non-empty lists; got shapes {x.shape} and {r.shape}"
+        )
     difference = float(x.mean() - r.mean())
     relative = float(x.mean() / r.mean() - 1.0) if r.mean() > 0 else math.nan
     if x.size == 1:
@@ -373,8 +379,8 @@ def evaluate_policies(
     ``policies`` are heuristic names, model paths or ``Policy`` objects; all are loaded (and checked
     against the scenario's spaces) before anything runs, so bad input fails fast with ``PolicyError``.
     ``reference`` names the policy every policy is compared with episode by episode (``summary["vs_reference"]``,
-    see ``paired_comparison``); by default the best of the built-in heuristics evaluated, or none if no
-    heuristic is among ``policies``.
+    see ``paired_comparison``), as written in ``policies`` or as shown in the table; by default the best of the
+    built-in heuristics evaluated (on a tie, the first listed), or none if no heuristic is among ``policies``.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an integer >= 1; got {episodes!r}")
@@ -387,8 +393,12 @@ def evaluate_policies(
     names = [p.name for p in loaded]
     if len(set(names)) != len(names):
         raise ValueError(f"each policy may appear once; got {', '.join(names)}")
-    if reference is not None and reference not in names:
-        raise ValueError(f"reference {reference!r} is not among the policies evaluated ({', '.join(names)})")
+    if reference is not None:
+        # the reference may be named as the user wrote the policy (a run folder, "ppo:path") or as it is shown
+        as_written = {str(spec).strip(): pol.name for spec, pol in zip(policies, loaded, strict=True)}
+        reference = as_written.get(reference.strip(), reference.strip())
+        if reference not in names:
+            raise ValueError(f"reference {reference!r} is not among the policies evaluated ({', '.join(names)})")
     seeds = list(range(int(seed), int(seed) + episodes))
     results: list[PolicyResult] = []
     from tqdm import tqdm
@@ -453,7 +463,10 @@ def _pct(x: float) -> str:
 
 
 def results_table(result: EvaluationResult) -> Any:
-    """A rich ``Table``: one row per policy (best marked) and the fluid bound."""
+    """A rich ``Table``: one row per policy (best marked) and the fluid bound.
+
+    It needs ``TABLE_WIDTH`` columns; in a narrower console rich squeezes the policy names out of sight, so
+    print it with ``print_results_table`` (or a ``Console(width=TABLE_WIDTH)``)."""
     from rich.table import Table
 
     n = len(result.seeds)
@@ -461,7 +474,8 @@ def results_table(result: EvaluationResult) -> Any:
     if result.reference is not None:
         caption += (
             f"; vs ref = relative change of failed % from {result.reference}'s, on the same episodes, with the 95% "
-            "bootstrap of the paired episodes; better in = episodes with fewer failed payments than it"
+            "bootstrap of the paired episodes; better in = episodes with fewer failed payments than it (ties count as "
+            "neither)"
         )
     table = Table(
         title=f"{result.scenario}: {n} episode{'s' if n != 1 else ''}, seeds {result.seeds[0]}-{result.seeds[-1]}",
@@ -515,7 +529,12 @@ def _versus(r: PolicyResult, reference: str, episodes: int) -> list[str]:
         return ["ref", ""]
     vs = r.summary["vs_reference"]
     lo, hi = vs["relative_ci"]
-    relative = "-" if _isnan(vs["relative"]) else f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    if _isnan(vs["relative"]):
+        relative = "-"
+    elif _isnan(lo) or _isnan(hi):  # some resample's reference failed nothing: no relative interval
+        relative = f"{100 * vs['relative']:+.1f}"
+    else:
+        relative = f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
     return [relative, f"{vs['better_episodes']}/{episodes}"]
 
 
@@ -534,6 +553,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "relative_ci_low",
     "relative_ci_high",
     "better_episodes",
+    "worse_episodes",
+    "difference_to_reference",
+    "difference_ci_low",
+    "difference_ci_high",
 )
 
 
@@ -579,6 +602,10 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
                             "relative_ci_low": vs["relative_ci"][0],
                             "relative_ci_high": vs["relative_ci"][1],
                             "better_episodes": vs["better_episodes"],
+                            "worse_episodes": vs["worse_episodes"],
+                            "difference_to_reference": vs["difference"],
+                            "difference_ci_low": vs["difference_ci"][0],
+                            "difference_ci_high": vs["difference_ci"][1],
                         }
                         if vs is not None
                         else {}

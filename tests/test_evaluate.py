@@ -311,10 +311,14 @@ def test_paired_comparison_by_hand() -> None:
     assert one["difference_ci"] == [one["difference"]] * 2 == [1.0, 1.0]
     assert one["relative_ci"] == [one["relative"]] * 2 == [0.5, 0.5]
     assert (one["better_episodes"], one["worse_episodes"]) == (0, 1)
+    # the difference's interval is the bootstrap of the per-episode differences: same level, pairing and draws
+    x, r = np.random.default_rng(1).uniform(0.02, 0.1, (2, 15))
+    assert paired_comparison(x, r)["difference_ci"] == pytest.approx(list(bootstrap_ci(x - r)))
     # better in most episodes, worse on average: the counts show what the mean hides
     mixed = paired_comparison([0.9, 0.9, 0.9, 2.0], [1.0, 1.0, 1.0, 1.0])
     assert mixed["relative"] > 0 and (mixed["better_episodes"], mixed["worse_episodes"]) == (3, 1)
-    assert paired_comparison([1.0, 2.0], [1.0, 3.0])["better_episodes"] == 1  # a tie counts as neither
+    tie = paired_comparison([1.0, 2.0], [1.0, 3.0])
+    assert (tie["better_episodes"], tie["worse_episodes"]) == (1, 0)  # a tie counts as neither
 
 
 def test_pairing_removes_what_episodes_share() -> None:
@@ -328,6 +332,16 @@ def test_pairing_removes_what_episodes_share() -> None:
     c = paired_comparison(better, worlds)
     assert c["difference_ci"] == pytest.approx([-0.003, -0.003])
     assert c["relative_ci"][1] < 0.0  # paired: better on every resample
+
+
+def test_a_reference_that_failed_nothing_in_some_resample_has_no_relative_interval() -> None:
+    from agents.evaluation import PolicyResult, _versus
+
+    c = paired_comparison([0.1, 0.2], [0.0, 0.1])  # a resample of the first episode alone divides by zero
+    assert c["relative"] == pytest.approx(2.0) and all(np.isnan(c["relative_ci"]))
+    assert c["difference_ci"][0] == pytest.approx(0.1)  # the difference is still fine
+    r = PolicyResult("p", "", "continuous", [], summary={"vs_reference": c})
+    assert _versus(r, "ref", 2) == ["+200.0", "0/2"]  # the point shown, no "[nan, nan]"
 
 
 @pytest.mark.parametrize(("x", "ref"), [([1.0, 2.0], [1.0]), ([], [])])
@@ -354,12 +368,22 @@ def test_every_policy_is_compared_with_the_best_heuristic_by_default(short_toml:
         evaluate_policies(short_toml, ["admit_all"], episodes=1, bound=False, progress=False, reference="aimd")
 
 
-def test_without_a_heuristic_nothing_is_compared(short_toml: Path, tmp_path: Path) -> None:
+def test_without_a_heuristic_nothing_is_compared_and_a_model_is_a_reference_as_written(
+    short_toml: Path, tmp_path: Path
+) -> None:
     from stable_baselines3 import PPO
 
-    PPO("MlpPolicy", PaymentRoutingEnv(short_toml), n_steps=64, batch_size=64, device="cpu").save(tmp_path / "m.zip")
-    result = evaluate_policies(short_toml, [tmp_path / "m.zip"], episodes=1, bound=False, progress=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    PPO("MlpPolicy", PaymentRoutingEnv(short_toml), n_steps=64, batch_size=64, device="cpu").save(run / "model.zip")
+    result = evaluate_policies(short_toml, [run / "model.zip"], episodes=1, bound=False, progress=False)
     assert result.reference is None and "vs_reference" not in result.policies[0].summary
+    # a run folder stands for its model.zip, as a reference too, whether named as written or as shown
+    for written in (str(run), str(run / "model.zip")):
+        result = evaluate_policies(short_toml, [str(run), "admit_all"], episodes=1, bound=False, progress=False,
+                                   reference=written)  # fmt: skip
+        assert result.reference == result.policies[0].name == str(run / "model.zip")
+        assert result.policies[1].summary["vs_reference"]["reference"] == str(run / "model.zip")
 
 
 def test_cli_reference_is_named_in_table_json_and_csv(tmp_path: Path, short_toml: Path) -> None:
@@ -374,6 +398,15 @@ def test_cli_reference_is_named_in_table_json_and_csv(tmp_path: Path, short_toml
     assert float(means["admit_all"]["relative_to_reference"]) == pytest.approx(vs["relative"])
     assert means["admit_all"]["reference"] == "random"
     assert int(means["admit_all"]["better_episodes"]) == vs["better_episodes"] == 2  # random fails far more
+    assert int(means["admit_all"]["worse_episodes"]) == vs["worse_episodes"] == 0
+    for csv_key, json_key, i in [
+        ("relative_ci_low", "relative_ci", 0),
+        ("relative_ci_high", "relative_ci", 1),
+        ("difference_ci_low", "difference_ci", 0),
+        ("difference_ci_high", "difference_ci", 1),
+    ]:
+        assert float(means["admit_all"][csv_key]) == pytest.approx(vs[json_key][i])
+    assert float(means["admit_all"]["difference_to_reference"]) == pytest.approx(vs["difference"])
     bad = run("--scenario", str(short_toml), "--policies", "admit_all", "--reference", "aimd", "--episodes", "1",
               "--out", str(tmp_path / "bad"), "--quiet", "--no-plots", "--no-bound")  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
