@@ -125,10 +125,21 @@ def bootstrap_ci(
         return (math.nan, math.nan)
     if x.size == 1:
         return (float(x[0]), float(x[0]))
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
+    (means,) = _resampled_means([x], n_boot, seed)
+    return _percentile_interval(means, level)
+
+
+def _resampled_means(columns: Sequence[np.ndarray], n_boot: int, seed: int) -> list[np.ndarray]:
+    """The mean of each column over ``n_boot`` resamples of its entries, the same resampled indices for every
+    column (so that paired columns stay paired)."""
+    n = columns[0].size
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    return [c[idx].mean(1) for c in columns]
+
+
+def _percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    lo, hi = np.quantile(samples, [alpha, 1.0 - alpha])
     return (float(lo), float(hi))
 
 
@@ -160,14 +171,9 @@ def paired_comparison(
     if x.size == 1:
         difference_ci, relative_ci = (difference, difference), (relative, relative)
     else:
-        idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
-        xm, rm = x[idx].mean(1), r[idx].mean(1)
-        alpha = (1.0 - level) / 2.0
-        q = [alpha, 1.0 - alpha]
-        difference_ci = tuple(float(v) for v in np.quantile(xm - rm, q))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = xm / rm - 1.0
-        relative_ci = tuple(float(v) for v in np.quantile(ratios, q)) if np.all(rm > 0) else (math.nan, math.nan)
+        xm, rm = _resampled_means([x, r], n_boot, seed)
+        difference_ci = _percentile_interval(xm - rm, level)
+        relative_ci = _percentile_interval(xm / rm - 1.0, level) if np.all(rm > 0) else (math.nan, math.nan)
     return {
         "difference": difference,
         "difference_ci": list(difference_ci),
