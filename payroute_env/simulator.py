@@ -89,13 +89,25 @@ class Simulator:
 
     def step(self, actions_batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
         """Apply one batched action; return observations, rewards, truncations and the step's counts."""
+        return self.apply(*self.decode(actions_batch))
+
+    def decode(self, actions_batch: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Check one batched action and turn it into the core's control: ``admit [N, B]``, ``route [N, B, 3]``.
+
+        Changes nothing, so a malformed batch can be refused before any environment moves.
+        """
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        s = self.state
+        return actions.decode(self.action_mode, actions_batch, self.n_banks, s.admit, s.route)
+
+    def apply(self, admit: np.ndarray, route: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
+        """Advance every environment one step under a decoded control (see ``decode``); return as ``step``."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         if (self.state.t >= self.params.n_steps).any():
             raise RuntimeError("an episode is over (truncated); reset it before stepping again")
-        s = self.state
-        admit, route = actions.decode(self.action_mode, actions_batch, self.n_banks, s.admit, s.route)
-        self.state, counts = core.step(self.params, s, admit, route)
+        self.state, counts = core.step(self.params, self.state, admit, route)
         reward = -(self.lost_weight * counts.lost + self.beta * counts.failed_attempts) / self.params.norm
         return self.observations(), reward, counts.truncated.copy(), counts
 

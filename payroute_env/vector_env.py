@@ -37,7 +37,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from . import core, render
-from .actions import decode as decode_actions
 from .actions import status_quo
 from .metrics import batch_counters
 from .scenario import Scenario
@@ -167,13 +166,14 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
             batch = np.array(actions, copy=True)
             if batch.shape == self._idle_action.shape:
                 batch[auto] = self._idle_action[auto]
-            # Check the batch before anything changes: a malformed one must leave every environment as it was.
-            decode_actions(sim.action_mode, batch, sim.n_banks, sim.state.admit, sim.state.route)
+            # Decode (and so check) the batch before anything changes: a malformed one must leave every
+            # environment as it was. Resetting the finished environments does not change the others' control.
+            admit, route = sim.decode(batch)
             # Reset the finished environments, step the batch, then put the fresh states back: their first
             # observation is what this step returns for them.
             sim.reset(mask=auto)
             fresh_keys = sim.state.key[auto].copy()
-            _, reward, truncated, _ = sim.step(batch)
+            _, reward, truncated, _ = sim.apply(admit, route)
             sim.state = core.reset_where(sim.params, sim.state, auto, fresh_keys)
             obs = sim.observations()
             reward[auto] = 0.0

@@ -229,6 +229,24 @@ def test_batch_equals_single_envs(name: str, mode: str) -> None:
     assert all(b_trunc)
 
 
+def test_decode_changes_nothing_and_apply_finishes_the_step() -> None:
+    """``step`` is ``apply(*decode(...))``; ``decode`` alone leaves the batch as it was, even when it refuses."""
+    twin = [Simulator("double11_2013", num_envs=2, action_mode="discrete") for _ in range(2)]
+    for sim in twin:
+        sim.reset([5, 6])
+    rng = np.random.default_rng(3)
+    for _ in range(30):  # discrete actions are relative to the current control, so decode reads the state
+        acts = rng.integers(0, twin[0].single_action_space.n, 2)
+        before = twin[1].state
+        admit, route = twin[1].decode(acts)
+        assert twin[1].state is before
+        with pytest.raises(ValueError, match=r"must be in \[0, 24\]"):
+            twin[1].decode(np.array([0, 999]))
+        a, b = twin[0].step(acts), twin[1].apply(admit, route)
+        assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+    assert twin[0].state.admit.tobytes() == twin[1].state.admit.tobytes()
+
+
 def test_batch_partial_reset_equals_a_fresh_single_env() -> None:
     sim = Simulator("double11_2013", num_envs=3)
     sq = np.tile(status_quo("continuous", B), (3, 1))
