@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -114,8 +115,6 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"{flag} must be >= {least}, got {value}")
     if args.eval_freq is not None and args.eval_freq < 1:
         raise UsageError(f"--eval-freq must be >= 1 environment step, got {args.eval_freq}")
-    if not args.resume:  # a resumed run checks with its own n_envs (resumed_config)
-        check_seeds(args.seed, int(n_envs), args.eval_seed, args.eval_episodes)
     noise_type, noise_std = hp.pop("noise_type", None), hp.pop("noise_std", None)
     try:
         action_noise(args.algo, noise_type, noise_std)
@@ -136,6 +135,9 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.init_model is not None:
         if args.resume:
             raise UsageError("--init-model starts a new run from another model; --resume continues this run")
+        folder = Path(args.init_model)
+        if folder.is_dir() and (folder / "model.zip").is_file():  # a train.py run folder, as evaluate.py takes it
+            args.init_model = str(folder / "model.zip")
         if not Path(args.init_model).is_file():
             raise UsageError(f"--init-model {args.init_model}: model file not found")
     yaml_freq, periodic_episodes = hp.pop("eval_freq", None), hp.pop("eval_episodes", 8)
@@ -143,6 +145,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in (("eval_freq", eval_freq), ("eval_episodes", periodic_episodes)):
         if not is_whole_number(value, 1):
             raise UsageError(f"{key} = {value!r}: expected a whole number >= 1")
+    if not args.resume:  # a resumed run checks with its own settings (resumed_config)
+        check_seeds(args.seed, int(n_envs), args.eval_seed, args.eval_episodes, int(periodic_episodes))
     policy_name = hp.pop("policy", "MlpPolicy")
     raw_policy_kwargs = hp.pop("policy_kwargs", {})
     env_kwargs = hp.pop("env_kwargs", {})
@@ -222,14 +226,28 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     return model_path, stats if stats.exists() else None, steps
 
 
-def check_seeds(seed: int, n_envs: int, eval_seed: int, eval_episodes: int) -> None:
-    """Training seeds must not meet the final table's or the periodic evaluations' seeds."""
-    train_seeds = range(seed, seed + n_envs)
-    eval_seeds = range(eval_seed, eval_seed + eval_episodes)
-    if set(train_seeds) & set(eval_seeds) or seed + n_envs > PERIODIC_EVAL_SEED:
+def check_seeds(seed: int, n_envs: int, eval_seed: int, eval_episodes: int, periodic_episodes: int) -> None:
+    """Training seeds, the final table's and the periodic evaluations' seeds: in range and all disjoint.
+
+    Checked before training, so that a bad ``--eval-seed`` cannot cost a whole run at the final table.
+    """
+    periodic = range(PERIODIC_EVAL_SEED, PERIODIC_EVAL_SEED + periodic_episodes)
+    if seed + n_envs > PERIODIC_EVAL_SEED:
+        raise UsageError(
+            f"--seed must be at most {PERIODIC_EVAL_SEED - n_envs} with {n_envs} environments (seeds from "
+            f"{PERIODIC_EVAL_SEED:,} are the periodic evaluations'), got {seed}"
+        )
+    if eval_seed + eval_episodes > 2**64:
+        raise UsageError(f"--eval-seed must be at most 2**64 - {eval_episodes} (seeds are 64-bit), got {eval_seed}")
+    if eval_seed < seed + n_envs and seed < eval_seed + eval_episodes:
         raise UsageError(
             f"training seeds {seed}..{seed + n_envs - 1} overlap the evaluation seeds "
             f"{eval_seed}..{eval_seed + eval_episodes - 1}; pick another --seed or --eval-seed"
+        )
+    if eval_seed < periodic.stop and periodic.start < eval_seed + eval_episodes:
+        raise UsageError(
+            f"the final table's seeds {eval_seed}..{eval_seed + eval_episodes - 1} overlap the periodic "
+            f"evaluations' {periodic.start}..{periodic.stop - 1}; pick another --eval-seed"
         )
 
 
@@ -268,7 +286,13 @@ def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str
     if args.timesteps is not None or target_given:
         here["timesteps"] = config["timesteps"]
     resumed = {**saved, **here}
-    check_seeds(resumed["seed"], resumed["n_envs"], resumed["final_eval_seed"], resumed["final_eval_episodes"])
+    check_seeds(
+        resumed["seed"],
+        resumed["n_envs"],
+        resumed["final_eval_seed"],
+        resumed["final_eval_episodes"],
+        resumed.get("periodic_eval_episodes", 8),
+    )
     return resumed
 
 
@@ -490,6 +514,13 @@ def start_from(model, env, path: Path) -> None:
             f"--init-model: {path} sees {source.observation_space} and acts in {source.action_space}; "
             f"this run sees {model.observation_space} and acts in {model.action_space}"
         )
+    theirs, ours = loaded.obs_rms is not None, isinstance(env, VecNormalize) and bool(env.norm_obs)
+    if theirs != ours:  # the weights were fitted to the other kind of input
+        said = {True: "normalised", False: "raw"}
+        raise UsageError(
+            f"--init-model: {path} was trained on {said[theirs]} observations; this run feeds {said[ours]} ones "
+            "(set normalize as that run did)"
+        )
     try:
         model.set_parameters(source.get_parameters(), exact_match=True, device="cpu")
     except Exception as exc:  # another net_arch or policy: the tensors do not fit
@@ -598,7 +629,10 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
             )
     except KeyboardInterrupt:
         path = save_checkpoint(model, env, run_dir)
-        print(f"\ninterrupted at {model.num_timesteps} steps; checkpoint saved to {path}; continue with --resume")
+        scenario, out = shlex.quote(str(config["scenario"])), shlex.quote(str(run_dir.parent))
+        seed = config["seed"]
+        again = f"python train.py --algo {config['algo']} --scenario {scenario} --seed {seed} --out {out} --resume"
+        print(f"\ninterrupted at {model.num_timesteps} steps; checkpoint saved to {path}; continue with: {again}")
         raise
     minutes = (time.perf_counter() - start) / 60
     model.save(run_dir / "model.zip")

@@ -367,7 +367,7 @@ def check_hyperparams(
     unknown = sorted(set(algo_kwargs) - accepted)
     if unknown:
         raise HyperparamError(f"{algo} has no setting {', '.join(unknown)} (from --hyperparams or agents/hyperparams/)")
-    if policy not in getattr(cls, "policy_aliases", {policy: None}):
+    if not isinstance(policy, str) or policy not in getattr(cls, "policy_aliases", {policy: None}):
         raise HyperparamError(f"policy = {policy!r}: {algo} takes {', '.join(cls.policy_aliases)}")
     for key, value in algo_kwargs.items():
         if key == "ent_coef" and isinstance(value, str) and algo == "sac" and value.startswith("auto"):

@@ -209,6 +209,11 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--scenario", "no_such_scenario"], "unknown scenario"),
         (["--hyperparams", "novalue"], "key=value"),
         (["--seed", "995", "--n-envs", "8"], "overlap the evaluation seeds"),
+        (["--seed", "1999999"], "--seed must be at most 1999984 with 16 environments"),
+        (["--eval-seed", "18446744073709551615"], "--eval-seed must be at most 2**64 - 20"),
+        (["--eval-seed", "1999990"], "overlap the periodic evaluations' 2000000..2000007"),
+        (["--hyperparams", "policy={a: 1}"], "policy = {'a': 1}: ppo takes"),
+        (["--hyperparams", "policy=[MlpPolicy]"], "policy = ['MlpPolicy']: ppo takes"),
         (["--hyperparams", "noise_type=normal", "noise_std=0.1"], "noise_type applies to sac and td3"),
         (["--algo", "td3", "--hyperparams", "noise_type=pink"], "noise_type = 'pink'"),
         (["--algo", "td3", "--hyperparams", "noise_std=-1"], "noise_std = -1"),
@@ -328,6 +333,9 @@ def test_ctrl_c_leaves_a_loadable_checkpoint(tiny: str, tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "checkpoint saved" in stdout
+    # the hint names the run, so it works from any folder and with any --out
+    again = f"continue with: python train.py --algo ppo --scenario {tiny} --seed 0 --out {out} --resume"
+    assert again in stdout, stdout
     model_path, stats, steps = train.last_checkpoint(out / "ppo-tiny-seed0")
     assert steps > 0 and stats is not None
     assert algo_class("ppo").load(model_path).num_timesteps == steps
@@ -533,7 +541,8 @@ def test_init_model_starts_a_new_run_from_another_models_weights_and_statistics(
     source = tmp_path / "a" / "ppo-tiny-seed0"
     # learning_rate 0 keeps the weights as loaded, so the new run's model must equal the source's
     hp = ["--hyperparams", "n_steps=32", "batch_size=64", "learning_rate=0"]
-    argv = small + ["--out", str(tmp_path / "b"), "--init-model", str(source / "model.zip")] + hp
+    # a run folder stands for its model.zip, as in evaluate.py (the refusals below name the .zip itself)
+    argv = small + ["--out", str(tmp_path / "b"), "--init-model", str(source)] + hp
     assert train.main(argv) == 0
     run = tmp_path / "b" / "ppo-tiny-seed0"
     assert json.loads((run / "config.json").read_text())["init_model"] == str(source / "model.zip")
@@ -559,6 +568,8 @@ def torch_equal(a, b) -> bool:
         (["--hyperparams", "policy_kwargs.net_arch=[8]"], "does not fit this run's network"),
         (["--hyperparams", "residual=aimd"], "was trained with residual settings None"),
         (["--algo", "a2c"], "is a PPO model; this run trains A2C"),
+        (["--hyperparams", "normalize=false"], "was trained on normalised observations; this run feeds raw ones"),
+        (["--hyperparams", "normalize={norm_obs: false}"], "trained on normalised observations; this run feeds raw"),
     ],
 )
 def test_init_model_refuses_what_does_not_fit(extra: list[str], message: str, tiny: str, tmp_path: Path, capsys):
