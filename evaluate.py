@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.episodes < 1:
         return _fail(f"--episodes must be at least 1; got {args.episodes}")
-    if args.seed < 0:
-        return _fail(f"--seed must be non-negative; got {args.seed}")
+    if not 0 <= args.seed <= 2**64 - args.episodes:  # seeds are 64-bit: the last episode's must fit too
+        n = args.episodes
+        return _fail(f"--seed must be in [0, 2**64 - {n}] ({n} episode seeds from it); got {args.seed}")
     if not 0 < args.bound_layer_s < math.inf:
         return _fail(f"--bound-layer-s must be a finite number of seconds > 0; got {args.bound_layer_s:g}")
     specs = [s.strip() for s in args.policies.split(",") if s.strip()]

@@ -81,6 +81,8 @@ def decode(
     a = np.asarray(actions)
     if mode == "continuous":
         _expect(a, (N, 4 * n_banks), "continuous")
+        if a.dtype.kind not in "biuf":  # strings, complex numbers, None: refused rather than coerced
+            raise ValueError(f"continuous action must hold real numbers in [0, 1]; got dtype {a.dtype}")
         a = np.array(a, dtype=np.float64)  # a private copy, clipped in place
         if not np.isfinite(a).all():
             raise ValueError("continuous action contains NaN or inf; expected finite values in [0, 1]")

@@ -393,6 +393,24 @@ def test_continuous_nan_or_inf_raises(value: float) -> None:
     assert "[0, 1]" in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("bad", "dtype"),
+    [
+        (np.array(["a"] * 4 * B), "<U1"),
+        (np.ones(4 * B, dtype=complex), "complex128"),
+        (np.array([None] * 4 * B), "object"),
+    ],
+)
+def test_continuous_non_numbers_raise_naming_the_dtype(bad: np.ndarray, dtype: str) -> None:
+    env = PaymentRoutingEnv("steady")
+    env.reset(seed=0)
+    before = env.sim.state
+    with pytest.raises(ValueError, match=rf"must hold real numbers in \[0, 1\]; got dtype {dtype}$"):
+        env.step(bad)
+    assert env.sim.state is before  # refused before anything moved
+    env.step(np.ones(4 * B, dtype=bool))  # booleans are 0 and 1: accepted
+
+
 @pytest.mark.parametrize(("out_of_range", "inside"), [(5.0, 1.0), (-3.0, 0.0)])
 def test_out_of_range_continuous_actions_are_clipped(out_of_range: float, inside: float) -> None:
     def const(v: float):

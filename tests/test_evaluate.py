@@ -131,6 +131,8 @@ def models(tmp_path_factory: pytest.TempPathFactory, short_toml: Path) -> dict[s
         (["--scenario", "no_such_scenario"], "unknown scenario 'no_such_scenario'"),
         (["--policies", "models/missing.zip"], "model file not found"),
         (["--episodes", "0"], "--episodes must be at least 1"),
+        (["--seed", "-1"], "--seed must be in [0, 2**64 - 1] (1 episode seeds from it); got -1"),
+        (["--seed", str(2**64)], "--seed must be in [0, 2**64 - 1]"),
         (["--episodes", "many"], "invalid int value"),
         (["--bound-layer-s", "0"], "--bound-layer-s must be a finite number of seconds > 0; got 0"),
         (["--bound-layer-s", "nan"], "--bound-layer-s must be a finite number of seconds > 0; got nan"),
@@ -149,6 +151,14 @@ def test_cli_bad_input_exits_2_with_one_line(
     assert len(lines) == 1, proc.stderr
     assert message in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def test_cli_takes_the_largest_seed_that_fits(tmp_path: Path) -> None:
+    args = ["--scenario", "steady", "--episodes", "1", "--policies", "admit_all", "--no-bound", "--quiet"]
+    proc = run(*args, "--seed", str(2**64 - 1), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    episodes = json.loads((tmp_path / "results.json").read_text())["policies"][0]["episodes"]
+    assert [e["seed"] for e in episodes] == [2**64 - 1]
 
 
 def test_cli_checks_the_output_folder_before_evaluating(tmp_path: Path) -> None:
