@@ -1,10 +1,10 @@
 """Train a stable-baselines3 agent to route and throttle payments during the surge.
 
     python train.py                                   # PPO on double11_2013, then the evaluation table
-    python train.py --algo ppo --scenario double11_2013 --timesteps 1e6 --n-envs 16 --seed 0 --out runs/
+    python train.py --algo ppo --scenario double11_2013 --timesteps 1e6 --n-envs 16 --seed 0 --out short/
     python train.py --algo dqn --hyperparams learning_rate=5e-4 exploration_fraction=0.2
-    python train.py --out runs/ --resume              # continue the same run from its last checkpoint
-    python train.py --scenario double11_2016 --init-model runs/ppo-double11_2013-seed0/model.zip --out ft/
+    python train.py --out short/ --resume             # continue the same run from its last checkpoint
+    python train.py --scenario double11_2016 --init-model runs/ppo-double11_2013-seed0 --out ft/
 
 A run lives in ``<out>/<algo>-<scenario>-seed<seed>/``: ``config.json`` (every resolved setting),
 ``model.zip`` and ``vecnormalize.pkl`` (the final agent), ``best_model.zip`` (best periodic evaluation),
