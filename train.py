@@ -200,8 +200,14 @@ def prepare_run_dir(config: dict[str, Any], resume: bool) -> Path:
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"cannot write to output folder {run_dir}: {exc.strerror or exc}") from None
-    if not resume and (run_dir / "config.json").exists() and any((run_dir / "checkpoints").iterdir()):
-        raise UsageError(f"{run_dir} already holds a run; use --resume to continue it or another --out/--seed")
+    if not resume and (run_dir / "config.json").exists():
+        if any((run_dir / "checkpoints").iterdir()):
+            raise UsageError(f"{run_dir} already holds a run; use --resume to continue it or another --out/--seed")
+        # a run killed before its first checkpoint: nothing to resume, and its logs must not mix with a new run's
+        raise UsageError(
+            f"{run_dir} holds a run stopped before its first checkpoint (nothing to resume); delete the folder "
+            "or use another --out/--seed"
+        )
     return run_dir
 
 
@@ -269,6 +275,9 @@ def resumed_config(config: dict[str, Any], args: argparse.Namespace) -> dict[str
         saved = json.loads(saved_file.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"--resume: cannot read {saved_file}: {one_line(exc)}") from None
+    missing = [k for k in ("algo", "seed", "n_envs", "algo_kwargs") if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise UsageError(f"--resume: {saved_file} is not a train.py configuration (no {', '.join(missing)})")
     given = apply_overrides({}, args.hyperparams)  # which settings the command sets (resolve_config checked them)
     target_given = given.pop("n_timesteps", None) is not None
     for key, value in (("n_envs", args.n_envs), ("action_mode", args.action_mode), ("eval_freq", args.eval_freq)):

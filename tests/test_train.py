@@ -286,6 +286,27 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path
     assert len(err) == 1 and message in err[0], err
 
 
+def test_a_run_stopped_before_its_first_checkpoint_is_not_trained_into(tmp_path: Path, capsys) -> None:
+    """What a killed run leaves (config.json, logs, no checkpoint) is neither overwritten nor mixed with a new run."""
+    argv = ["--scenario", "steady", "--timesteps", "64", "--n-envs", "2", "--out", str(tmp_path)] + FAST
+    assert train.main(argv + ["--hyperparams", "n_steps=32", "batch_size=64"]) == 0
+    run = tmp_path / "ppo-steady-seed0"
+    shutil.rmtree(run / "checkpoints")  # as if killed before its first checkpoint
+    (run / "checkpoints").mkdir()
+    saved = (run / "config.json").read_text()
+    capsys.readouterr()
+    assert train.main(argv + ["--hyperparams", "n_steps=64", "batch_size=64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stopped before its first checkpoint" in err[0], err
+    assert (run / "config.json").read_text() == saved and (run / "tb" / "run_1").is_dir()
+    assert train.main(argv + ["--resume", "--hyperparams", "n_steps=32", "batch_size=64"]) == 2  # nothing to resume
+    assert "no checkpoint" in capsys.readouterr().err
+    (run / "config.json").write_text('{"policy_kwargs": {}}')  # a stray file is named, not a KeyError
+    assert train.main(argv + ["--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a train.py configuration (no algo, seed, n_envs, algo_kwargs)" in err[0], err
+
+
 def test_a_refused_run_leaves_no_folder_behind(tmp_path: Path, capsys) -> None:
     """Settings only the algorithm can refuse are found after the run folder was made; it is removed again."""
     bad = ["--hyperparams", "policy_kwargs.features_extractor_class=per_bank",
