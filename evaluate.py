@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import sys
 from pathlib import Path
 
-from payroute_env._cli import OneLineArgumentParser, fail
+from payroute_env._cli import OneLineArgumentParser, fail, run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

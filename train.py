@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from payroute_env._cli import OneLineArgumentParser, fail, one_line
+from payroute_env._cli import OneLineArgumentParser, fail, one_line, run
 
 PERIODIC_EVAL_SEED = 2_000_000  # periodic evaluation seeds start here (training uses seed .. seed + n_envs)
 
@@ -725,4 +725,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    raise SystemExit(main())
+    run(main)

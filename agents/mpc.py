@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from payroute_env._cli import OneLineArgumentParser, fail
+from payroute_env._cli import OneLineArgumentParser, fail, run
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
 
@@ -121,4 +121,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

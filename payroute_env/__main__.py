@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import actions
-from ._cli import OneLineArgumentParser, fail
+from ._cli import OneLineArgumentParser, fail, run
 from .scenario import BUILTIN_SCENARIOS, ScenarioError
 from .simulator import Simulator
 
@@ -43,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

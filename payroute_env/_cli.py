@@ -1,16 +1,20 @@
 """What every payroute front end shares: bad input gives one line on stderr and exit status 2.
 
 ``OneLineArgumentParser`` for bad arguments, ``fail`` for bad input found later (a missing file, a scenario
-that does not validate), ``one_line`` to fold a library's multi-line message into that line.
+that does not validate), ``one_line`` to fold a library's multi-line message into that line; ``run`` calls a
+front end's ``main`` so that a closed pipe (``... | head``) ends it quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
 
 
 def one_line(message: object, limit: int = 300) -> str:
@@ -35,3 +39,15 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run(main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main()``'s status; if the reader of stdout went away (``| head``), exit 141 without a traceback."""
+    try:
+        status = main()
+        sys.stdout.flush()  # surface a closed pipe here, not at interpreter shutdown
+    except BrokenPipeError:
+        # Python's own advice: point stdout at devnull so the flush at shutdown cannot raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = EXIT_BROKEN_PIPE
+    raise SystemExit(status)

@@ -40,6 +40,21 @@ def test_bad_input_found_after_parsing_gives_one_line_naming_the_command(name: s
     assert len(lines) == 1 and lines[0].startswith(f"{name}: error:"), proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("python -m payroute_env", ["--scenario", "steady", "--seeds", "0"]), ("evaluate.py", ["--list"])],
+)
+def test_a_reader_that_goes_away_ends_the_command_quietly(name: str, args: list[str]) -> None:
+    """``... | head``: the reader closes the pipe before the output comes; no traceback, a non-zero status
+    (141 from ``payroute_env._cli.run``, 1 where rich's console meets the closed pipe first and exits itself)."""
+    proc = subprocess.Popen(COMMANDS[name] + args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the command has even imported its modules
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == (141 if name == "python -m payroute_env" else 1), stderr
+    assert stderr == ""
+
+
 def test_a_negative_seed_is_named_as_the_flag_given() -> None:
     proc = subprocess.run(COMMANDS["python -m payroute_env"] + ["--seeds", "0", "-1"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
