@@ -146,10 +146,14 @@ def load_hyperparams(algo: str, scenario: str) -> dict[str, Any]:
 def apply_overrides(hyperparams: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``key=value`` overrides (values parsed as YAML; dotted keys reach into mappings)."""
     out = copy.deepcopy(hyperparams)
+    given: dict[str, str] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise HyperparamError(f"--hyperparams expects key=value, got {item!r}")
+        if key in given:  # which one was meant? (a silent "last wins" hides typos in long commands)
+            raise HyperparamError(f"--hyperparams sets {key} twice ({given[key]!r}, then {raw!r}); keep one")
+        given[key] = raw
         try:
             value = _numbers(yaml.safe_load(raw))
         except yaml.YAMLError as exc:
@@ -449,6 +453,8 @@ def _check_policy_kwargs(raw: dict[str, Any]) -> None:
         layers = [value] if key != "net_arch" else value if isinstance(value, list) else None
         if isinstance(value, dict):  # {pi: [...], vf: [...]} (on-policy) or {pi: [...], qf: [...]} (SAC, TD3)
             layers = [size for sizes in value.values() for size in (sizes if isinstance(sizes, list) else [None])]
+            if not set(value) <= {"pi", "vf", "qf"}:  # SB3 ignores any other key without a word
+                layers = None
         if layers is None or not all(is_whole_number(size, 1) for size in layers):
             expected = "a whole number >= 1"
             if key == "net_arch":

@@ -78,6 +78,8 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
     ) -> None:
         if render_mode is not None and render_mode != "ansi":
             raise ValueError(f"render_mode must be None or 'ansi'; got {render_mode!r}")
+        if not isinstance(info_counters, bool | np.bool_):  # "maybe" from a config file must not mean True
+            raise ValueError(f"info_counters must be True or False; got {info_counters!r}")
         self.sim = Simulator(scenario, num_envs, action_mode, observe_internal, beta, lost_weight)
         self.num_envs = self.sim.num_envs
         self.render_mode = render_mode
