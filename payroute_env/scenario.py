@@ -336,6 +336,7 @@ def _convert(hint: Any, raw: Any, path: str, src: str, meta: Any) -> Any:
 
 
 MAX_STEPS = 1_000_000  # an episode's steps: 58 days at 5 s, far beyond any surge
+MAX_INTENTS = 1e12  # an episode's intents at most: 40,000 times Double 11 2013, far inside the 64-bit counters
 
 
 def _check_consistency(sc: Scenario, src: str) -> None:
@@ -373,6 +374,15 @@ def _check_consistency(sc: Scenario, src: str) -> None:
                 f"{s.jump_s:g}, {s.peak_at_s:g}, {s.peak_until_s:g}"
             )
     rz = sc.randomize
+    # the most intents an episode could draw: every surge at its peak the whole night, randomised upwards
+    most = (sc.traffic.base_rate + (1.0 + rz.peak) * sum(s.peak_rate for s in sc.traffic.surges)) * (
+        sc.end_s - sc.start_s
+    )
+    if most > MAX_INTENTS:
+        bad(
+            f"traffic rates allow up to {most:.3g} intents per episode (base_rate + peak_rate for the whole "
+            f"night); at most {MAX_INTENTS:.0e} are allowed (the counters are 64-bit integers)"
+        )
     if 0.0 < rz.balance_share_max < sc.balance.share:
         bad(
             f"randomize.balance_share_max = {rz.balance_share_max:g} must be 0 (fixed) or >= balance.share = "

@@ -356,6 +356,8 @@ def test_probability_outside_unit_interval_in_a_file(tmp_path: Path) -> None:
         (lambda d: d.update(end_s=-1.0), "end_s"),
         (lambda d: d.update(start_s=0.0, end_s=100.0, dt_s=30.0), "whole number of steps"),
         (lambda d: d.update(start_s=0.0, end_s=1e12, dt_s=1.0), "at most 1,000,000 are allowed"),
+        (lambda d: d["traffic"].update(base_rate=1e18), "traffic rates allow up to 6e+19 intents per episode"),
+        (lambda d: d["traffic"].update(base_rate=1e12), "at most 1e+12 are allowed (the counters are 64-bit"),
         (lambda d: d["banks"][0].update(name="  "), "banks[].name must not be empty"),
         (lambda d: d.update(name=3), "name"),
         (lambda d: d.update(dt_s=True), "dt_s"),
