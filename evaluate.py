@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         "--bound-layer-s",
         type=float,
         default=60.0,
-        help="seconds per LP layer: smaller gives a tighter bound and a longer solve (60 s: ~4 s, 10 s: ~4 min)",
+        help="seconds per LP layer, rounded to whole simulation steps (at least one): smaller gives a tighter bound "
+        "and a longer solve (60 s: ~4 s, 10 s: ~4 min, one 5 s step: several minutes)",
     )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
