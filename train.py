@@ -31,6 +31,7 @@ from typing import Any
 from payroute_env._cli import OneLineArgumentParser, fail, one_line, run
 
 PERIODIC_EVAL_SEED = 2_000_000  # periodic evaluation seeds start here (training uses seed .. seed + n_envs)
+FINAL_EVAL = {"--eval-seed": 1000, "--eval-episodes": 20}  # the final table's seeds by default: 1000-1019
 
 
 class UsageError(Exception):
@@ -58,8 +59,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start a new run from this model's weights and VecNormalize statistics (fine-tuning, curricula)",
     )
     p.add_argument("--eval-freq", type=int, default=None, help="env steps between periodic evaluations")
-    p.add_argument("--eval-episodes", type=int, default=20, help="episodes in the final table (default 20)")
-    p.add_argument("--eval-seed", type=int, default=1000, help="first seed of the final table (default 1000)")
+    p.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=FINAL_EVAL["--eval-episodes"],
+        help="episodes in the final table (default 20)",
+    )
+    p.add_argument(
+        "--eval-seed", type=int, default=FINAL_EVAL["--eval-seed"], help="first seed of the final table (default 1000)"
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: envs use the other core)")
@@ -641,6 +649,9 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         scenario, out = shlex.quote(str(config["scenario"])), shlex.quote(str(run_dir.parent))
         seed = config["seed"]
         again = f"python train.py --algo {config['algo']} --scenario {scenario} --seed {seed} --out {out} --resume"
+        for flag, key in (("--eval-seed", "final_eval_seed"), ("--eval-episodes", "final_eval_episodes")):
+            if config[key] != FINAL_EVAL[flag]:  # the final table's seeds come from the command, not config.json
+                again += f" {flag} {config[key]}"
         print(f"\ninterrupted at {model.num_timesteps} steps; checkpoint saved to {path}; continue with: {again}")
         raise
     minutes = (time.perf_counter() - start) / 60

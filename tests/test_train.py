@@ -345,7 +345,8 @@ def test_unwritable_output_folder_exits_2(tmp_path: Path, capsys) -> None:
 def test_ctrl_c_leaves_a_loadable_checkpoint(tiny: str, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "train.py"), "--scenario", tiny, "--timesteps", "10000000", "--n-envs", "2"]
-    cmd += ["--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"] + FAST
+    cmd += ["--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1", "--eval-seed", "5000"]
+    cmd += FAST
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -359,6 +360,7 @@ def test_ctrl_c_leaves_a_loadable_checkpoint(tiny: str, tmp_path: Path) -> None:
     assert "checkpoint saved" in stdout
     # the hint names the run, so it works from any folder and with any --out
     again = f"continue with: python train.py --algo ppo --scenario {tiny} --seed 0 --out {out} --resume"
+    again += " --eval-seed 5000"  # not the default, so the hint repeats it
     assert again in stdout, stdout
     model_path, stats, steps = train.last_checkpoint(out / "ppo-tiny-seed0")
     assert steps > 0 and stats is not None
