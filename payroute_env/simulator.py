@@ -102,7 +102,7 @@ class Simulator:
         return actions.decode(self.action_mode, actions_batch, self.n_banks, s.admit, s.route)
 
     def apply(self, admit: np.ndarray, route: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
-        """Advance every environment one step under a decoded control (see ``decode``); return as ``step``."""
+        """Advance every environment one step under a control from ``decode`` (not checked again); as ``step``."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         if (self.state.t >= self.params.n_steps).any():
