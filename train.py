@@ -63,10 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--eval-episodes",
         type=int,
         default=FINAL_EVAL["--eval-episodes"],
-        help="episodes in the final table (default 20)",
+        help="episodes in the final table (default %(default)s)",
     )
     p.add_argument(
-        "--eval-seed", type=int, default=FINAL_EVAL["--eval-seed"], help="first seed of the final table (default 1000)"
+        "--eval-seed",
+        type=int,
+        default=FINAL_EVAL["--eval-seed"],
+        help="first seed of the final table (default %(default)s)",
     )
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -143,9 +146,12 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.init_model is not None:
         if args.resume:
             raise UsageError("--init-model starts a new run from another model; --resume continues this run")
-        folder = Path(args.init_model)
-        if folder.is_dir() and (folder / "model.zip").is_file():  # a train.py run folder, as evaluate.py takes it
-            args.init_model = str(folder / "model.zip")
+        from agents.policies import PolicyError, model_file
+
+        try:  # a train.py run folder stands for its model.zip, as in evaluate.py
+            args.init_model = str(model_file(args.init_model))
+        except PolicyError as exc:
+            raise UsageError(f"--init-model: {exc}") from None
         if not Path(args.init_model).is_file():
             raise UsageError(f"--init-model {args.init_model}: model file not found")
     yaml_freq, periodic_episodes = hp.pop("eval_freq", None), hp.pop("eval_episodes", 8)
@@ -245,7 +251,12 @@ def check_seeds(seed: int, n_envs: int, eval_seed: int, eval_episodes: int, peri
 
     Checked before training, so that a bad ``--eval-seed`` cannot cost a whole run at the final table.
     """
+    training, final = range(seed, seed + n_envs), range(eval_seed, eval_seed + eval_episodes)
     periodic = range(PERIODIC_EVAL_SEED, PERIODIC_EVAL_SEED + periodic_episodes)
+
+    def meet(a: range, b: range) -> bool:
+        return a.start < b.stop and b.start < a.stop
+
     if seed + n_envs > PERIODIC_EVAL_SEED:
         raise UsageError(
             f"--seed must be at most {PERIODIC_EVAL_SEED - n_envs} with {n_envs} environments (seeds from "
@@ -253,15 +264,15 @@ def check_seeds(seed: int, n_envs: int, eval_seed: int, eval_episodes: int, peri
         )
     if eval_seed + eval_episodes > 2**64:
         raise UsageError(f"--eval-seed must be at most 2**64 - {eval_episodes} (seeds are 64-bit), got {eval_seed}")
-    if eval_seed < seed + n_envs and seed < eval_seed + eval_episodes:
+    if meet(training, final):
         raise UsageError(
-            f"training seeds {seed}..{seed + n_envs - 1} overlap the evaluation seeds "
-            f"{eval_seed}..{eval_seed + eval_episodes - 1}; pick another --seed or --eval-seed"
+            f"training seeds {seed}..{training[-1]} overlap the evaluation seeds {eval_seed}..{final[-1]}; "
+            "pick another --seed or --eval-seed"
         )
-    if eval_seed < periodic.stop and periodic.start < eval_seed + eval_episodes:
+    if meet(final, periodic):
         raise UsageError(
-            f"the final table's seeds {eval_seed}..{eval_seed + eval_episodes - 1} overlap the periodic "
-            f"evaluations' {periodic.start}..{periodic.stop - 1}; pick another --eval-seed"
+            f"the final table's seeds {eval_seed}..{final[-1]} overlap the periodic evaluations' "
+            f"{periodic.start}..{periodic[-1]}; pick another --eval-seed"
         )
 
 

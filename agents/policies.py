@@ -46,6 +46,7 @@ __all__ = [
     "SB3Policy",
     "available_policies",
     "load_policy",
+    "model_file",
     "policy_spaces_match",
 ]
 
@@ -312,6 +313,17 @@ def _first_line(doc: str) -> str:
     return doc.strip().splitlines()[0].replace("``", "")
 
 
+def model_file(path: str | Path) -> Path:
+    """``path`` itself, or for a train.py run folder its final agent, ``model.zip`` (a ``PolicyError`` if it
+    has none)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model.zip").is_file():
+            raise PolicyError(f"{path} is a folder without model.zip; name a model .zip file or a train.py run folder")
+        path = path / "model.zip"
+    return path
+
+
 def load_policy(
     spec: str | Path | Policy,
     scenario: str | Path | Scenario,
@@ -342,11 +354,7 @@ def load_policy(
         algorithm, text = head.lower(), tail
     elif sep and not Path(text).exists() and Path(tail).is_file():
         raise PolicyError(f"unknown algorithm prefix {head!r} in {text!r}; choose from {', '.join(ALGORITHMS)}")
-    path = Path(text)
-    if path.is_dir():  # a train.py run folder: its final agent
-        if not (path / "model.zip").is_file():
-            raise PolicyError(f"{path} is a folder without model.zip; name a model .zip file or a train.py run folder")
-        path = path / "model.zip"
+    path = model_file(text)
     if not path.is_file() and path.suffix != ".zip" and path.with_suffix(".zip").is_file():
         path = path.with_suffix(".zip")  # SB3 adds .zip when saving; accept the name without it
     if not path.suffix == ".zip" and not path.is_file():

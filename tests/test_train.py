@@ -612,6 +612,11 @@ def test_init_model_that_does_not_exist_exits_2(tmp_path: Path, capsys) -> None:
     assert train.main(["--out", str(tmp_path), "--init-model", str(tmp_path / "none.zip")] + FAST) == 2
     err = capsys.readouterr().err
     assert "--init-model" in err and "model file not found" in err
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    assert train.main(["--out", str(tmp_path), "--init-model", str(empty)] + FAST) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--init-model: {empty} is a folder without model.zip" in err[0], err
 
 
 def test_periodic_evaluations_replay_the_same_episodes(tiny: str, tmp_path: Path) -> None:
