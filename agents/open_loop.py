@@ -31,7 +31,6 @@ numbers), so differences between candidates are differences between plans, not l
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import time
@@ -210,7 +209,8 @@ def plan_from_bound(
     else:
         from_now = True
     # plan for a share of every true capacity (a copy: the running episode keeps its own)
-    state = dataclasses.replace(state, capacity=np.asarray(state.capacity, dtype=np.float64) * factor)
+    state = state.copy()
+    state.capacity = state.capacity * factor
     options = dict(no_collapse=True, bank_throttle=True, pending_counts_as_lost=True) if cuts else {}
     b = fluid_bound(sc, state=state, env_index=env_index, layer_s=layer_s, from_now=from_now, **options)
     B = sc.n_banks

@@ -25,12 +25,26 @@ from typing import Literal
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["ACTION_MODES", "ADMIT_LEVELS", "ROUTE_PRESETS", "ActionMode", "action_space", "decode", "status_quo"]
+from . import physics
+
+__all__ = [
+    "ACTION_MODES",
+    "ADMIT_LEVELS",
+    "MODE_CODES",
+    "ROUTE_PRESETS",
+    "ActionMode",
+    "action_space",
+    "check",
+    "decode",
+    "status_quo",
+]
 
 ActionMode = Literal["continuous", "multidiscrete", "discrete"]
 ACTION_MODES: tuple[str, ...] = ("continuous", "multidiscrete", "discrete")
 ADMIT_LEVELS = np.linspace(0.0, 1.0, 11)
-ADMIT_STEP = 0.1
+ADMIT_STEP = physics.ADMIT_STEP
+# how the kernel reads an action row of each mode
+MODE_CODES = {"continuous": physics.CONTINUOUS, "multidiscrete": physics.MULTIDISCRETE, "discrete": physics.DISCRETE}
 # quick / switch / netbank shares for quick-enabled users
 ROUTE_PRESETS = np.array(
     [
@@ -69,30 +83,20 @@ def status_quo(mode: str, n_banks: int) -> np.ndarray:
     return np.array(0, dtype=np.int64)
 
 
-def decode(
-    mode: str, actions: np.ndarray, n_banks: int, admit: np.ndarray, route: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Batched ``actions`` (leading env axis) to ``(admit [N, B], route [N, B, 3])``.
-
-    ``admit`` and ``route`` are the control applied in the previous step (used by ``discrete``).
-    Raises ``ValueError`` naming the expected shape or range when the action is malformed.
-    """
-    N = admit.shape[0]
+def check(mode: str, actions: np.ndarray, n_banks: int, n_envs: int) -> np.ndarray:
+    """Batched ``actions`` (leading env axis) checked and converted for the kernel: ``float64 [N, A]``, a fresh
+    C-contiguous copy (``A`` = 1 for discrete). Raises ``ValueError`` naming the expected shape or range when
+    the action is malformed; nothing is clipped or decoded here (the kernel does it, ``physics.decode``)."""
     a = np.asarray(actions)
+    N = n_envs
     if mode == "continuous":
         _expect(a, (N, 4 * n_banks), "continuous")
         if a.dtype.kind not in "biuf":  # strings, complex numbers, None: refused rather than coerced
             raise ValueError(f"continuous action must hold real numbers in [0, 1]; got dtype {a.dtype}")
-        a = np.array(a, dtype=np.float64)  # a private copy, clipped in place
+        a = np.array(a, dtype=np.float64, order="C")
         if not np.isfinite(a).all():
             raise ValueError("continuous action contains NaN or inf; expected finite values in [0, 1]")
-        a = np.clip(a, 0.0, 1.0, out=a).reshape(N, n_banks, 4)
-        weights = a[:, :, 1:]
-        total = weights.sum(2, keepdims=True)
-        new_route = np.divide(
-            weights, total, out=np.broadcast_to(ROUTE_PRESETS[0], weights.shape).copy(), where=total > 0
-        )
-        return a[:, :, 0], new_route
+        return a
     if mode == "multidiscrete":
         _expect(a, (N, 2 * n_banks), "multidiscrete")
         idx = _integers(a, "multidiscrete").reshape(N, n_banks, 2)
@@ -101,28 +105,29 @@ def decode(
                 f"multidiscrete action out of range: admit level must be in [0, {len(ADMIT_LEVELS) - 1}], "
                 f"route preset in [0, {len(ROUTE_PRESETS) - 1}]; got {a.tolist()}"
             )
-        return ADMIT_LEVELS[idx[:, :, 0]], ROUTE_PRESETS[idx[:, :, 1]]
+        return idx.reshape(N, 2 * n_banks).astype(np.float64)
     if mode == "discrete":
         _expect(a, (N,), "discrete")
         idx = _integers(a, "discrete")
         if (idx < 0).any() or (idx > 4 * n_banks).any():
             raise ValueError(f"discrete action must be in [0, {4 * n_banks}]; got {a.tolist()}")
-        new_admit = admit.copy()
-        preset = preset_index(route)
-        rows = np.flatnonzero(idx > 0)
-        bank, what = np.divmod(idx[rows] - 1, 4)
-        delta_admit = np.select([what == 0, what == 1], [ADMIT_STEP, -ADMIT_STEP], 0.0)
-        new_admit[rows, bank] = np.clip(np.round((admit[rows, bank] + delta_admit) * 10) / 10, 0.0, 1.0)
-        delta_preset = np.select([what == 2, what == 3], [1, -1], 0)
-        preset[rows, bank] = np.clip(preset[rows, bank] + delta_preset, 0, len(ROUTE_PRESETS) - 1)
-        return new_admit, ROUTE_PRESETS[preset]
+        return idx.astype(np.float64).reshape(N, 1)
     raise ValueError(check_mode(mode))
 
 
-def preset_index(route: np.ndarray) -> np.ndarray:
-    """Index of the route preset closest to each ``route[N, B, 3]`` row."""
-    dist = ((route[:, :, None, :] - ROUTE_PRESETS[None, None]) ** 2).sum(-1)
-    return dist.argmin(-1)
+def decode(
+    mode: str, actions: np.ndarray, n_banks: int, admit: np.ndarray, route: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batched ``actions`` (leading env axis) to ``(admit [N, B], route [N, B, 3])``, as the kernel reads them.
+
+    ``admit`` and ``route`` are the control applied in the previous step (used by ``discrete``; not changed).
+    Raises ``ValueError`` naming the expected shape or range when the action is malformed.
+    """
+    checked = check(mode, actions, n_banks, admit.shape[0])
+    new_admit = np.array(admit, dtype=np.float64, order="C")
+    new_route = np.array(route, dtype=np.float64, order="C")
+    physics.decode_batch(new_admit, new_route, checked, MODE_CODES[mode], ADMIT_LEVELS, ROUTE_PRESETS)
+    return new_admit, new_route
 
 
 def _expect(a: np.ndarray, shape: tuple[int, ...], mode: str) -> None:

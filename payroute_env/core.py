@@ -1,8 +1,11 @@
-"""The one simulation of payroute, batched over environments.
+"""The state and parameters of payroute, laid out for the compiled dynamics, and each episode's world at reset.
 
-Every state array has a leading environment axis ``N``; ``step`` advances all environments by one step of
-``dt`` seconds from their own state, action and random stream, and returns a new state. The single
-environment, the vector environments and the evaluators all call this module: the dynamics exist once.
+The dynamics themselves are in ``physics.py`` (one compiled source). This module says where everything is:
+the state of ``N`` environments is one numpy structured array (``CoreState``, a record per environment,
+fields readable as ``state.queue [N, L, K]``); the scenario's parameters are one record (``CoreParams.record``)
+beside the frozen ``CoreParams`` that Python code reads. ``reset`` draws each episode's world (the scenario
+generation: randomised peaks, capacities, shares, fragility) in numpy, once per episode; ``step`` advances
+a batch through the kernel and returns a new state (the ``Simulator`` steps in place instead).
 
 Who is where (B banks, K = max attempts; ``k`` below counts attempts already made):
 
@@ -16,51 +19,45 @@ channels   ``C = 2B + 2`` capacities: ``b`` = bank b quick, ``B + b`` = bank b n
 servers    ``S = B + 2`` health states (stress, outage, warm-up): bank b core, ``B`` = switch, ``B+1`` = balance
 =========  ==============================================================================================
 
-One step, in order (``docs/MODEL.md`` has the equations):
-
-1. new intents arrive (Poisson around the surge curve) and users whose retry delay ends come back;
-2. the action's admit rate lets a share of each bank's attempts through; the rest get "busy, try later";
-3. admitted quick-enabled attempts are split over quick / switch / netbank by the route weights;
-4. attempts at a down server (or, on the switch, for a down issuer) are rejected at once; the others join
-   their channel's FIFO queue, which serves ``capacity * health * dt`` attempts; attempts that could not
-   be served within the channel timeout time out; served attempts succeed or are declined;
-5. every failed attempt's user abandons, switches (balance or another bank's card) or retries later;
-   an intent whose ``max_attempts``-th attempt fails is lost;
-6. server stress follows load / capacity; stress past 1 (or an exogenous hazard) starts an outage, after
-   which the server warms up from reduced capacity.
-
-Counts are float64 arrays holding whole numbers, so ``arrived == succeeded + lost + in_flight`` holds
-exactly at every step.
+Counts are float64 holding whole numbers, so ``arrived == succeeded + lost + in_flight`` holds exactly at
+every step.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
+from typing import Any
 
+import numba
 import numpy as np
 
-from .sampling import NORMAL_TABLE, binomial, key_from_seed, poisson, split, uniforms
+from . import physics
+from .actions import ADMIT_LEVELS, ROUTE_PRESETS
+from .sampling import key_from_seed, uniforms
 from .scenario import Fragility, Scenario
 
-try:  # the compiled twin of step_numpy; PAYROUTE_NUMBA=0 forces the numpy code
-    if os.environ.get("PAYROUTE_NUMBA", "1") == "0":
-        raise ImportError("disabled by PAYROUTE_NUMBA=0")
-    from . import _fast
-except ImportError:  # pragma: no cover - depends on the installation
-    _fast = None
-
-__all__ = ["CoreParams", "CoreState", "in_flight", "make_params", "replicate", "reset", "reset_where", "step"]
+__all__ = [
+    "CoreParams",
+    "CoreState",
+    "StepCounts",
+    "in_flight",
+    "make_params",
+    "replicate",
+    "reset",
+    "reset_where",
+    "state_dtype",
+    "step",
+]
 
 N_ROUTES = 3  # quick, switch, netbank
 ROUTE_NAMES = ("quick", "switch", "netbank")
 PAID_CHANNELS = ("quick", "switch", "netbank", "balance")
 RHO_MAX = 100.0  # load / capacity is capped here (it only sets how fast stress grows)
-LATENCY_BIN_S = 5.0
+LATENCY_BIN_S = physics.LATENCY_BIN_S
 LATENCY_BINS = 96  # 0 .. 480 s; the last bin collects anything longer (estimates stay under 5 min)
 _RESET_STREAM = 2**31 - 1  # "step" index of the draws made at reset (steps never get there)
-# the random draws of one step, in the order of their columns (the compiled kernel relies on it)
+# the random draws of one step, in the order of their columns (``physics.D_*`` index this tuple)
 _DRAW_ORDER = (
     "arrivals",
     "release",
@@ -125,6 +122,9 @@ class CoreParams:
     # random draws of one step: name -> (offset, shape after the env axis)
     draws: dict[str, tuple[int, tuple[int, ...]]]
     n_draws: int
+    # all of the above the kernel reads, as one record (``params_dtype``), and the traffic [2, n_steps]
+    record: np.ndarray = dataclasses.field(repr=False, compare=False)
+    traffic: np.ndarray = dataclasses.field(repr=False, compare=False)
 
     @property
     def n_pools(self) -> int:
@@ -143,44 +143,36 @@ class CoreParams:
         return self.n_banks + 2
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs microseconds per step
-class CoreState:
-    """State of ``N`` environments as plain arrays with a leading env axis."""
+class CoreState(np.recarray):
+    """State of ``N`` environments: one record per environment (``state_dtype``), fields read as arrays with a
+    leading env axis (``state.queue [N, L, K]``). The kernel updates the records in place.
 
-    key: np.ndarray  # [N] uint64 random stream of the episode
-    t: np.ndarray  # [N] int64 steps taken
-    backlog: np.ndarray  # [N, P, K] users waiting to make attempt k+1 (k >= 1 used)
-    queue: np.ndarray  # [N, L, K] attempts waiting at a channel
-    stress: np.ndarray  # [N, S]
-    down_left: np.ndarray  # [N, S] seconds of outage left (0 = up)
-    warm: np.ndarray  # [N, S] capacity factor while warming up after an outage
-    admit: np.ndarray  # [N, B] last admit rate applied
-    route: np.ndarray  # [N, B, 3] last route split applied (sums to 1)
-    # per-episode parameters (randomised scenarios draw them at reset)
-    peak_scale: np.ndarray  # [N]
-    capacity: np.ndarray  # [N, C]
-    pool_frac: np.ndarray  # [N, P]
-    dest: np.ndarray  # [N, P, P] where a card-switcher of each pool goes
-    grow_rate: np.ndarray  # [N, S]
-    # what the platform saw in the last step (feeds observations and render)
-    seen_bank: np.ndarray  # [N, B, 3] offered, throttled, retry backlog
-    seen_channel: np.ndarray  # [N, B, 3, 7] per route: sent, succeeded, declined, timed out, rejected, queue, wait_s
-    seen_balance: np.ndarray  # [N, 3] sent, succeeded, queue
-    # episode-cumulative counters
-    arrived: np.ndarray  # [N]
-    succeeded: np.ndarray  # [N]
-    lost: np.ndarray  # [N]
-    attempts: np.ndarray  # [N]
-    failed_attempts: np.ndarray  # [N]
-    entered_pool: np.ndarray  # [N, P] intents that arrived in or switched into each pool
-    lost_pool: np.ndarray  # [N, P] intents lost in each pool
-    outage_s: np.ndarray  # [N, S]
-    paid_by: np.ndarray  # [N, 4] successes by PAID_CHANNELS
-    latency_hist: np.ndarray  # [N, LATENCY_BINS] successes by estimated time to success
+    ===================  ==========================================================================
+    ``key`` ``t``        the episode's random stream (uint64) and the steps taken
+    ``backlog``          ``[P, K]`` users waiting to make attempt k+1 (k >= 1 used)
+    ``queue``            ``[L, K]`` attempts waiting at a channel
+    ``stress``           ``[S]`` server stress; ``down_left`` seconds of outage left (0 = up);
+    ``warm``             ``[S]`` capacity factor while warming up after an outage
+    ``admit`` ``route``  ``[B]``, ``[B, 3]`` the control applied in the last step
+    per-episode world    ``peak_scale``, ``capacity [C]``, ``pool_frac [P]``, ``dest [P, P]`` (where a card
+                         switcher of each pool goes), ``grow_rate [S]`` (randomised scenarios draw them)
+    last step, seen      ``seen_bank [B, 3]`` offered, throttled, retry backlog; ``seen_channel [B, 3, 7]``
+                         per route ``SEEN_FIELDS``; ``seen_balance [3]`` sent, succeeded, queue
+    episode counters     ``arrived``, ``succeeded``, ``lost``, ``attempts``, ``failed_attempts``,
+                         ``entered_pool [P]``, ``lost_pool [P]``, ``outage_s [S]``, ``paid_by [4]``,
+                         ``latency_hist [LATENCY_BINS]``
+    last step, out       ``step_arrived`` .. ``step_failed`` (the step's counts), ``reward``,
+                         ``truncated``, ``obs [D]`` (float32, the internal features last)
+    ===================  ==========================================================================
+    """
 
     @property
     def num_envs(self) -> int:
-        return int(self.key.shape[0])
+        return int(self.shape[0])
+
+    @classmethod
+    def field_names(cls, state: CoreState) -> tuple[str, ...]:
+        return tuple(state.dtype.names or ())
 
 
 SEEN_FIELDS = ("sent", "succeeded", "declined", "timed_out", "rejected", "queue", "wait_s")
@@ -279,7 +271,7 @@ def make_params(scenario: Scenario) -> CoreParams:
         offset += int(np.prod(shape))
 
     abandon = sc.users.abandon
-    return CoreParams(
+    fields: dict[str, Any] = dict(
         scenario=sc,
         n_banks=B,
         max_attempts=K,
@@ -317,6 +309,72 @@ def make_params(scenario: Scenario) -> CoreParams:
         draws=draws,
         n_draws=offset,
     )
+    return CoreParams(**fields, record=_params_record(fields), traffic=np.ascontiguousarray(np.stack([base, surge])))
+
+
+# what the kernel reads of CoreParams (the rest is for Python code), in the record's field order
+_RECORD_SCALARS = ("n_banks", "dt", "norm", "p_release", "p_abandon", "p_switch_given_stay", "retry_delay_s")
+_RECORD_ARRAYS = (
+    "lane_channel", "lane_server", "lane_origin", "lane_kind", "channel_server", "declared", "timeout_s",
+    "interaction_s", "success", "p_to_balance", "relax_rate", "goodput_loss", "decline_gain", "outage_min_s",
+    "outage_max_s", "warm_start", "warm_rate", "hazard_p",
+)  # fmt: skip
+
+
+def _params_record(fields: dict[str, Any]) -> np.ndarray:
+    """The parameters as one record (a structured array of length 1) for the kernel."""
+    B = fields["n_banks"]
+    timeout = fields["timeout_s"]
+    count_scale = B / fields["norm"]
+    # observation multipliers per (bank, route, SEEN_FIELDS): counts by B / norm, waits by 1 / timeout
+    channel_scale = np.full((B, N_ROUTES, len(SEEN_FIELDS)), count_scale)
+    route_timeout = np.stack([timeout[:B], np.repeat(timeout[2 * B], B), timeout[B : 2 * B]], axis=1)
+    channel_scale[:, :, SEEN_FIELDS.index("wait_s")] = 1.0 / route_timeout
+    values: dict[str, Any] = {name: fields[name] for name in _RECORD_SCALARS + _RECORD_ARRAYS}
+    values.update(
+        rho_max=RHO_MAX,
+        count_scale=count_scale,
+        channel_scale=channel_scale,
+        draw_offset=np.array([fields["draws"][name][0] for name in _DRAW_ORDER], dtype=np.int64),
+        admit_levels=ADMIT_LEVELS,
+        route_presets=ROUTE_PRESETS,
+    )
+    dtype = []
+    for name, value in values.items():
+        arr = np.asarray(value)
+        kind = np.int64 if arr.dtype.kind in "iu" else np.float64
+        dtype.append((name, kind, arr.shape) if arr.shape else (name, kind))
+    record = np.zeros(1, dtype=np.dtype(dtype, align=True)).view(np.recarray)  # records read as p.field
+    for name, value in values.items():
+        record[name][0] = value
+    return record
+
+
+def state_dtype(params: CoreParams) -> np.dtype:
+    """The record of one environment's state (see ``CoreState``); it depends on B and K only."""
+    B, K = params.n_banks, params.max_attempts
+    P, L, C, S = params.n_pools, params.n_lanes, params.n_channels, params.n_servers
+    f8 = np.float64
+    return np.dtype(
+        [
+            ("key", np.uint64), ("t", np.int64), ("backlog", f8, (P, K)), ("queue", f8, (L, K)),
+            ("stress", f8, (S,)), ("down_left", f8, (S,)), ("warm", f8, (S,)), ("admit", f8, (B,)),
+            ("route", f8, (B, N_ROUTES)), ("peak_scale", f8), ("capacity", f8, (C,)), ("pool_frac", f8, (P,)),
+            ("dest", f8, (P, P)), ("grow_rate", f8, (S,)), ("seen_bank", f8, (B, 3)),
+            ("seen_channel", f8, (B, N_ROUTES, len(SEEN_FIELDS))), ("seen_balance", f8, (3,)),
+            ("arrived", f8), ("succeeded", f8), ("lost", f8), ("attempts", f8), ("failed_attempts", f8),
+            ("entered_pool", f8, (P,)), ("lost_pool", f8, (P,)), ("outage_s", f8, (S,)),
+            ("paid_by", f8, (len(PAID_CHANNELS),)), ("latency_hist", f8, (LATENCY_BINS,)),
+            ("step_arrived", f8), ("step_succeeded", f8), ("step_lost", f8), ("step_attempts", f8),
+            ("step_failed", f8), ("reward", f8), ("truncated", np.bool_),
+            ("obs", np.float32, (OBS_BANK * B + OBS_GLOBAL + OBS_INTERNAL_BANK * B + OBS_INTERNAL_SWITCH,)),
+        ],
+        align=True,
+    )  # fmt: skip
+
+
+# observation sizes: per bank, global, and the internal (hidden) features per bank and of the switch
+OBS_BANK, OBS_GLOBAL, OBS_INTERNAL_BANK, OBS_INTERNAL_SWITCH = 3 + N_ROUTES * 7 + 4, 4, 6, 5
 
 
 def _pool_fractions(shares: np.ndarray, quick: np.ndarray, balance: np.ndarray) -> np.ndarray:
@@ -366,8 +424,8 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
             raise ValueError("reset needs seeds or keys")
         keys = key_from_seed(np.asarray(seeds, dtype=np.int64).astype(np.uint64))
     keys = np.asarray(keys, dtype=np.uint64)
-    N, B, K = keys.shape[0], p.n_banks, p.max_attempts
-    P, L, C, S = p.n_pools, p.n_lanes, p.n_channels, p.n_servers
+    N, B = keys.shape[0], p.n_banks
+    C, S = p.n_channels, p.n_servers
     sc = p.scenario
 
     rz = sc.randomize
@@ -397,49 +455,25 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
         if rz.balance_share_max > sc.balance.share:
             balance = sc.balance.share + (rz.balance_share_max - sc.balance.share) * u[:, cols[5]]
 
-    z = np.zeros
-    route = z((N, B, N_ROUTES))
-    route[:, :, 0] = 1.0
-    return CoreState(
-        key=keys,
-        t=z(N, dtype=np.int64),
-        backlog=z((N, P, K)),
-        queue=z((N, L, K)),
-        stress=z((N, S)),
-        down_left=z((N, S)),
-        warm=np.ones((N, S)),
-        admit=np.ones((N, B)),
-        route=route,
-        peak_scale=peak_scale,
-        capacity=capacity,
-        pool_frac=_pool_fractions(shares, quick, balance),
-        dest=_switch_destinations(shares, quick),
-        grow_rate=grow_rate,
-        seen_bank=z((N, B, 3)),
-        seen_channel=z((N, B, N_ROUTES, len(SEEN_FIELDS))),
-        seen_balance=z((N, 3)),
-        arrived=z(N),
-        succeeded=z(N),
-        lost=z(N),
-        attempts=z(N),
-        failed_attempts=z(N),
-        entered_pool=z((N, P)),
-        lost_pool=z((N, P)),
-        outage_s=z((N, S)),
-        paid_by=z((N, len(PAID_CHANNELS))),
-        latency_hist=z((N, LATENCY_BINS)),
-    )
+    state = np.zeros(N, dtype=state_dtype(p)).view(CoreState)
+    state.key = keys
+    state.warm = 1.0
+    state.admit = 1.0
+    state.route[:, :, 0] = 1.0
+    state.peak_scale = peak_scale
+    state.capacity = capacity
+    state.pool_frac = _pool_fractions(shares, quick, balance)
+    state.dest = _switch_destinations(shares, quick)
+    state.grow_rate = grow_rate
+    physics.observe_batch(p.record, state, p.n_steps)
+    return state
 
 
 def reset_where(params: CoreParams, state: CoreState, mask: np.ndarray, keys: np.ndarray) -> CoreState:
     """State with the environments in ``mask`` replaced by fresh ones keyed ``keys`` (len = mask.sum())."""
-    fresh = reset(params, keys=keys)
-    updates = {}
-    for f in dataclasses.fields(CoreState):
-        arr = getattr(state, f.name).copy()
-        arr[mask] = getattr(fresh, f.name)
-        updates[f.name] = arr
-    return CoreState(**updates)
+    out = state.copy()
+    out[mask] = reset(params, keys=keys)
+    return out
 
 
 def replicate(state: CoreState, i: int, keys: np.ndarray) -> CoreState:
@@ -452,9 +486,9 @@ def replicate(state: CoreState, i: int, keys: np.ndarray) -> CoreState:
         raise ValueError(f"environment index {i} out of range for {state.num_envs} environments")
     keys = np.asarray(keys, dtype=np.uint64).reshape(-1)
     n = keys.shape[0]
-    copies = {f.name: np.repeat(getattr(state, f.name)[i : i + 1], n, axis=0) for f in dataclasses.fields(CoreState)}
-    copies["key"] = keys.copy()
-    return CoreState(**copies)
+    copies = np.repeat(state[i : i + 1], n).view(CoreState)
+    copies.key = keys
+    return copies
 
 
 def in_flight(state: CoreState) -> np.ndarray:
@@ -476,303 +510,104 @@ class StepCounts:
     failed_attempts: np.ndarray  # [N]
     truncated: np.ndarray  # [N] bool: the episode's last step was taken
 
+    @classmethod
+    def of(cls, state: CoreState) -> StepCounts:
+        """The counts of the last step of every environment in ``state`` (copies)."""
+        return cls(
+            arrived=state.step_arrived.copy(),
+            succeeded=state.step_succeeded.copy(),
+            lost=state.step_lost.copy(),
+            attempts=state.step_attempts.copy(),
+            failed_attempts=state.step_failed.copy(),
+            truncated=state.truncated.copy(),
+        )
+
+
+PARALLEL_FROM = 64  # batches at least this large are spread over the cores (numba threads)
+
+
+def step_in_place(
+    params: CoreParams,
+    state: CoreState,
+    actions: np.ndarray,
+    mode: int,
+    lost_weight: float = 1.0,
+    beta: float = 0.1,
+    frozen: np.ndarray | None = None,
+) -> None:
+    """Advance every environment of ``state`` one step, in place, in one compiled call.
+
+    ``actions`` is ``float64 [N, A]``, C-contiguous, already checked (``actions.check``), read as ``mode``
+    (``physics.CONTINUOUS`` ...; ``physics.CONTROL`` takes ``[admit, route_quick, route_switch, route_netbank]``
+    per bank). Environments in ``frozen`` are not stepped (reward 0, observation rewritten). The kernel writes
+    each environment's observation, reward, truncation and step counts into its record.
+    """
+    n = state.num_envs
+    if frozen is None:
+        frozen = np.zeros(n, dtype=np.bool_)
+    args = (params.record, params.traffic, state, actions, int(mode), float(lost_weight), float(beta), frozen)
+    if n >= PARALLEL_FROM:  # a few chunks per thread, so a slow chunk does not hold the others up
+        args = (*args, min(n, 4 * numba.get_num_threads()))
+        _entry_point(physics.step_batch_parallel, args)(*args)
+    else:
+        _entry_point(physics.step_batch_serial, args)(*args)
+
+
+def observe_in_place(params: CoreParams, state: CoreState) -> None:
+    """Rewrite every environment's observation from its state (after a reset or an edit of the state)."""
+    args = (params.record, state, int(params.n_steps))
+    _entry_point(physics.observe_batch, args)(*args)
+
+
+_ENTRY_POINTS: dict[tuple, Any] = {}
+
+
+def _entry_point(kernel: Any, args: tuple) -> Any:
+    """The compiled function behind ``kernel`` for these argument types, called without numba's dispatcher.
+
+    Finding the types of a structured array costs numba's dispatcher far longer than the step itself takes
+    for a small batch; the types here are always the same (the arrays are built by this package: C-contiguous,
+    of ``state_dtype``), so they are resolved once per kind of argument. Without numba's JIT
+    (``NUMBA_DISABLE_JIT=1``) the kernel is a Python function and is returned as it is.
+    """
+    if not hasattr(kernel, "overloads"):
+        return kernel
+    key = (kernel, *((a.dtype, a.ndim) if isinstance(a, np.ndarray) else type(a) for a in args))
+    entry = _ENTRY_POINTS.get(key)
+    if entry is None:
+        for a in args:
+            if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+                raise ValueError("the kernel takes C-contiguous arrays")
+        signature = tuple(kernel.typeof_pyval(a) for a in args)
+        kernel.compile(signature)  # or loads it from numba's on-disk cache; nothing runs
+        entry = _ENTRY_POINTS[key] = kernel.overloads[signature].entry_point
+    return entry
+
 
 def step(params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndarray) -> tuple[CoreState, StepCounts]:
-    """Advance every environment by one step.
+    """Advance every environment by one step under a decoded control; return a new state (the input is kept).
 
-    ``admit`` ``[N, B]`` in [0, 1] and ``route`` ``[N, B, 3]`` (non-negative, rows summing to 1) are the
-    decoded action (see ``actions.py``). Runs the compiled twin (``_fast.py``, bit-identical) when numba is
-    available, else ``step_numpy``.
+    ``admit`` ``[N, B]`` in [0, 1] and ``route`` ``[N, B, 3]`` (non-negative, rows summing to 1), as
+    ``actions.decode`` gives them. For analyses that branch from a state; the ``Simulator`` steps in place.
     """
-    if _fast is not None:
-        return step_compiled(params, state, admit, route)
-    return step_numpy(params, state, admit, route)
-
-
-def step_numpy(
-    params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndarray
-) -> tuple[CoreState, StepCounts]:
-    """The reference implementation of ``step`` in numpy: the code to read."""
-    p, s = params, state
-    N, B, K = s.num_envs, p.n_banks, p.max_attempts
-    P, L = p.n_pools, p.n_lanes
-    dt = p.dt
-    u_all = uniforms(s.key, s.t, p.n_draws)
-
-    def u(name: str) -> np.ndarray:
-        off, shape = p.draws[name]
-        return u_all[:, off : off + int(np.prod(shape))].reshape(N, *shape)
-
-    # 1. arrivals and returning users --------------------------------------------------------------
-    t = np.minimum(s.t, p.n_steps - 1)
-    expected = p.base_per_step[t] + s.peak_scale * p.surge_per_step[t]
-    arrivals = poisson(expected[:, None] * s.pool_frac, u("arrivals"))  # [N, P]
-    released = binomial(s.backlog, p.p_release, u("release"))  # [N, P, K]
-    offered = released.copy()
-    offered[:, :, 0] += arrivals
-
-    # 2. throttle: a bank's admit rate applies to both its pools; balance is always admitted --------
-    admit_pool = np.concatenate([np.repeat(admit, 2, axis=1), np.ones((N, 1))], axis=1)
-    admitted = binomial(offered, admit_pool[:, :, None], u("admit"))
-    throttled = offered - admitted
-
-    # 3. route quick-enabled attempts over quick / switch / netbank ----------------------------------
-    adm_quick = admitted[:, 0 : 2 * B : 2]  # [N, B, K]
-    to_quick = binomial(adm_quick, route[:, :, 0:1], u("route_quick"))
-    rest = adm_quick - to_quick
-    rest_w = route[:, :, 1] + route[:, :, 2]
-    sw_share = np.divide(route[:, :, 1], rest_w, out=np.zeros_like(rest_w), where=rest_w > 0)
-    to_switch = binomial(rest, sw_share[:, :, None], u("route_switch"))
-    bank_lanes = np.stack([to_quick, to_switch, rest - to_switch, admitted[:, 1 : 2 * B : 2]], axis=2)
-    lane_in = np.concatenate([bank_lanes.reshape(N, 4 * B, K), admitted[:, 2 * B :]], axis=1)
-
-    # 4. channels: reject at down servers, serve FIFO up to capacity, time out, succeed or decline ----
-    down = s.down_left > 0  # [N, S]
-    stress1 = np.minimum(s.stress, 1.0)
-    health = np.where(down, 0.0, (1.0 - p.goodput_loss * stress1) * s.warm)
-    cap_rate = s.capacity * health[:, p.channel_server]  # [N, C] attempts/s now
-    cap_step = cap_rate * dt
-
-    blocked = (down[:, p.lane_server] | down[:, p.lane_origin])[:, :, None]  # [N, L, 1]
-    waiting = s.queue + lane_in
-    rejected = np.where(blocked, waiting, 0.0)
-    q = waiting - rejected
-    q_ch = q.sum(2) @ p.lane_to_channel  # [N, C]
-    serve_frac = np.minimum(1.0, np.divide(cap_step, q_ch, out=np.ones_like(q_ch), where=q_ch > 0))
-    served = binomial(q, serve_frac[:, p.lane_channel, None], u("serve"))
-    remain = q - served
-    r_ch = remain.sum(2) @ p.lane_to_channel
-    # FIFO with a deadline: the queue can hold only what the channel serves within the timeout.
-    excess = np.maximum(r_ch - cap_rate * p.timeout_s, 0.0)
-    timeout_frac = np.divide(excess, r_ch, out=np.zeros_like(r_ch), where=r_ch > 0)
-    timed_out = binomial(remain, timeout_frac[:, p.lane_channel, None], u("timeout"))
-    queue = remain - timed_out
-
-    p_success = p.success * (1.0 - p.decline_gain[p.lane_server] * stress1[:, p.lane_server])  # [N, L]
-    succeeded = binomial(served, p_success[:, :, None], u("success"))
-    declined = served - succeeded
-
-    # 5. users after a failure: abandon, switch or retry; the K-th failure loses the intent ----------
-    lane_fail = declined + timed_out + rejected
-    pool_fail = _lanes_to_pools(lane_fail, B) + throttled  # [N, P, K]
-    can_retry = pool_fail[:, :, : K - 1]
-    abandon = binomial(can_retry, p.p_abandon, u("abandon"))
-    switch = binomial(can_retry - abandon, p.p_switch_given_stay, u("switch"))
-    retry = can_retry - abandon - switch
-    to_balance = binomial(switch, p.p_to_balance[None, :, None], u("to_balance"))
-    to_banks = switch - to_balance
-    # each origin pool's card switchers spread over the other banks' pools (exact totals)
-    spread = split(to_banks, np.broadcast_to(s.dest[:, :, None, :], (*to_banks.shape, P)), u("dest"))
-    moved = spread.sum(1).transpose(0, 2, 1)  # [N, P (destination), K-1]
-    moved[:, 2 * B, :] += to_balance.sum(1)
-    backlog = s.backlog - released
-    backlog[:, :, 1:] += retry + moved
-    lost_pool = abandon.sum(2) + pool_fail[:, :, K - 1]
-
-    # 6. server stress, outages and warm-up ---------------------------------------------------------
-    load = _channels_to_servers((lane_in * ~blocked).sum(2) @ p.lane_to_channel, B)  # [N, S]
-    cap_srv = _channels_to_servers(cap_step, B)
-    # load / capacity, capped: a server with (almost) no capacity under load is simply far overloaded
-    rho = np.minimum(np.divide(load, cap_srv, out=np.where(load > 0, RHO_MAX, 0.0), where=cap_srv > 0), RHO_MAX)
-    drift = s.grow_rate * np.maximum(rho - 1.0, 0.0) - p.relax_rate * np.maximum(1.0 - rho, 0.0)
-    stress = np.where(down, 0.0, np.maximum(s.stress + dt * drift, 0.0))
-    trigger = ~down & ((stress >= 1.0) | (u("hazard") < p.hazard_p))
-    length = p.outage_min_s + u("outage_len") * (p.outage_max_s - p.outage_min_s)
-    down_next, warm_next = outage_clock(p, s.down_left, s.warm)
-    down_left = np.where(trigger, length, down_next)
-    stress = np.where(trigger, 0.0, stress)
-    warm = np.where(trigger, p.warm_start, warm_next)
-
-    # 7. what the platform sees, and the episode counters ----------------------------------------
-    wait_ch = np.minimum(
-        np.divide(queue.sum(2) @ p.lane_to_channel, cap_rate, out=np.zeros_like(cap_rate), where=cap_rate > 0),
-        p.timeout_s,
-    )
-    wait_ch = np.where((cap_rate <= 0) & (queue.sum(2) @ p.lane_to_channel > 0), p.timeout_s, wait_ch)
-    seen_channel = np.stack(
-        [
-            _lanes_to_routes(lane_in.sum(2), B),
-            _lanes_to_routes(succeeded.sum(2), B),
-            _lanes_to_routes(declined.sum(2), B),
-            _lanes_to_routes(timed_out.sum(2), B),
-            _lanes_to_routes(rejected.sum(2), B),
-            _lanes_to_routes(queue.sum(2), B),
-            _channels_to_routes(wait_ch, B),
-        ],
-        axis=-1,
-    )
-    pool_off, pool_thr = offered.sum(2), throttled.sum(2)
-    seen_bank = np.stack(
-        [
-            pool_off[:, 0 : 2 * B : 2] + pool_off[:, 1 : 2 * B : 2],
-            pool_thr[:, 0 : 2 * B : 2] + pool_thr[:, 1 : 2 * B : 2],
-            backlog[:, : 2 * B].sum(2).reshape(N, B, 2).sum(2),
-        ],
-        axis=-1,
-    )
-    seen_balance = np.stack([lane_in[:, L - 1].sum(1), succeeded[:, L - 1].sum(1), queue[:, L - 1].sum(1)], 1)
-
-    # Estimated time to success: wait in the queue this step + the channel's user time + for each earlier
-    # attempt one retry delay and one interaction (docs/MODEL.md, "time to success").
-    wait_before = np.minimum(np.divide(q_ch, cap_rate, out=np.zeros_like(q_ch), where=cap_rate > 0), p.timeout_s)[
-        :, p.lane_channel
-    ]
-    k = np.arange(K)
-    latency = (wait_before + p.interaction_s)[:, :, None] + k * (p.retry_delay_s + p.interaction_s[:, None])
-    bins = np.minimum((latency / LATENCY_BIN_S).astype(np.int64), LATENCY_BINS - 1)
-    flat = (np.arange(N)[:, None, None] * LATENCY_BINS + bins).ravel()
-    hist = np.bincount(flat, weights=succeeded.ravel(), minlength=N * LATENCY_BINS).reshape(N, LATENCY_BINS)
-    paid_lane = succeeded.sum(2)
-    paid_by = np.stack([paid_lane[:, p.lane_kind == i].sum(1) for i in range(len(PAID_CHANNELS))], axis=1)
-
-    counts = StepCounts(
-        arrived=arrivals.sum(1),
-        succeeded=paid_lane.sum(1),
-        lost=lost_pool.sum(1),
-        attempts=offered.sum((1, 2)),
-        failed_attempts=pool_fail.sum((1, 2)),
-        truncated=s.t + 1 >= p.n_steps,
-    )
-    new_state = CoreState(
-        key=s.key,
-        t=s.t + 1,
-        backlog=backlog,
-        queue=queue,
-        stress=stress,
-        down_left=down_left,
-        warm=warm,
-        admit=admit,
-        route=route,
-        peak_scale=s.peak_scale,
-        capacity=s.capacity,
-        pool_frac=s.pool_frac,
-        dest=s.dest,
-        grow_rate=s.grow_rate,
-        seen_bank=seen_bank,
-        seen_channel=seen_channel,
-        seen_balance=seen_balance,
-        arrived=s.arrived + counts.arrived,
-        succeeded=s.succeeded + counts.succeeded,
-        lost=s.lost + counts.lost,
-        attempts=s.attempts + counts.attempts,
-        failed_attempts=s.failed_attempts + counts.failed_attempts,
-        entered_pool=s.entered_pool + arrivals + moved.sum(2),
-        lost_pool=s.lost_pool + lost_pool,
-        outage_s=s.outage_s + dt * down,
-        paid_by=s.paid_by + paid_by,
-        latency_hist=s.latency_hist + hist,
-    )
-    return new_state, counts
-
-
-_PARALLEL_FROM = 64  # batches at least this large use numba's threads
-
-
-def step_compiled(
-    params: CoreParams, state: CoreState, admit: np.ndarray, route: np.ndarray
-) -> tuple[CoreState, StepCounts]:
-    """``step`` through the compiled kernel: same arithmetic as ``step_numpy``, one call per step."""
-    assert _fast is not None
-    p, s = params, state
-    N = s.num_envs
-    e = np.empty_like
-    out = CoreState(
-        key=s.key,
-        t=s.t + 1,
-        backlog=e(s.backlog),
-        queue=e(s.queue),
-        stress=e(s.stress),
-        down_left=e(s.down_left),
-        warm=e(s.warm),
-        admit=np.ascontiguousarray(admit, dtype=np.float64),
-        route=np.ascontiguousarray(route, dtype=np.float64),
-        peak_scale=s.peak_scale,
-        capacity=s.capacity,
-        pool_frac=s.pool_frac,
-        dest=s.dest,
-        grow_rate=s.grow_rate,
-        seen_bank=e(s.seen_bank),
-        seen_channel=e(s.seen_channel),
-        seen_balance=e(s.seen_balance),
-        arrived=e(s.arrived),
-        succeeded=e(s.succeeded),
-        lost=e(s.lost),
-        attempts=e(s.attempts),
-        failed_attempts=e(s.failed_attempts),
-        entered_pool=e(s.entered_pool),
-        lost_pool=e(s.lost_pool),
-        outage_s=e(s.outage_s),
-        paid_by=e(s.paid_by),
-        latency_hist=e(s.latency_hist),
-    )
-    step_counts = np.empty((N, 5))
-    kernel = _fast.step_parallel if N >= _PARALLEL_FROM else _fast.step_serial
-    kernel(
-        _kernel_params(p),
-        (s.key, s.t, s.backlog, s.queue, s.stress, s.down_left, s.warm, s.peak_scale, s.capacity, s.pool_frac,
-         s.dest, s.grow_rate, s.arrived, s.succeeded, s.lost, s.attempts, s.failed_attempts, s.entered_pool,
-         s.lost_pool, s.outage_s, s.paid_by, s.latency_hist),
-        out.admit,
-        out.route,
-        (out.backlog, out.queue, out.stress, out.down_left, out.warm, out.seen_bank, out.seen_channel,
-         out.seen_balance, out.arrived, out.succeeded, out.lost, out.attempts, out.failed_attempts,
-         out.entered_pool, out.lost_pool, out.outage_s, out.paid_by, out.latency_hist, step_counts),
-    )  # fmt: skip
-    counts = StepCounts(
-        arrived=step_counts[:, 0],
-        succeeded=step_counts[:, 1],
-        lost=step_counts[:, 2],
-        attempts=step_counts[:, 3],
-        failed_attempts=step_counts[:, 4],
-        truncated=out.t >= p.n_steps,
-    )
-    return out, counts
-
-
-def _kernel_params(p: CoreParams) -> tuple:
-    """The parameters as the kernel's positional arguments (built once per CoreParams object, kept on it: a
-    module-level cache would keep every environment's parameters alive)."""
-    cached = p.__dict__.get("_kernel_args")
-    if cached is not None:
-        return cached
-    offsets = np.array([p.draws[name][0] for name in _DRAW_ORDER], dtype=np.int64)
-    args = (
-        p.n_banks, p.max_attempts, p.dt, p.n_steps, p.base_per_step, p.surge_per_step, p.lane_channel,
-        p.lane_server, p.lane_origin, p.lane_kind, p.channel_server, p.timeout_s, p.interaction_s, p.success,
-        p.p_release, p.p_abandon, p.p_switch_given_stay, p.p_to_balance, p.retry_delay_s, p.relax_rate,
-        p.goodput_loss, p.decline_gain, p.outage_min_s, p.outage_max_s, p.warm_start, p.warm_rate, p.hazard_p,
-        RHO_MAX, offsets, NORMAL_TABLE,
-    )  # fmt: skip
-    object.__setattr__(p, "_kernel_args", args)  # a frozen dataclass: not a field, so eq and repr ignore it
-    return args
-
-
-def _lanes_to_pools(x: np.ndarray, B: int) -> np.ndarray:
-    """``[N, L, ...]`` lane counts to ``[N, P, ...]`` pool counts (quick-enabled lanes 0-2, netbank-only 3)."""
-    banks = x[:, : 4 * B].reshape(x.shape[0], B, 4, *x.shape[2:])
-    pools = np.stack([banks[:, :, :3].sum(2), banks[:, :, 3]], axis=2).reshape(x.shape[0], 2 * B, *x.shape[2:])
-    return np.concatenate([pools, x[:, 4 * B :]], axis=1)
+    new = state.copy()
+    N, B = new.num_envs, params.n_banks
+    control = np.concatenate([np.asarray(admit, dtype=np.float64)[:, :, None], np.asarray(route, dtype=np.float64)], 2)
+    step_in_place(params, new, np.ascontiguousarray(control.reshape(N, 4 * B)), physics.CONTROL)
+    return new, StepCounts.of(new)
 
 
 def outage_clock(p: CoreParams, down_left: np.ndarray, warm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One step of the servers' outage timers and warm-up when no new outage starts: an outage runs down by
-    ``dt``; a server that is up (after this step) regains ``dt * warm_rate`` of capacity, up to 1.
-    (``fluid_bound(..., from_now=True)`` replays it to foresee when a server is back.)"""
-    down_next = np.maximum(down_left - p.dt, 0.0)
-    return down_next, np.where(down_next > 0, warm, np.minimum(warm + p.dt * p.warm_rate, 1.0))
+    """``physics.outage_clock`` for every server: ``down_left [..., S]`` and ``warm [..., S]`` one step on."""
+    down_left, warm = np.broadcast_arrays(np.asarray(down_left, dtype=np.float64), np.asarray(warm, dtype=np.float64))
+    down_next, warm_next = np.empty_like(down_left), np.empty_like(warm)
+    for idx in np.ndindex(down_left.shape):
+        down_next[idx], warm_next[idx] = physics.outage_clock(
+            float(down_left[idx]), float(warm[idx]), p.dt, float(p.warm_rate[idx[-1]])
+        )
+    return down_next, warm_next
 
 
 def _channels_to_servers(x: np.ndarray, B: int) -> np.ndarray:
     """``[N, C]`` to ``[N, S]``: a bank core serves its quick and netbank channels (added in that order)."""
     return np.concatenate([x[:, :B] + x[:, B : 2 * B], x[:, 2 * B :]], axis=1)
-
-
-def _lanes_to_routes(x: np.ndarray, B: int) -> np.ndarray:
-    """``[N, L]`` to ``[N, B, 3]`` per bank: quick, switch (this bank's cards), netbank (both classes)."""
-    banks = x[:, : 4 * B].reshape(x.shape[0], B, 4)
-    return np.stack([banks[:, :, 0], banks[:, :, 1], banks[:, :, 2] + banks[:, :, 3]], axis=2)
-
-
-def _channels_to_routes(x: np.ndarray, B: int) -> np.ndarray:
-    """``[N, C]`` to ``[N, B, 3]``: the bank's quick channel, the shared switch, the bank's netbank."""
-    return np.stack([x[:, :B], np.repeat(x[:, 2 * B : 2 * B + 1], B, axis=1), x[:, B : 2 * B]], axis=2)

@@ -1,7 +1,9 @@
-"""Observation layout and construction: what the platform sees, as one float32 vector per environment.
+"""Observation layout: what the platform sees, as one float32 vector per environment.
 
-Counts are scaled by ``B / norm`` (``norm`` = expected intents in the busiest step) so that an average
-bank at peak reads about 1; waits are divided by the channel timeout. See ``PaymentRoutingEnv`` for the table.
+The kernel writes every environment's observation into its state record (``physics.observe``, in the order
+below); this module names the indices and builds the space. Counts are scaled by ``B / norm`` (``norm`` =
+expected intents in the busiest step) so that an average bank at peak reads about 1; waits are divided by
+the channel timeout. See ``PaymentRoutingEnv`` for the table.
 """
 
 from __future__ import annotations
@@ -9,17 +11,19 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from .core import N_ROUTES, ROUTE_NAMES, SEEN_FIELDS, CoreParams, CoreState
+from .core import OBS_BANK, OBS_GLOBAL, OBS_INTERNAL_BANK, OBS_INTERNAL_SWITCH, ROUTE_NAMES, SEEN_FIELDS, CoreState
+from .physics import OBS_HIGH
 
 __all__ = [
     "BANK_FEATURES",
     "GLOBAL_FEATURES",
     "INTERNAL_BANK",
     "INTERNAL_SWITCH",
+    "OBS_HIGH",
     "build",
     "feature_names",
     "observation_space",
-    "scales",
+    "size",
 ]
 
 BANK_FEATURES: tuple[str, ...] = (
@@ -43,7 +47,9 @@ INTERNAL_SWITCH: tuple[str, ...] = (
     "switch_warm",
     "switch_capacity_ratio",
 )
-_WAIT = SEEN_FIELDS.index("wait_s")
+# the kernel's layout (physics.observe) and these names must agree
+assert (len(BANK_FEATURES), len(GLOBAL_FEATURES)) == (OBS_BANK, OBS_GLOBAL)
+assert (len(INTERNAL_BANK), len(INTERNAL_SWITCH)) == (OBS_INTERNAL_BANK, OBS_INTERNAL_SWITCH)
 
 
 def feature_names(n_banks: int, bank_names: tuple[str, ...], observe_internal: bool) -> list[str]:
@@ -54,54 +60,17 @@ def feature_names(n_banks: int, bank_names: tuple[str, ...], observe_internal: b
     return names
 
 
-OBS_HIGH = 1e6  # observations are clipped here: far beyond any real load, but finite for the checkers
+def size(n_banks: int, observe_internal: bool) -> int:
+    """Length of the observation vector."""
+    n = n_banks * OBS_BANK + OBS_GLOBAL
+    return n + (n_banks * OBS_INTERNAL_BANK + OBS_INTERNAL_SWITCH if observe_internal else 0)
 
 
 def observation_space(n_banks: int, observe_internal: bool) -> spaces.Box:
-    n = n_banks * len(BANK_FEATURES) + len(GLOBAL_FEATURES)
-    if observe_internal:
-        n += n_banks * len(INTERNAL_BANK) + len(INTERNAL_SWITCH)
-    return spaces.Box(0.0, OBS_HIGH, (n,), dtype=np.float32)
+    return spaces.Box(0.0, OBS_HIGH, (size(n_banks, observe_internal),), dtype=np.float32)
 
 
-def scales(params: CoreParams) -> tuple[np.ndarray, float]:
-    """Multipliers of the raw counters: per (bank, route, field) of ``seen_channel`` (``B / norm`` for counts,
-    1 / timeout for waits), and ``B / norm`` for the other counts. Compute once per ``params``."""
-    B = params.n_banks
-    count_scale = B / params.norm
-    channel = np.full((B, N_ROUTES, len(SEEN_FIELDS)), count_scale)
-    t = params.timeout_s
-    channel[:, :, _WAIT] = 1.0 / np.stack([t[:B], np.repeat(t[2 * B], B), t[B : 2 * B]], axis=1)
-    return channel, count_scale
-
-
-def build(
-    params: CoreParams,
-    state: CoreState,
-    observe_internal: bool,
-    scales_of_params: tuple[np.ndarray, float] | None = None,
-) -> np.ndarray:
-    """``[N, obs_dim]`` float32 observations of every environment (layout in ``BANK_FEATURES`` order).
-
-    ``scales_of_params`` is ``scales(params)``, computed once by the caller (recomputed when ``None``).
-    """
-    p, s = params, state
-    N, B = s.num_envs, p.n_banks
-    channel_scale, scale = scales(p) if scales_of_params is None else scales_of_params
-    n_bank = len(BANK_FEATURES)
-    n_base = B * n_bank + len(GLOBAL_FEATURES)
-    out = np.empty((N, n_base + (B * len(INTERNAL_BANK) + len(INTERNAL_SWITCH) if observe_internal else 0)))
-    per_bank = out[:, : B * n_bank].reshape(N, B, n_bank)
-    n_seen = N_ROUTES * len(SEEN_FIELDS)
-    np.multiply(s.seen_bank, scale, out=per_bank[:, :, 0:3])
-    np.multiply(s.seen_channel, channel_scale, out=per_bank[:, :, 3 : 3 + n_seen].reshape(N, B, N_ROUTES, -1))
-    per_bank[:, :, 3 + n_seen] = s.admit
-    per_bank[:, :, 4 + n_seen :] = s.route
-    np.multiply(s.seen_balance, scale, out=out[:, B * n_bank : B * n_bank + 3])
-    out[:, n_base - 1] = np.minimum(s.t / p.n_steps, 1.0)
-    if observe_internal:
-        ratio = s.capacity / np.where(p.declared > 0, p.declared, 1.0)
-        srv = np.stack([s.stress, (s.down_left > 0).astype(np.float64), s.down_left / 3600.0, s.warm], axis=2)
-        banks = np.concatenate([srv[:, :B], ratio[:, :B, None], ratio[:, B : 2 * B, None]], axis=2)
-        out[:, n_base:] = np.concatenate([banks.reshape(N, -1), srv[:, B], ratio[:, 2 * B : 2 * B + 1]], axis=1)
-    return np.clip(out, 0.0, OBS_HIGH, out=out).astype(np.float32)
+def build(state: CoreState, n_banks: int, observe_internal: bool) -> np.ndarray:
+    """``[N, obs_dim]`` float32 observations of every environment: a fresh copy of what the kernel wrote last
+    (never a view of the state, which the next step overwrites)."""
+    return np.array(state.obs[:, : size(n_banks, observe_internal)], order="C", copy=True)

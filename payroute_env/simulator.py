@@ -1,7 +1,9 @@
-"""``Simulator``: the core plus action decoding, observations and rewards for a batch of environments.
+"""``Simulator``: a batch of environments stepped in place by the compiled kernel, one call per step.
 
 This is the one adapter every front end shares: ``PaymentRoutingEnv`` is a Simulator of one environment,
-the vector environments and the evaluator use larger batches. It owns no dynamics (``core.py`` does).
+the vector environments and the evaluator use larger batches. It owns no dynamics (``physics.py`` does:
+action decoding, the model, observations, rewards and counters all happen in one compiled call per step);
+it checks actions, resets episodes (``core.reset`` draws each episode's world) and hands out copies.
 """
 
 from __future__ import annotations
@@ -45,11 +47,26 @@ class Simulator:
         self.action_mode = actions.check_mode(action_mode)
         self.observe_internal = bool(observe_internal)
         self.params = core.make_params(self.scenario)
-        self._observation_scales = observations.scales(self.params)
         self.n_banks = self.scenario.n_banks
         self.single_action_space = actions.action_space(self.action_mode, self.n_banks)
         self.single_observation_space = observations.observation_space(self.n_banks, self.observe_internal)
-        self.state: core.CoreState | None = None
+        self._mode = actions.MODE_CODES[self.action_mode]
+        self._state: core.CoreState | None = None
+
+    @property
+    def state(self) -> core.CoreState | None:
+        """The batched core state, stepped in place (``None`` before the first ``reset``)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: core.CoreState) -> None:
+        # The kernel trusts what it is given: a state of another layout or a strided view is refused here.
+        expected = core.state_dtype(self.params)
+        if not isinstance(value, np.ndarray) or value.dtype != expected or value.shape != (self.num_envs,):
+            raise ValueError(f"state must be a core.CoreState of {self.num_envs} environments of this scenario")
+        if not value.flags.c_contiguous or not value.flags.writeable:
+            raise ValueError("state must be a C-contiguous, writeable array (core.reset, replicate or .copy())")
+        self._state = value.view(core.CoreState)
 
     # -------------------------------------------------------------------------------------------- API
 
@@ -81,35 +98,51 @@ class Simulator:
             else:
                 rng = entropy if entropy is not None else np.random.default_rng()
                 keys[j] = rng.integers(0, 2**63, dtype=np.uint64)
-        if self.state is None or mask.all():
-            self.state = core.reset(self.params, keys=keys)
+        if self._state is None or mask.all():
+            self._state = core.reset(self.params, keys=keys)
         else:
-            self.state = core.reset_where(self.params, self.state, mask, keys)
+            self._state[mask] = core.reset(self.params, keys=keys)
         return self.observations()
 
     def step(self, actions_batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
         """Apply one batched action; return observations, rewards, truncations and the step's counts."""
-        return self.apply(*self.decode(actions_batch))
-
-    def decode(self, actions_batch: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Check one batched action and turn it into the core's control: ``admit [N, B]``, ``route [N, B, 3]``.
-
-        Changes nothing, so a malformed batch can be refused before any environment moves.
-        """
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
-        s = self.state
-        return actions.decode(self.action_mode, actions_batch, self.n_banks, s.admit, s.route)
-
-    def apply(self, admit: np.ndarray, route: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
-        """Advance every environment one step under a control from ``decode`` (not checked again); as ``step``."""
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
-        if (self.state.t >= self.params.n_steps).any():
+        state = self._started()
+        if (state.t >= self.params.n_steps).any():
             raise RuntimeError("an episode is over (truncated); reset it before stepping again")
-        self.state, counts = core.step(self.params, self.state, admit, route)
-        reward = -(self.lost_weight * counts.lost + self.beta * counts.failed_attempts) / self.params.norm
-        return self.observations(), reward, counts.truncated.copy(), counts
+        checked = self.check_actions(actions_batch)
+        core.step_in_place(self.params, state, checked, self._mode, self._lost_weight, self._beta)
+        return self._outcome(state)
+
+    def step_or_reset(self, actions_batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
+        """``step``, except that environments whose episode is over start their next one instead (Gymnasium's
+        next-step autoreset): their action is ignored, their reward is 0, they are not truncated, and the
+        observation is the new episode's first. Their next episode continues their own random stream."""
+        state = self._started()
+        finished = state.t >= self.params.n_steps
+        batch = actions_batch
+        if finished.any():
+            # finished environments' actions are ignored: a malformed one there must not stop the others
+            batch = np.array(actions_batch, copy=True)
+            idle = actions.status_quo(self.action_mode, self.n_banks)
+            if batch.shape[1:] == idle.shape and batch.shape[0] == self.num_envs:
+                batch[finished] = idle
+        checked = self.check_actions(batch)  # before anything changes: a malformed batch moves no environment
+        if finished.any():
+            state[finished] = core.reset(self.params, keys=next_key(state.key[finished]))
+        core.step_in_place(self.params, state, checked, self._mode, self._lost_weight, self._beta, finished)
+        return self._outcome(state)
+
+    def check_actions(self, actions_batch: Any) -> np.ndarray:
+        """One batched action checked and converted for the kernel (``actions.check``); changes nothing."""
+        return actions.check(self.action_mode, actions_batch, self.n_banks, self.num_envs)
+
+    def _started(self) -> core.CoreState:
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        return self._state
+
+    def _outcome(self, state: core.CoreState) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
+        return self.observations(), state.reward.copy(), state.truncated.copy(), core.StepCounts.of(state)
 
     @property
     def beta(self) -> float:
@@ -130,8 +163,8 @@ class Simulator:
         self._lost_weight = _reward_weight("lost_weight", value)
 
     def observations(self) -> np.ndarray:
-        assert self.state is not None
-        return observations.build(self.params, self.state, self.observe_internal, self._observation_scales)
+        """``float32 [num_envs, obs_dim]``: a copy of every environment's latest observation."""
+        return observations.build(self._started(), self.n_banks, self.observe_internal)
 
     def counters(self, i: int) -> dict[str, int]:
         """Integer episode-cumulative counters of environment ``i``."""

@@ -37,7 +37,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from . import core, render
-from .actions import status_quo
 from .metrics import batch_counters
 from .scenario import Scenario
 from .simulator import RewardWeights, Simulator
@@ -100,10 +99,6 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
         self.single_action_space = self.sim.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._idle_action = np.broadcast_to(
-            status_quo(self.action_mode, self.sim.n_banks), (self.num_envs, *self.single_action_space.shape)
-        )
 
     @property
     def params(self) -> core.CoreParams:
@@ -142,7 +137,6 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
                 raise RuntimeError("reset every environment once before resetting a subset with 'reset_mask'")
         chosen = [s for s, m in zip(seeds, mask, strict=True) if m]
         obs = self.sim.reset(chosen, mask=mask, entropy=self.np_random)
-        self._autoreset[mask] = False
         infos: dict[str, Any] = {}
         for key, value in batch_counters(self.sim.state).items():
             infos[key] = np.where(mask, value, 0)
@@ -152,34 +146,8 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Advance every environment one step (environments whose episode ended last step are reset instead)."""
         sim = self.sim
-        if sim.state is None:
-            raise RuntimeError("call reset() before step()")
-        auto = self._autoreset
-        if not auto.any():
-            obs, reward, truncated, _ = sim.step(actions)
-        elif auto.all():  # the usual case: every episode has the same length, so all end together
-            obs = sim.reset()
-            reward = np.zeros(self.num_envs)
-            truncated = np.zeros(self.num_envs, dtype=bool)
-        else:
-            # The finished environments' actions are ignored (an idle action stands in), as in SyncVectorEnv.
-            batch = np.array(actions, copy=True)
-            if batch.shape == self._idle_action.shape:
-                batch[auto] = self._idle_action[auto]
-            # Decode (and so check) the batch before anything changes: a malformed one must leave every
-            # environment as it was. Resetting the finished environments does not change the others' control.
-            admit, route = sim.decode(batch)
-            # Reset the finished environments, step the batch, then put the fresh states back: their first
-            # observation is what this step returns for them.
-            sim.reset(mask=auto)
-            fresh_keys = sim.state.key[auto].copy()
-            _, reward, truncated, _ = sim.apply(admit, route)
-            sim.state = core.reset_where(sim.params, sim.state, auto, fresh_keys)
-            obs = sim.observations()
-            reward[auto] = 0.0
-            truncated[auto] = False
+        obs, reward, truncated, _ = sim.step_or_reset(actions)  # environments past their end start anew
         terminated = np.zeros(self.num_envs, dtype=bool)
-        self._autoreset = truncated.copy()
 
         infos: dict[str, Any] = {}
         everyone = np.ones(self.num_envs, dtype=bool)

@@ -21,6 +21,8 @@ from payroute_env.scenario import Scenario, load_scenario, scenario_from_dict
 from payroute_env.simulator import Simulator
 
 F = {name: i for i, name in enumerate(SEEN_FIELDS)}
+# every field of an environment's state record (the layout depends on B and K only, not the values)
+FIELDS: tuple[str, ...] = core.state_dtype(core.make_params(load_scenario("double11_2013"))).names
 QUICK, SWITCH, NETBANK = 0, 1, 2
 
 
@@ -93,9 +95,9 @@ def run_sim(
     out = []
     steps = sim.params.n_steps if steps is None else steps
     for t in range(steps):
-        before = sim.state
+        before = sim.state.copy()  # the simulator steps its state in place: keep each step's own copy
         obs, reward, trunc, counts = sim.step(action(sim, t))
-        after = sim.state
+        after = sim.state.copy()
         if check:
             check_state(sim.params, after)
             assert np.array_equal(after.arrived - before.arrived, counts.arrived)
@@ -268,13 +270,13 @@ def test_step_is_pure() -> None:
     route = np.tile(np.array([0.5, 0.3, 0.2]), (2, 6, 1))
     for _ in range(130):  # into the surge, with queues and stress
         state, _ = core.step(params, state, admit, route)
-    snapshot = {f.name: np.copy(getattr(state, f.name)) for f in dataclasses.fields(core.CoreState)}
+    snapshot = {f: np.copy(state[f]) for f in FIELDS}
     new, _ = core.step(params, state, admit, route)
     for name, value in snapshot.items():
         assert np.array_equal(getattr(state, name), value), name
     again, _ = core.step(params, state, admit, route)
-    for f in dataclasses.fields(core.CoreState):
-        assert np.array_equal(getattr(new, f.name), getattr(again, f.name)), f.name
+    for f in FIELDS:
+        assert np.array_equal(new[f], again[f]), f
     assert new.t[0] == state.t[0] + 1
 
 
@@ -284,17 +286,17 @@ def test_reset_where_replaces_only_masked_envs() -> None:
     sim.reset([1, 2, 3])
     for _ in range(50):
         sim.step(act)
-    before = sim.state
+    before = sim.state.copy()  # the simulator resets in place
     sim.reset([9], mask=np.array([False, True, False]))
     after = sim.state
     assert after.t.tolist() == [50, 0, 50]
     assert after.arrived[1] == 0
-    for f in dataclasses.fields(core.CoreState):
-        a, b = getattr(before, f.name), getattr(after, f.name)
-        assert np.array_equal(a[[0, 2]], b[[0, 2]]), f.name
+    for f in FIELDS:
+        a, b = before[f], after[f]
+        assert np.array_equal(a[[0, 2]], b[[0, 2]]), f
     fresh = core.reset(sim.params, seeds=np.array([9]))
-    for f in dataclasses.fields(core.CoreState):
-        assert np.array_equal(getattr(after, f.name)[1], getattr(fresh, f.name)[0]), f.name
+    for f in FIELDS:
+        assert np.array_equal(after[f][1], fresh[f][0]), f
 
 
 def test_randomized_scenario_draws_per_episode_parameters() -> None:
@@ -773,16 +775,16 @@ def test_replicate_with_the_own_key_replays_the_future_and_other_keys_do_not() -
     own = sim.state.key[1]
     copies = Simulator("randomized", num_envs=3)
     copies.state = core.replicate(sim.state, 1, np.array([own, own, own ^ np.uint64(12345)], dtype=np.uint64))
-    for f in dataclasses.fields(core.CoreState):  # the copies start as environment 1
-        assert np.array_equal(getattr(copies.state, f.name)[0], getattr(sim.state, f.name)[1]), f.name
+    for f in FIELDS:  # the copies start as environment 1
+        assert np.array_equal(copies.state[f][0], sim.state[f][1]), f
     for _ in range(200):
         action = rng.uniform(0.5, 1.0, 24)
         sim.step(np.stack([action, action]))
         copies.step(np.stack([action, action, action]))
-    for f in dataclasses.fields(core.CoreState):
-        original = getattr(sim.state, f.name)[1]
-        assert np.array_equal(getattr(copies.state, f.name)[0], original), f.name
-        assert np.array_equal(getattr(copies.state, f.name)[1], original), f.name
+    for f in FIELDS:
+        original = sim.state[f][1]
+        assert np.array_equal(copies.state[f][0], original), f
+        assert np.array_equal(copies.state[f][1], original), f
     assert copies.state.arrived[2] != sim.state.arrived[1]  # another stream: another future
     with pytest.raises(ValueError, match="out of range"):
         core.replicate(sim.state, 2, np.array([own]))

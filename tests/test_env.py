@@ -229,22 +229,23 @@ def test_batch_equals_single_envs(name: str, mode: str) -> None:
     assert all(b_trunc)
 
 
-def test_decode_changes_nothing_and_apply_finishes_the_step() -> None:
-    """``step`` is ``apply(*decode(...))``; ``decode`` alone leaves the batch as it was, even when it refuses."""
-    twin = [Simulator("double11_2013", num_envs=2, action_mode="discrete") for _ in range(2)]
-    for sim in twin:
-        sim.reset([5, 6])
+def test_a_refused_action_batch_moves_no_environment() -> None:
+    """``check_actions`` only checks; a malformed batch given to ``step`` is refused before anything moves."""
+    sim = Simulator("double11_2013", num_envs=2, action_mode="discrete")
+    twin = Simulator("double11_2013", num_envs=2, action_mode="discrete")
+    for s in (sim, twin):
+        s.reset([5, 6])
     rng = np.random.default_rng(3)
-    for _ in range(30):  # discrete actions are relative to the current control, so decode reads the state
-        acts = rng.integers(0, twin[0].single_action_space.n, 2)
-        before = twin[1].state
-        admit, route = twin[1].decode(acts)
-        assert twin[1].state is before
+    for _ in range(30):  # discrete actions are relative to the current control, so the state matters
+        acts = rng.integers(0, sim.single_action_space.n, 2)
+        before = sim.state.copy()
+        sim.check_actions(acts)
         with pytest.raises(ValueError, match=r"must be in \[0, 24\]"):
-            twin[1].decode(np.array([0, 999]))
-        a, b = twin[0].step(acts), twin[1].apply(admit, route)
+            sim.step(np.array([0, 999]))
+        assert all(np.array_equal(before[f], sim.state[f]) for f in before.dtype.names)
+        a, b = sim.step(acts), twin.step(acts)
         assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
-    assert twin[0].state.admit.tobytes() == twin[1].state.admit.tobytes()
+    assert sim.state.admit.tobytes() == twin.state.admit.tobytes()
 
 
 def test_batch_partial_reset_equals_a_fresh_single_env() -> None:
@@ -404,10 +405,10 @@ def test_continuous_nan_or_inf_raises(value: float) -> None:
 def test_continuous_non_numbers_raise_naming_the_dtype(bad: np.ndarray, dtype: str) -> None:
     env = PaymentRoutingEnv("steady")
     env.reset(seed=0)
-    before = env.sim.state
+    before = env.sim.state.copy()
     with pytest.raises(ValueError, match=rf"must hold real numbers in \[0, 1\]; got dtype {dtype}$"):
         env.step(bad)
-    assert env.sim.state is before  # refused before anything moved
+    assert all(np.array_equal(before[f], env.sim.state[f]) for f in before.dtype.names)  # nothing moved
     env.step(np.ones(4 * B, dtype=bool))  # booleans are 0 and 1: accepted
 
 

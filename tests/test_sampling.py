@@ -6,8 +6,59 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
-from payroute_env.sampling import binomial, key_from_seed, next_key, poisson, split, uniforms
+from payroute_env import physics, sampling
+from payroute_env.sampling import key_from_seed, next_key, uniforms
+
+
+# The samplers are scalar compiled functions (the kernel calls them one count at a time); these loops
+# apply them element-wise to arrays, so the tests can draw hundreds of thousands of counts at once.
+@njit(cache=True)
+def _poisson_each(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
+    out = np.empty(lam.shape[0])
+    for i in range(lam.shape[0]):
+        out[i] = sampling.poisson(lam[i], u[i])
+    return out
+
+
+@njit(cache=True)
+def _binomial_each(n: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    out = np.empty(n.shape[0])
+    for i in range(n.shape[0]):
+        out[i] = sampling.binomial(n[i], p[i], u[i])
+    return out
+
+
+@njit(cache=True)
+def _split_each(total: np.ndarray, weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    n, m = weights.shape
+    out = np.zeros((m, n))  # physics.split adds into column k of a [parts, columns] array
+    cum = np.empty(m)
+    for i in range(n):
+        physics.split(total[i], weights[i], u[i], cum, out, i)
+    return out.T.copy()
+
+
+def _flat(*arrays: object) -> list[np.ndarray]:
+    return [np.ascontiguousarray(a, dtype=np.float64).ravel() for a in np.broadcast_arrays(*arrays)]
+
+
+def poisson(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
+    lam_b, u_b = np.broadcast_arrays(np.asarray(lam, dtype=np.float64), np.asarray(u, dtype=np.float64))
+    return _poisson_each(*_flat(lam_b, u_b)).reshape(lam_b.shape)
+
+
+def binomial(n: np.ndarray, p: np.ndarray | float, u: np.ndarray) -> np.ndarray:
+    n_b, p_b, u_b = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (n, p, u)))
+    return _binomial_each(*_flat(n_b, p_b, u_b)).reshape(n_b.shape)
+
+
+def split(total: np.ndarray, weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    m = w.shape[-1]
+    flat_total, flat_u = _flat(total, u)
+    return _split_each(flat_total, w.reshape(-1, m), flat_u).reshape(w.shape)
 
 DRAWS = 200_000
 
