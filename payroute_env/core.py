@@ -2,8 +2,9 @@
 
 The dynamics themselves are in ``physics.py`` (one compiled source). This module says where everything is:
 the state of ``N`` environments is one numpy structured array (``CoreState``, a record per environment,
-fields readable as ``state.queue [N, L, K]``); the scenario's parameters are one record (``CoreParams.record``)
-beside the frozen ``CoreParams`` that Python code reads. ``reset`` draws each episode's world (the scenario
+fields readable as ``state.queue [N, L, K]``; the kernel reads the same memory through views); the kernel's
+parameters (``CoreParams.kernel``, a ``physics.Params``) sit beside the frozen ``CoreParams`` that Python
+code reads. ``reset`` draws each episode's world (the scenario
 generation: randomised peaks, capacities, shares, fragility) in numpy, once per episode; ``step`` advances
 a batch through the kernel and returns a new state (the ``Simulator`` steps in place instead).
 
@@ -26,6 +27,7 @@ every step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,15 +57,14 @@ ROUTE_NAMES = ("quick", "switch", "netbank")
 PAID_CHANNELS = ("quick", "switch", "netbank", "balance")
 RHO_MAX = 100.0  # load / capacity is capped here (it only sets how fast stress grows)
 LATENCY_BIN_S = physics.LATENCY_BIN_S
-LATENCY_BINS = 96  # 0 .. 480 s; the last bin collects anything longer (estimates stay under 5 min)
+LATENCY_BINS = physics.N_LATENCY_BINS  # 0 .. 480 s; the last bin collects anything longer
 _RESET_STREAM = 2**31 - 1  # "step" index of the draws made at reset (steps never get there)
 # the random draws of one step, in the order of their columns (``physics.D_*`` index this tuple)
 _DRAW_ORDER = (
     "arrivals",
     "release",
     "admit",
-    "route_quick",
-    "route_switch",
+    "route",
     "serve",
     "timeout",
     "success",
@@ -122,8 +123,8 @@ class CoreParams:
     # random draws of one step: name -> (offset, shape after the env axis)
     draws: dict[str, tuple[int, tuple[int, ...]]]
     n_draws: int
-    # all of the above the kernel reads, as one record (``params_dtype``), and the traffic [2, n_steps]
-    record: np.ndarray = dataclasses.field(repr=False, compare=False)
+    # what the kernel reads of the above (``physics.Params``), and the traffic [2, n_steps]
+    kernel: physics.Params = dataclasses.field(repr=False, compare=False)
     traffic: np.ndarray = dataclasses.field(repr=False, compare=False)
 
     @property
@@ -143,7 +144,7 @@ class CoreParams:
         return self.n_banks + 2
 
 
-class CoreState(np.recarray):
+class CoreState(np.ndarray):
     """State of ``N`` environments: one record per environment (``state_dtype``), fields read as arrays with a
     leading env axis (``state.queue [N, L, K]``). The kernel updates the records in place.
 
@@ -170,9 +171,22 @@ class CoreState(np.recarray):
     def num_envs(self) -> int:
         return int(self.shape[0])
 
-    @classmethod
-    def field_names(cls, state: CoreState) -> tuple[str, ...]:
-        return tuple(state.dtype.names or ())
+
+def _field(name: str) -> property:
+    """``state.<name>``: the field as a plain array with the env axis first (a view), settable."""
+
+    def get(self: CoreState) -> np.ndarray:
+        return np.ndarray.__getitem__(self, name).view(np.ndarray)
+
+    def set(self: CoreState, value: Any) -> None:
+        np.ndarray.__setitem__(self, name, value)
+
+    return property(get, set, doc=f"``{name}`` of every environment (see ``CoreState``)")
+
+
+# Named fields as properties (numpy's recarray looks every attribute up through a slow __getattribute__).
+for _name in physics.STATE_FIELDS:
+    setattr(CoreState, _name, _field(_name))
 
 
 SEEN_FIELDS = ("sent", "succeeded", "declined", "timed_out", "rejected", "queue", "wait_s")
@@ -248,19 +262,19 @@ def make_params(scenario: Scenario) -> CoreParams:
     base = np.full(sc.n_steps, sc.traffic.base_rate * sc.dt_s)
     surge = sc.intent_rate(t_mid) * sc.dt_s - base
 
+    # columns of one step's draws; (.., 2): a count, then the uniform that spreads it over attempt numbers
     draw_shapes = {
         "arrivals": (P,),
-        "release": (P, K),
-        "admit": (P, K),
-        "route_quick": (B, K),
-        "route_switch": (B, K),
-        "serve": (L, K),
-        "timeout": (L, K),
-        "success": (L, K),
-        "abandon": (P, K - 1),
-        "switch": (P, K - 1),
-        "to_balance": (P, K - 1),
-        "dest": (P, K - 1),
+        "release": (P, 2),
+        "admit": (P,),
+        "route": (B, 2),  # quick, then switch among the rest
+        "serve": (C,),
+        "timeout": (C,),
+        "success": (L, 2),
+        "abandon": (P, 2),
+        "switch": (P, 2),
+        "to_balance": (P, 2),
+        "dest": (P,),
         "hazard": (S,),
         "outage_len": (S,),
     }
@@ -309,28 +323,22 @@ def make_params(scenario: Scenario) -> CoreParams:
         draws=draws,
         n_draws=offset,
     )
-    return CoreParams(**fields, record=_params_record(fields), traffic=np.ascontiguousarray(np.stack([base, surge])))
+    return CoreParams(**fields, kernel=_kernel_params(fields), traffic=np.ascontiguousarray(np.stack([base, surge])))
 
 
-# what the kernel reads of CoreParams (the rest is for Python code), in the record's field order
-_RECORD_SCALARS = ("n_banks", "dt", "norm", "p_release", "p_abandon", "p_switch_given_stay", "retry_delay_s")
-_RECORD_ARRAYS = (
-    "lane_channel", "lane_server", "lane_origin", "lane_kind", "channel_server", "declared", "timeout_s",
-    "interaction_s", "success", "p_to_balance", "relax_rate", "goodput_loss", "decline_gain", "outage_min_s",
-    "outage_max_s", "warm_start", "warm_rate", "hazard_p",
-)  # fmt: skip
-
-
-def _params_record(fields: dict[str, Any]) -> np.ndarray:
-    """The parameters as one record (a structured array of length 1) for the kernel."""
-    B = fields["n_banks"]
+def _kernel_params(fields: dict[str, Any]) -> physics.Params:
+    """What the kernel reads of the parameters (``physics.Params``), from ``make_params``'s fields."""
+    B, K = fields["n_banks"], fields["max_attempts"]
     timeout = fields["timeout_s"]
     count_scale = B / fields["norm"]
     # observation multipliers per (bank, route, SEEN_FIELDS): counts by B / norm, waits by 1 / timeout
     channel_scale = np.full((B, N_ROUTES, len(SEEN_FIELDS)), count_scale)
     route_timeout = np.stack([timeout[:B], np.repeat(timeout[2 * B], B), timeout[B : 2 * B]], axis=1)
     channel_scale[:, :, SEEN_FIELDS.index("wait_s")] = 1.0 / route_timeout
-    values: dict[str, Any] = {name: fields[name] for name in _RECORD_SCALARS + _RECORD_ARRAYS}
+    dtype = _state_dtype(B, K)
+    assert dtype.names == physics.STATE_FIELDS  # the kernel reads the fields by position
+    scalars = {"n_banks": int, "max_attempts": int}  # the other scalar fields are floats
+    values: dict[str, Any] = {name: fields[name] for name in physics.Params._fields if name in fields}
     values.update(
         rho_max=RHO_MAX,
         count_scale=count_scale,
@@ -338,22 +346,24 @@ def _params_record(fields: dict[str, Any]) -> np.ndarray:
         draw_offset=np.array([fields["draws"][name][0] for name in _DRAW_ORDER], dtype=np.int64),
         admit_levels=ADMIT_LEVELS,
         route_presets=ROUTE_PRESETS,
+        state_offsets=np.array([dtype.fields[name][1] for name in dtype.names], dtype=np.int64),
     )
-    dtype = []
     for name, value in values.items():
         arr = np.asarray(value)
-        kind = np.int64 if arr.dtype.kind in "iu" else np.float64
-        dtype.append((name, kind, arr.shape) if arr.shape else (name, kind))
-    record = np.zeros(1, dtype=np.dtype(dtype, align=True)).view(np.recarray)  # records read as p.field
-    for name, value in values.items():
-        record[name][0] = value
-    return record
+        if arr.ndim == 0:  # numba compiles for int and float scalars, so each is one or the other
+            values[name] = scalars.get(name, float)(value)
+        else:
+            values[name] = np.ascontiguousarray(arr, dtype=np.int64 if arr.dtype.kind in "iu" else np.float64)
+    return physics.Params(**values)
 
 
 def state_dtype(params: CoreParams) -> np.dtype:
     """The record of one environment's state (see ``CoreState``); it depends on B and K only."""
-    B, K = params.n_banks, params.max_attempts
-    P, L, C, S = params.n_pools, params.n_lanes, params.n_channels, params.n_servers
+    return _state_dtype(params.n_banks, params.max_attempts)
+
+
+def _state_dtype(B: int, K: int) -> np.dtype:
+    P, L, C, S = 2 * B + 1, 4 * B + 1, 2 * B + 2, B + 2
     f8 = np.float64
     return np.dtype(
         [
@@ -375,6 +385,8 @@ def state_dtype(params: CoreParams) -> np.dtype:
 
 # observation sizes: per bank, global, and the internal (hidden) features per bank and of the switch
 OBS_BANK, OBS_GLOBAL, OBS_INTERNAL_BANK, OBS_INTERNAL_SWITCH = 3 + N_ROUTES * 7 + 4, 4, 6, 5
+assert OBS_BANK + OBS_INTERNAL_BANK == 34 and OBS_GLOBAL + OBS_INTERNAL_SWITCH == 9  # physics.env_state's n_obs
+assert len(PAID_CHANNELS) == physics.N_PAID_KINDS and len(SEEN_FIELDS) == physics.N_SEEN
 
 
 def _pool_fractions(shares: np.ndarray, quick: np.ndarray, balance: np.ndarray) -> np.ndarray:
@@ -465,7 +477,7 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
     state.pool_frac = _pool_fractions(shares, quick, balance)
     state.dest = _switch_destinations(shares, quick)
     state.grow_rate = grow_rate
-    physics.observe_batch(p.record, state, p.n_steps)
+    observe_in_place(p, state)
     return state
 
 
@@ -544,8 +556,8 @@ def step_in_place(
     """
     n = state.num_envs
     if frozen is None:
-        frozen = np.zeros(n, dtype=np.bool_)
-    args = (params.record, params.traffic, state, actions, int(mode), float(lost_weight), float(beta), frozen)
+        frozen = _nothing_frozen(n)
+    args = (params.kernel, params.traffic, _records(state), actions, int(mode), float(lost_weight), float(beta), frozen)
     if n >= PARALLEL_FROM:  # a few chunks per thread, so a slow chunk does not hold the others up
         args = (*args, min(n, 4 * numba.get_num_threads()))
         _entry_point(physics.step_batch_parallel, args)(*args)
@@ -553,10 +565,22 @@ def step_in_place(
         _entry_point(physics.step_batch_serial, args)(*args)
 
 
+@functools.lru_cache(maxsize=16)
+def _nothing_frozen(n: int) -> np.ndarray:
+    return np.zeros(n, dtype=np.bool_)  # shared between calls: the kernel only reads it
+
+
 def observe_in_place(params: CoreParams, state: CoreState) -> None:
     """Rewrite every environment's observation from its state (after a reset or an edit of the state)."""
-    args = (params.record, state, int(params.n_steps))
+    args = (params.kernel, _records(state), int(params.n_steps))
     _entry_point(physics.observe_batch, args)(*args)
+
+
+def _records(state: CoreState) -> np.ndarray:
+    """The state's records as rows of bytes ``uint8 [N, itemsize]``, the same memory (the kernel's view)."""
+    if not state.flags.c_contiguous:
+        raise ValueError("the kernel takes a C-contiguous state (core.reset, replicate or .copy())")
+    return state.view(np.ndarray).view(np.uint8).reshape(state.shape[0], state.dtype.itemsize)
 
 
 _ENTRY_POINTS: dict[tuple, Any] = {}

@@ -15,15 +15,20 @@ below is one subsection of docs/MODEL.md section 2 and works on one environment:
 =================================  ===========================================================================
 
 then ``observe`` writes the observation vector and ``step_env`` the reward. Every step runs on three
-things: ``p``, the scenario's parameters (one record, ``core.params_dtype``); ``s``, the environment's state
-(one record of ``core.state_dtype``, updated in place); ``w``, scratch arrays reused from one environment to
-the next (``Scratch``). Counts are float64 holding whole numbers, so ``arrived == succeeded + lost +
-in_flight`` holds exactly.
+things: ``p``, the scenario's parameters (``Params``, built once by ``core.make_params``); ``s``, the
+environment's state (``EnvState``: views into its record of ``core.state_dtype``, updated in place); ``w``,
+scratch arrays reused from one environment to the next (``Scratch``). Counts are float64 holding whole
+numbers, so ``arrived == succeeded + lost + in_flight`` holds exactly.
 
-Random draws: draw ``j`` of kind ``D_*`` for environment state ``s`` at its step ``s.t`` is
-``uniform(s.key, step_counter(s.t), p.draw_offset[D_*] + j)``; a trajectory depends only on its own key.
+Random draws: draw ``j`` of kind ``D_*`` for environment state ``s`` at its step ``t`` is
+``uniform(key, step_counter(t), p.draw_offset[D_*] + j)``; a trajectory depends only on its own key.
 
 With ``NUMBA_DISABLE_JIT=1`` this module runs as plain Python (slowly), for stepping through it in a debugger.
+
+The batch kernels are compiled once per machine and kept in numba's on-disk cache (``__pycache__``; the first
+step of a fresh checkout takes about half a minute). Their types do not depend on the scenario, so every
+scenario of any size shares them. numba checks only this file's time stamp: after editing ``sampling.py``
+alone, delete ``payroute_env/__pycache__/*.nbi`` and ``*.nbc`` (or touch this file).
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ from numba import njit, prange
 from .sampling import binomial_at, poisson, step_counter, uniform
 
 # Kinds of random draw, in the order of their columns (``core.DRAW_SHAPES`` gives their sizes).
-D_ARRIVALS, D_RELEASE, D_ADMIT, D_ROUTE_QUICK, D_ROUTE_SWITCH = 0, 1, 2, 3, 4
-D_SERVE, D_TIMEOUT, D_SUCCESS = 5, 6, 7
-D_ABANDON, D_SWITCH, D_TO_BALANCE, D_DEST = 8, 9, 10, 11
-D_HAZARD, D_OUTAGE_LEN = 12, 13
+D_ARRIVALS, D_RELEASE, D_ADMIT, D_ROUTE = 0, 1, 2, 3
+D_SERVE, D_TIMEOUT, D_SUCCESS = 4, 5, 6
+D_ABANDON, D_SWITCH, D_TO_BALANCE, D_DEST = 7, 8, 9, 10
+D_HAZARD, D_OUTAGE_LEN = 11, 12
 
 # How an action row is read (``actions.MODE_CODES``); CONTROL is the decoded control itself: admit, route.
 CONTINUOUS, MULTIDISCRETE, DISCRETE, CONTROL = 0, 1, 2, 3
@@ -79,6 +84,17 @@ class Scratch(NamedTuple):
     lost: np.ndarray  # [P] intents lost this step
     cum: np.ndarray  # [P] cumulative weights for a split
     load_ch: np.ndarray  # [C] attempts that reached the channel
+    not_quick: np.ndarray  # [B, K] admitted quick-enabled attempts not routed to quick
+    abandon: np.ndarray  # [P, K] failures (k < K - 1) whose user abandons
+    stay: np.ndarray  # [P, K] ... who does not
+    switched: np.ndarray  # [P, K] ... who switches card or method
+    to_balance: np.ndarray  # [P, K] ... who switches to balance
+    ch_num: np.ndarray  # [C] a channel's systematic sampling (``_walk``): take num / den of its queue
+    ch_den: np.ndarray  # [C]
+    ch_u: np.ndarray  # [C] its uniform
+    ch_pos: np.ndarray  # [C] position along the queue so far
+    ch_edge: np.ndarray  # [C] attempts taken so far
+    q_left: np.ndarray  # [C] attempts left in the queue after the step
 
 
 @njit(cache=True)
@@ -89,7 +105,196 @@ def new_scratch(P: int, L: int, C: int, S: int, K: int) -> Scratch:
         e(P), e((P, K)), e((P, K)), e((P, K)), e((P, K)), e((L, K)),
         e(S, dtype=np.bool_), e(S), e(C), e(C), e(L, dtype=np.bool_), e((L, K)), e((L, K)), e(C),
         e((L, K)), e((L, K)), e(C), e((L, K)), e((L, K)), e((L, K)), e((P, K)), e((P, K)), e(P), e(P), e(C),
+        e(((P - 1) // 2, K)), e((P, K)), e((P, K)), e((P, K)), e((P, K)), e(C), e(C), e(C), e(C), e(C), e(C),
     )  # fmt: skip
+
+
+class Params(NamedTuple):
+    """The scenario's parameters as the kernel reads them (``core.make_params`` fills it; ``CoreParams``
+    documents each field). Arrays, not a record with fixed-size fields, so the compiled kernel is the same
+    for every number of banks and attempts: numba compiles a function once per argument *type*, and an
+    array's type does not include its shape."""
+
+    n_banks: int
+    max_attempts: int
+    dt: float
+    norm: float
+    p_release: float
+    p_abandon: float
+    p_switch_given_stay: float
+    retry_delay_s: float
+    rho_max: float
+    count_scale: float
+    lane_channel: np.ndarray  # int64 [L]
+    lane_server: np.ndarray  # int64 [L]
+    lane_origin: np.ndarray  # int64 [L]
+    lane_kind: np.ndarray  # int64 [L]
+    channel_server: np.ndarray  # int64 [C]
+    declared: np.ndarray  # [C]
+    timeout_s: np.ndarray  # [C]
+    interaction_s: np.ndarray  # [L]
+    success: np.ndarray  # [L]
+    p_to_balance: np.ndarray  # [P]
+    relax_rate: np.ndarray  # [S]
+    goodput_loss: np.ndarray  # [S]
+    decline_gain: np.ndarray  # [S]
+    outage_min_s: np.ndarray  # [S]
+    outage_max_s: np.ndarray  # [S]
+    warm_start: np.ndarray  # [S]
+    warm_rate: np.ndarray  # [S]
+    hazard_p: np.ndarray  # [S]
+    channel_scale: np.ndarray  # [B, 3, 7] observation multipliers of ``seen_channel``
+    draw_offset: np.ndarray  # int64 [kinds of draw] first column of each kind
+    admit_levels: np.ndarray  # [11]
+    route_presets: np.ndarray  # [5, 3]
+    state_offsets: np.ndarray  # int64 [len(STATE_FIELDS)] byte offset of each field in a state record
+
+
+# The fields of an environment's state record (``core.state_dtype``), in their order. The kernel gets the
+# records as rows of bytes and reads each one through ``EnvState``'s views at ``Params.state_offsets``.
+STATE_FIELDS = (
+    "key", "t", "backlog", "queue", "stress", "down_left", "warm", "admit", "route", "peak_scale", "capacity",
+    "pool_frac", "dest", "grow_rate", "seen_bank", "seen_channel", "seen_balance", "arrived", "succeeded", "lost",
+    "attempts", "failed_attempts", "entered_pool", "lost_pool", "outage_s", "paid_by", "latency_hist",
+    "step_arrived", "step_succeeded", "step_lost", "step_attempts", "step_failed", "reward", "truncated", "obs",
+)  # fmt: skip
+
+
+class EnvState(NamedTuple):
+    """One environment's state: views into its record (``core.CoreState`` documents the fields). Scalar fields
+    are one-element arrays (``s.t[0]``) so that the kernel can write them."""
+
+    key: np.ndarray
+    t: np.ndarray
+    backlog: np.ndarray
+    queue: np.ndarray
+    stress: np.ndarray
+    down_left: np.ndarray
+    warm: np.ndarray
+    admit: np.ndarray
+    route: np.ndarray
+    peak_scale: np.ndarray
+    capacity: np.ndarray
+    pool_frac: np.ndarray
+    dest: np.ndarray
+    grow_rate: np.ndarray
+    seen_bank: np.ndarray
+    seen_channel: np.ndarray
+    seen_balance: np.ndarray
+    arrived: np.ndarray
+    succeeded: np.ndarray
+    lost: np.ndarray
+    attempts: np.ndarray
+    failed_attempts: np.ndarray
+    entered_pool: np.ndarray
+    lost_pool: np.ndarray
+    outage_s: np.ndarray
+    paid_by: np.ndarray
+    latency_hist: np.ndarray
+    step_arrived: np.ndarray
+    step_succeeded: np.ndarray
+    step_lost: np.ndarray
+    step_attempts: np.ndarray
+    step_failed: np.ndarray
+    reward: np.ndarray
+    truncated: np.ndarray
+    obs: np.ndarray
+
+
+N_PAID_KINDS = 4  # quick, switch, netbank, balance (core.PAID_CHANNELS)
+N_LATENCY_BINS = 96  # 0 .. 480 s in LATENCY_BIN_S bins; the last collects anything longer
+N_SEEN = 7  # counters per bank and route (core.SEEN_FIELDS)
+
+
+@njit(inline="always")
+def _f8(row, o, field, n):
+    start = o[field]
+    return row[start : start + 8 * n].view(np.float64)
+
+
+@njit(inline="always")
+def env_state(row, p):
+    """The views of one environment's record (``row``: its bytes)."""
+    B, K = p.n_banks, p.max_attempts
+    P, L, C, S = 2 * B + 1, 4 * B + 1, 2 * B + 2, B + 2
+    o = p.state_offsets
+    n_obs = 34 * B + 9  # what observe writes: core.OBS_BANK * B + OBS_GLOBAL + OBS_INTERNAL_BANK * B + 5
+    return EnvState(
+        row[o[0] : o[0] + 8].view(np.uint64), row[o[1] : o[1] + 8].view(np.int64),
+        _f8(row, o, 2, P * K).reshape((P, K)), _f8(row, o, 3, L * K).reshape((L, K)),
+        _f8(row, o, 4, S), _f8(row, o, 5, S), _f8(row, o, 6, S), _f8(row, o, 7, B),
+        _f8(row, o, 8, B * 3).reshape((B, 3)), _f8(row, o, 9, 1), _f8(row, o, 10, C), _f8(row, o, 11, P),
+        _f8(row, o, 12, P * P).reshape((P, P)), _f8(row, o, 13, S), _f8(row, o, 14, B * 3).reshape((B, 3)),
+        _f8(row, o, 15, B * 3 * N_SEEN).reshape((B, 3, N_SEEN)), _f8(row, o, 16, 3),
+        _f8(row, o, 17, 1), _f8(row, o, 18, 1), _f8(row, o, 19, 1), _f8(row, o, 20, 1), _f8(row, o, 21, 1),
+        _f8(row, o, 22, P), _f8(row, o, 23, P), _f8(row, o, 24, S), _f8(row, o, 25, N_PAID_KINDS),
+        _f8(row, o, 26, N_LATENCY_BINS),
+        _f8(row, o, 27, 1), _f8(row, o, 28, 1), _f8(row, o, 29, 1), _f8(row, o, 30, 1), _f8(row, o, 31, 1),
+        _f8(row, o, 32, 1), row[o[33] : o[33] + 1].view(np.bool_),
+        row[o[34] : o[34] + 4 * n_obs].view(np.float32),
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ splitting counts
+# Rows of whole counts, one cell per attempt number, are read as ``src[i, :n]`` and written as ``dst[j, :n]``
+# (indices, not slices: the kernel passes its arrays down, and each helper is one loop without branches
+# around it, which is what numba compiles into tight code).
+
+
+@njit(inline="always")
+def _edge(x, u):
+    """``floor(x + u)`` for ``x >= 0`` and ``u`` in [0, 1), computed so that it never rounds up: ``x + u`` in
+    floating point becomes the next whole number when u is within an ulp of 1 (then a whole x would gain one)."""
+    whole = np.floor(x)
+    return whole + (1.0 if x - whole >= 1.0 - u else 0.0)
+
+
+@njit(inline="always")
+def take(src, i, dst, j, n, num, den, u):
+    """Take ``share = num / den`` (at most 1) of the attempts in row ``src[i, :n]`` into ``dst[j, :n]`` by
+    systematic sampling with one uniform ``u``: the cells are laid end to end and an attempt is taken each
+    time ``share * position + u`` crosses a whole number. Each cell gets within one of ``share`` of its
+    content, unbiased over ``u``, never more than it holds; the row gets within one of ``share`` of its total.
+    With a share of 0 or 1, or a row with one filled cell and a whole result, ``u`` does not matter (0 is
+    passed and no uniform is drawn).
+
+    This is how the platform applies its own decisions (it lets through exactly the admit rate and route
+    split it chose, up to rounding), how a channel serves its capacity, and how a row's binomial count is
+    spread over attempt numbers (``binomial_cells``).
+    """
+    pos = 0.0
+    edge_before = 0.0
+    for k in range(n):
+        pos += src[i, k]
+        edge = _edge(num * (pos / den), u)  # exactly num at pos = den (num / den * pos is not)
+        dst[j, k] = min(max(edge - edge_before, 0.0), src[i, k])
+        edge_before = edge
+
+
+@njit(inline="always")
+def take_at(src, i, dst, j, n, share, key, ctr, col):
+    """``take`` of ``share`` with its uniform (draw ``col``) drawn only when it can matter."""
+    u = uniform(key, ctr, col) if 0.0 < share < 1.0 else 0.0
+    take(src, i, dst, j, n, min(max(share, 0.0), 1.0), 1.0, u)
+
+
+@njit(inline="always")
+def binomial_cells(src, i, dst, j, n, p, key, ctr, col):
+    """Each attempt of row ``src[i, :n]`` does something with probability ``p``: ``dst[j, :n]`` gets how many,
+    per cell. The row's total is Binomial(sum, p) (draw ``col``), spread over the cells in proportion to their
+    content by ``take`` (draw ``col + 1``, only when more than one cell holds attempts).
+
+    One binomial per row instead of one per cell: the row total has exactly the binomial distribution and
+    each cell gets its share of it (unbiased, within one).
+    """
+    total = 0.0
+    filled = 0
+    for k in range(n):
+        total += src[i, k]
+        filled += 1 if src[i, k] > 0.0 else 0
+    m = binomial_at(total, p, key, ctr, col)
+    u = uniform(key, ctr, col + 1) if (filled > 1 and 0.0 < m < total) else 0.0
+    take(src, i, dst, j, n, m, total if total > 0.0 else 1.0, u)
 
 
 # ------------------------------------------------------------------------------------------ the phases
@@ -99,47 +304,47 @@ def new_scratch(P: int, L: int, C: int, S: int, K: int) -> Scratch:
 def arrivals_and_returns(p, traffic, s, w, key, ctr):
     """2.1, 2.2: Poisson arrivals around the surge curve; each waiting user comes back w.p. ``p_release``."""
     P, K = w.released.shape
-    tt = min(s.t, traffic.shape[1] - 1)
-    expected = traffic[0, tt] + s.peak_scale * traffic[1, tt]
+    tt = min(s.t[0], traffic.shape[1] - 1)
+    expected = traffic[0, tt] + s.peak_scale[0] * traffic[1, tt]
     for pool in range(P):
         lam = expected * s.pool_frac[pool]
         w.arrivals[pool] = poisson(lam, uniform(key, ctr, p.draw_offset[D_ARRIVALS] + pool)) if lam > 0 else 0.0
+        col = p.draw_offset[D_RELEASE] + 2 * pool
+        binomial_cells(s.backlog, pool, w.released, pool, K, p.p_release, key, ctr, col)
         for k in range(K):
-            col = p.draw_offset[D_RELEASE] + pool * K + k
-            w.released[pool, k] = binomial_at(s.backlog[pool, k], p.p_release, key, ctr, col)
             w.offered[pool, k] = w.released[pool, k]
         w.offered[pool, 0] += w.arrivals[pool]
 
 
 @njit
 def throttle(p, s, w, key, ctr):
-    """2.2: a bank's admit rate applies to both its pools; balance payers are always admitted."""
+    """2.2: a bank's admit rate applies to both its pools (exactly that share of each attempt number, up to
+    rounding: ``take``); balance payers are always admitted."""
     P, K = w.offered.shape
     B = p.n_banks
     for pool in range(P):
         rate = s.admit[pool // 2] if pool < 2 * B else 1.0
+        take_at(w.offered, pool, w.admitted, pool, K, rate, key, ctr, p.draw_offset[D_ADMIT] + pool)
         for k in range(K):
-            col = p.draw_offset[D_ADMIT] + pool * K + k
-            w.admitted[pool, k] = binomial_at(w.offered[pool, k], rate, key, ctr, col)
             w.throttled[pool, k] = w.offered[pool, k] - w.admitted[pool, k]
 
 
 @njit
 def route(p, s, w, key, ctr):
-    """2.3: quick-enabled attempts go quick, then switch or netbank (two chained binomials); netbank-only
-    attempts go to netbank, balance to balance. Lane ``4b + r``: r = 0 quick, 1 switch, 2 and 3 netbank."""
+    """2.3: quick-enabled attempts split over quick / switch / netbank by the route weights (the quick share,
+    then the switch share of the rest, each taken exactly up to rounding); netbank-only attempts go to
+    netbank, balance to balance. Lane ``4b + r``: r = 0 quick, 1 switch, 2 and 3 netbank."""
     B, K = p.n_banks, w.admitted.shape[1]
     for b in range(B):
         rest_w = s.route[b, 1] + s.route[b, 2]
         switch_share = s.route[b, 1] / rest_w if rest_w > 0 else 0.0
+        col = p.draw_offset[D_ROUTE] + 2 * b
+        take_at(w.admitted, 2 * b, w.lane_in, 4 * b, K, s.route[b, 0], key, ctr, col)
         for k in range(K):
-            quick_enabled = w.admitted[2 * b, k]
-            to_quick = binomial_at(quick_enabled, s.route[b, 0], key, ctr, p.draw_offset[D_ROUTE_QUICK] + b * K + k)
-            rest = quick_enabled - to_quick
-            to_switch = binomial_at(rest, switch_share, key, ctr, p.draw_offset[D_ROUTE_SWITCH] + b * K + k)
-            w.lane_in[4 * b, k] = to_quick
-            w.lane_in[4 * b + 1, k] = to_switch
-            w.lane_in[4 * b + 2, k] = rest - to_switch
+            w.not_quick[b, k] = w.admitted[2 * b, k] - w.lane_in[4 * b, k]
+        take_at(w.not_quick, b, w.lane_in, 4 * b + 1, K, switch_share, key, ctr, col + 1)
+        for k in range(K):
+            w.lane_in[4 * b + 2, k] = w.not_quick[b, k] - w.lane_in[4 * b + 1, k]
             w.lane_in[4 * b + 3, k] = w.admitted[2 * b + 1, k]
     for k in range(K):
         w.lane_in[4 * B, k] = w.admitted[2 * B, k]
@@ -149,7 +354,12 @@ def route(p, s, w, key, ctr):
 def channels(p, s, w, key, ctr):
     """2.4: FIFO queues with a deadline. Attempts at a down server (or, on the switch, for a down issuer) are
     rejected, queued ones included; each channel serves ``capacity * health * dt``; what it could not serve
-    within the timeout times out; served attempts succeed or are declined (more declines under stress)."""
+    within the timeout times out; served attempts succeed or are declined (more declines under stress).
+
+    Serving and timing out are what the channel does with its whole queue: the served (and the timed-out)
+    attempts are spread over the channel's lanes and attempt numbers in proportion to their content, by
+    systematic sampling along the channel's queue (one uniform per channel, ``w.ch_u``).
+    """
     L, K = w.lane_in.shape
     C, S = w.cap_rate.shape[0], w.down.shape[0]
     for srv in range(S):
@@ -171,31 +381,64 @@ def channels(p, s, w, key, ctr):
             w.waiting[lane, k] = arriving - w.rejected[lane, k]
             w.q_ch[p.lane_channel[lane]] += w.waiting[lane, k]
 
-    for lane in range(L):  # serve: every lane and attempt number of a channel gets the same share
+    # serve: each channel serves min(queue, capacity this step)
+    for c in range(C):
+        _start_channel_walk(w, c, w.cap_step[c], w.q_ch[c], key, ctr, p.draw_offset[D_SERVE] + c)
+    for lane in range(L):
         c = p.lane_channel[lane]
-        serve_frac = min(1.0, w.cap_step[c] / w.q_ch[c]) if w.q_ch[c] > 0 else 1.0
         for k in range(K):
-            col = p.draw_offset[D_SERVE] + lane * K + k
-            w.served[lane, k] = binomial_at(w.waiting[lane, k], serve_frac, key, ctr, col)
+            w.served[lane, k] = _walk(w, c, w.waiting[lane, k])
             w.remain[lane, k] = w.waiting[lane, k] - w.served[lane, k]
             w.r_ch[c] += w.remain[lane, k]
 
-    for lane in range(L):  # deadline: the queue holds only what the channel serves within the timeout
-        c = p.lane_channel[lane]
+    # deadline: the queue holds only what the channel serves within the timeout
+    for c in range(C):
         excess = max(w.r_ch[c] - w.cap_rate[c] * p.timeout_s[c], 0.0)
-        timeout_frac = excess / w.r_ch[c] if w.r_ch[c] > 0 else 0.0
+        _start_channel_walk(w, c, excess, w.r_ch[c], key, ctr, p.draw_offset[D_TIMEOUT] + c)
+        w.q_left[c] = 0.0
+    for lane in range(L):
+        c = p.lane_channel[lane]
+        for k in range(K):
+            w.timed_out[lane, k] = _walk(w, c, w.remain[lane, k])
+            s.queue[lane, k] = w.remain[lane, k] - w.timed_out[lane, k]
+            w.q_left[c] += s.queue[lane, k]
+
+    # served attempts succeed or are declined: one binomial per lane, spread over its attempt numbers
+    for lane in range(L):
         srv = p.lane_server[lane]
         p_success = p.success[lane] * (1.0 - p.decline_gain[srv] * w.stress1[srv])
+        col = p.draw_offset[D_SUCCESS] + 2 * lane
+        binomial_cells(w.served, lane, w.succeeded, lane, K, p_success, key, ctr, col)
         for k in range(K):
-            col = lane * K + k
-            timeout_col, success_col = p.draw_offset[D_TIMEOUT] + col, p.draw_offset[D_SUCCESS] + col
-            w.timed_out[lane, k] = binomial_at(w.remain[lane, k], timeout_frac, key, ctr, timeout_col)
-            s.queue[lane, k] = w.remain[lane, k] - w.timed_out[lane, k]
-            w.succeeded[lane, k] = binomial_at(w.served[lane, k], p_success, key, ctr, success_col)
             w.declined[lane, k] = w.served[lane, k] - w.succeeded[lane, k]
 
 
-@njit
+@njit(inline="always")
+def _start_channel_walk(w, c, amount, content, key, ctr, col):
+    """Prepare ``_walk`` to take ``min(amount, content)`` of channel ``c``'s ``content`` attempts."""
+    if content <= 0.0 or amount <= 0.0:
+        w.ch_num[c], w.ch_den[c], w.ch_u[c] = 0.0, 1.0, 0.0
+    elif amount >= content:
+        w.ch_num[c], w.ch_den[c], w.ch_u[c] = 1.0, 1.0, 0.0
+    else:
+        w.ch_num[c], w.ch_den[c], w.ch_u[c] = amount, content, uniform(key, ctr, col)
+    w.ch_pos[c] = 0.0
+    w.ch_edge[c] = 0.0
+
+
+@njit(inline="always")
+def _walk(w, c, cell):
+    """The next cell of channel ``c``'s queue in the systematic sampling started by ``_start_channel_walk``
+    (``take``, with the cells of one channel spread over several lanes): how many of its ``cell`` attempts
+    are taken."""
+    w.ch_pos[c] += cell
+    edge = _edge(w.ch_num[c] * (w.ch_pos[c] / w.ch_den[c]), w.ch_u[c])
+    taken = min(max(edge - w.ch_edge[c], 0.0), cell)
+    w.ch_edge[c] = edge
+    return taken
+
+
+@njit(inline="always")
 def _lane_fail(w, lane, k):
     return (w.declined[lane, k] + w.timed_out[lane, k]) + w.rejected[lane, k]
 
@@ -204,7 +447,7 @@ def _lane_fail(w, lane, k):
 def users_after_failure(p, s, w, key, ctr):
     """2.6: after a failed attempt (declined, timed out, rejected or throttled) the user abandons, switches
     (to balance, or to another bank's card picked by card share) or retries later; the K-th failure loses
-    the intent."""
+    the intent. Each choice is one binomial over a pool's failures, spread over their attempt numbers."""
     P, K = w.pool_fail.shape
     B = p.n_banks
     for k in range(K):
@@ -219,32 +462,39 @@ def users_after_failure(p, s, w, key, ctr):
         for k in range(K):
             s.backlog[pool, k] -= w.released[pool, k]
             w.moved[pool, k] = 0.0
+    n = K - 1  # a failure of the last attempt is a loss, whatever the user would do
     for pool in range(P):
-        for k in range(K - 1):
-            failed = w.pool_fail[pool, k]
-            col = pool * (K - 1) + k
-            abandon = binomial_at(failed, p.p_abandon, key, ctr, p.draw_offset[D_ABANDON] + col)
-            switch = binomial_at(failed - abandon, p.p_switch_given_stay, key, ctr, p.draw_offset[D_SWITCH] + col)
-            retry = failed - abandon - switch
-            to_balance = binomial_at(switch, p.p_to_balance[pool], key, ctr, p.draw_offset[D_TO_BALANCE] + col)
-            s.backlog[pool, k + 1] += retry
-            w.moved[2 * B, k] += to_balance
-            w.lost[pool] += abandon
-            split(switch - to_balance, s.dest[pool], uniform(key, ctr, p.draw_offset[D_DEST] + col), w.cum, w.moved, k)
+        col = p.draw_offset[D_ABANDON] + 2 * pool
+        binomial_cells(w.pool_fail, pool, w.abandon, pool, n, p.p_abandon, key, ctr, col)
+        for k in range(n):
+            w.stay[pool, k] = w.pool_fail[pool, k] - w.abandon[pool, k]
+        col = p.draw_offset[D_SWITCH] + 2 * pool
+        binomial_cells(w.stay, pool, w.switched, pool, n, p.p_switch_given_stay, key, ctr, col)
+        col = p.draw_offset[D_TO_BALANCE] + 2 * pool
+        binomial_cells(w.switched, pool, w.to_balance, pool, n, p.p_to_balance[pool], key, ctr, col)
+        to_cards = 0.0
+        for k in range(n):
+            s.backlog[pool, k + 1] += w.stay[pool, k] - w.switched[pool, k]  # retry the same card
+            w.moved[2 * B, k] += w.to_balance[pool, k]
+            w.lost[pool] += w.abandon[pool, k]
+            to_cards += w.switched[pool, k] - w.to_balance[pool, k]
+        u = uniform(key, ctr, p.draw_offset[D_DEST] + pool) if to_cards > 0 else 0.0
+        for k in range(n):
+            split(w.switched[pool, k] - w.to_balance[pool, k], s.dest, pool, u, w.cum, w.moved, k)
         w.lost[pool] += w.pool_fail[pool, K - 1]
     for pool in range(P):
         for k in range(K - 1):
             s.backlog[pool, k + 1] += w.moved[pool, k]
 
 
-@njit
-def split(total, weights, u, cum, into, k):
-    """Add ``total`` split over ``weights`` to ``into[:, k]`` exactly, by systematic rounding (one uniform
+@njit(inline="always")
+def split(total, weights, row, u, cum, into, k):
+    """Add ``total`` split over ``weights[row]`` to ``into[:, k]`` exactly, by systematic rounding (one uniform
     ``u``): parts are within one of ``total * w / sum(w)``, unbiased, and sum to ``total``."""
-    n = weights.shape[0]
+    n = weights.shape[1]
     acc = 0.0
     for j in range(n):
-        acc += max(weights[j], 0.0)
+        acc += max(weights[row, j], 0.0)
         cum[j] = acc
     wsum = cum[n - 1]
     prev = 0.0
@@ -256,7 +506,7 @@ def split(total, weights, u, cum, into, k):
         prev = edge
 
 
-@njit
+@njit(inline="always")
 def outage_clock(down_left, warm, dt, warm_rate):
     """One step of a server's outage timer and warm-up when no new outage starts: an outage runs down by
     ``dt``; a server that is up (after this step) regains ``dt * warm_rate`` of capacity, up to 1.
@@ -290,13 +540,14 @@ def servers(p, s, w, key, ctr):
             rho = p.rho_max if load > 0 else 0.0
         drift = s.grow_rate[srv] * max(rho - 1.0, 0.0) - p.relax_rate[srv] * max(1.0 - rho, 0.0)
         stress = 0.0 if w.down[srv] else max(s.stress[srv] + p.dt * drift, 0.0)
-        hazard = uniform(key, ctr, p.draw_offset[D_HAZARD] + srv) < p.hazard_p[srv]
+        # the hazard and the outage length are drawn only where they can matter (each has its own column)
+        hazard = p.hazard_p[srv] > 0 and uniform(key, ctr, p.draw_offset[D_HAZARD] + srv) < p.hazard_p[srv]
         trigger = (not w.down[srv]) and (stress >= 1.0 or hazard)
-        length = p.outage_min_s[srv] + uniform(key, ctr, p.draw_offset[D_OUTAGE_LEN] + srv) * (
-            p.outage_max_s[srv] - p.outage_min_s[srv]
-        )
         down_next, warm_next = outage_clock(s.down_left[srv], s.warm[srv], p.dt, p.warm_rate[srv])
-        s.down_left[srv] = length if trigger else down_next
+        if trigger:
+            u = uniform(key, ctr, p.draw_offset[D_OUTAGE_LEN] + srv)
+            down_next = p.outage_min_s[srv] + u * (p.outage_max_s[srv] - p.outage_min_s[srv])
+        s.down_left[srv] = down_next
         s.stress[srv] = 0.0 if trigger else stress
         s.warm[srv] = p.warm_start[srv] if trigger else warm_next
         s.outage_s[srv] += p.dt * (1.0 if w.down[srv] else 0.0)
@@ -330,10 +581,7 @@ def what_the_platform_sees(p, s, w):
             seen[4] = rejected
             seen[5] = queued
         for r, c in ((0, b), (1, 2 * B), (2, B + b)):  # the queue's wait, from the channel's content
-            queued_ch = 0.0
-            for lane in range(L):
-                if p.lane_channel[lane] == c:
-                    queued_ch += _sum_k(s.queue, lane)
+            queued_ch = w.q_left[c]
             wait = min(queued_ch / w.cap_rate[c] if w.cap_rate[c] > 0 else 0.0, p.timeout_s[c])
             s.seen_channel[b, r, 6] = p.timeout_s[c] if w.cap_rate[c] <= 0 and queued_ch > 0 else wait
         s.seen_bank[b, 0] = _sum_k(w.offered, 2 * b) + _sum_k(w.offered, 2 * b + 1)
@@ -373,19 +621,19 @@ def what_the_platform_sees(p, s, w):
             moved += w.moved[pool, k]
         s.entered_pool[pool] = (s.entered_pool[pool] + w.arrivals[pool]) + moved
         s.lost_pool[pool] += w.lost[pool]
-    s.step_arrived = arrived
-    s.step_succeeded = paid
-    s.step_lost = lost
-    s.step_attempts = attempts
-    s.step_failed = failed
-    s.arrived += arrived
-    s.succeeded += paid
-    s.lost += lost
-    s.attempts += attempts
-    s.failed_attempts += failed
+    s.step_arrived[0] = arrived
+    s.step_succeeded[0] = paid
+    s.step_lost[0] = lost
+    s.step_attempts[0] = attempts
+    s.step_failed[0] = failed
+    s.arrived[0] += arrived
+    s.succeeded[0] += paid
+    s.lost[0] += lost
+    s.attempts[0] += attempts
+    s.failed_attempts[0] += failed
 
 
-@njit
+@njit(inline="always")
 def _sum_k(x, row):
     total = 0.0
     for k in range(x.shape[1]):
@@ -480,7 +728,7 @@ def observe(p, s, n_steps):
     o = B * n_bank
     for f in range(3):
         obs[o + f] = _clip_obs(s.seen_balance[f] * p.count_scale)
-    obs[o + 3] = _clip_obs(min(s.t / n_steps, 1.0))
+    obs[o + 3] = _clip_obs(min(s.t[0] / n_steps, 1.0))
     o += 4
     for srv in range(B + 1):  # the banks, then the switch
         obs[o] = _clip_obs(s.stress[srv])
@@ -512,7 +760,7 @@ def _declared(p, c):
 def step_env(p, traffic, s, w, action, mode, lost_weight, beta):
     """One environment, one step: decode the action, run the phases, observe, reward."""
     decode(s.admit, s.route, action, mode, p.admit_levels, p.route_presets)
-    key, ctr = s.key, step_counter(s.t)
+    key, ctr = s.key[0], step_counter(s.t[0])
     arrivals_and_returns(p, traffic, s, w, key, ctr)
     throttle(p, s, w, key, ctr)
     route(p, s, w, key, ctr)
@@ -520,25 +768,24 @@ def step_env(p, traffic, s, w, action, mode, lost_weight, beta):
     users_after_failure(p, s, w, key, ctr)
     servers(p, s, w, key, ctr)
     what_the_platform_sees(p, s, w)
-    s.t += 1
+    s.t[0] += 1
     n_steps = traffic.shape[1]
-    s.truncated = s.t >= n_steps
-    s.reward = -(lost_weight * s.step_lost + beta * s.step_failed) / p.norm
+    s.truncated[0] = s.t[0] >= n_steps
+    s.reward[0] = -(lost_weight * s.step_lost[0] + beta * s.step_failed[0]) / p.norm
     observe(p, s, n_steps)
 
 
 @njit
-def _step_range(params, traffic, states, actions, mode, lost_weight, beta, frozen, lo, hi):
-    p = params[0]
-    K = states[0].backlog.shape[1]
-    P, L, C, S = states[0].backlog.shape[0], states[0].queue.shape[0], p.declared.shape[0], states[0].stress.shape[0]
-    w = new_scratch(P, L, C, S, K)
+def _step_range(p, traffic, states, actions, mode, lost_weight, beta, frozen, lo, hi):
+    B, K = p.n_banks, p.max_attempts
+    w = new_scratch(2 * B + 1, 4 * B + 1, 2 * B + 2, B + 2, K)
     for i in range(lo, hi):
-        s = states[i]
+        s = env_state(states[i], p)
         if frozen[i]:  # an environment being reset this step: nothing happens to it
-            s.reward = 0.0
-            s.truncated = False
-            s.step_arrived = s.step_succeeded = s.step_lost = s.step_attempts = s.step_failed = 0.0
+            s.reward[0] = 0.0
+            s.truncated[0] = False
+            s.step_arrived[0], s.step_succeeded[0], s.step_lost[0] = 0.0, 0.0, 0.0
+            s.step_attempts[0], s.step_failed[0] = 0.0, 0.0
             observe(p, s, traffic.shape[1])
         else:
             step_env(p, traffic, s, w, actions[i], mode, lost_weight, beta)
@@ -566,8 +813,7 @@ def step_batch_parallel(params, traffic, states, actions, mode, lost_weight, bet
 
 
 @njit(cache=True)
-def observe_batch(params, states, n_steps):
+def observe_batch(p, states, n_steps):
     """``observe`` every environment (after a reset)."""
-    p = params[0]
     for i in range(states.shape[0]):
-        observe(p, states[i], n_steps)
+        observe(p, env_state(states[i], p), n_steps)

@@ -14,7 +14,7 @@ from payroute_env.sampling import key_from_seed, next_key, uniforms
 
 # The samplers are scalar compiled functions (the kernel calls them one count at a time); these loops
 # apply them element-wise to arrays, so the tests can draw hundreds of thousands of counts at once.
-@njit(cache=True)
+@njit
 def _poisson_each(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
     out = np.empty(lam.shape[0])
     for i in range(lam.shape[0]):
@@ -22,7 +22,7 @@ def _poisson_each(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit
 def _binomial_each(n: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
     out = np.empty(n.shape[0])
     for i in range(n.shape[0]):
@@ -30,13 +30,13 @@ def _binomial_each(n: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit
 def _split_each(total: np.ndarray, weights: np.ndarray, u: np.ndarray) -> np.ndarray:
     n, m = weights.shape
     out = np.zeros((m, n))  # physics.split adds into column k of a [parts, columns] array
     cum = np.empty(m)
     for i in range(n):
-        physics.split(total[i], weights[i], u[i], cum, out, i)
+        physics.split(total[i], weights, i, u[i], cum, out, i)
     return out.T.copy()
 
 

@@ -18,6 +18,7 @@ import pytest
 import train
 from agents.policies import PolicyError, load_policy
 from agents.sb3 import ALGOS, algo_class, load_model
+from payroute_env.actions import status_quo
 from payroute_env.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,6 +344,11 @@ def test_unwritable_output_folder_exits_2(tmp_path: Path, capsys) -> None:
 
 
 def test_ctrl_c_leaves_a_loadable_checkpoint(tiny: str, tmp_path: Path) -> None:
+    # Step once here so numba's on-disk cache holds the kernel: the run below must spend its few seconds
+    # training, not compiling (a checkout whose cache is cold compiles for about half a minute).
+    warm = Simulator(tiny, num_envs=2)
+    warm.reset([0, 1])
+    warm.step(np.tile(status_quo("continuous", warm.n_banks), (2, 1)))
     out = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "train.py"), "--scenario", tiny, "--timesteps", "10000000", "--n-envs", "2"]
     cmd += ["--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1", "--eval-seed", "5000"]
