@@ -33,6 +33,7 @@ __all__ = [
     "MODE_CODES",
     "ROUTE_PRESETS",
     "ActionMode",
+    "BoundedBox",
     "action_space",
     "check",
     "decode",
@@ -63,11 +64,25 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+class BoundedBox(spaces.Box):
+    """A float ``Box`` bounded on every side, whose ``sample`` draws the same numbers as Gymnasium's, faster.
+
+    ``Box.sample`` sorts every coordinate into bounded, half-bounded and unbounded ones at each call (35-45 us,
+    longer than a payroute step); with every coordinate bounded it reduces to one uniform draw over the box,
+    which is what this makes, from the same generator: the same samples, bit for bit (tested).
+    """
+
+    def sample(self, mask: None = None, probability: None = None) -> np.ndarray:
+        if mask is not None or probability is not None:
+            return super().sample(mask, probability)  # Gymnasium's own error
+        return self.np_random.uniform(low=self.low, high=self.high, size=self.shape).astype(self.dtype)
+
+
 def action_space(mode: str, n_banks: int) -> spaces.Space:
     """The single-environment action space for ``mode``."""
     check_mode(mode)
     if mode == "continuous":
-        return spaces.Box(0.0, 1.0, (n_banks * 4,), dtype=np.float32)
+        return BoundedBox(0.0, 1.0, (n_banks * 4,), dtype=np.float32)
     if mode == "multidiscrete":
         return spaces.MultiDiscrete(np.tile([len(ADMIT_LEVELS), len(ROUTE_PRESETS)], n_banks))
     return spaces.Discrete(1 + 4 * n_banks)

@@ -555,8 +555,12 @@ def step_in_place(
     each environment's observation, reward, truncation and step counts into its record.
     """
     n = state.num_envs
+    if actions.dtype != np.float64 or actions.shape[0] != n or actions.ndim != 2 or not actions.flags.c_contiguous:
+        raise ValueError(f"actions must be C-contiguous float64 [{n}, A] (actions.check makes them)")
     if frozen is None:
         frozen = _nothing_frozen(n)
+    elif frozen.dtype != np.bool_ or frozen.shape != (n,):
+        raise ValueError(f"frozen must be bool [{n}]")
     args = (params.kernel, params.traffic, _records(state), actions, int(mode), float(lost_weight), float(beta), frozen)
     if n >= PARALLEL_FROM:  # a few chunks per thread, so a slow chunk does not hold the others up
         args = (*args, min(n, 4 * numba.get_num_threads()))
@@ -583,28 +587,29 @@ def _records(state: CoreState) -> np.ndarray:
     return state.view(np.ndarray).view(np.uint8).reshape(state.shape[0], state.dtype.itemsize)
 
 
-_ENTRY_POINTS: dict[tuple, Any] = {}
+_ENTRY_POINTS: dict[Any, Any] = {}
 
 
 def _entry_point(kernel: Any, args: tuple) -> Any:
-    """The compiled function behind ``kernel`` for these argument types, called without numba's dispatcher.
+    """The compiled function behind ``kernel``, called without numba's dispatcher.
 
-    Finding the types of a structured array costs numba's dispatcher far longer than the step itself takes
-    for a small batch; the types here are always the same (the arrays are built by this package: C-contiguous,
-    of ``state_dtype``), so they are resolved once per kind of argument. Without numba's JIT
-    (``NUMBA_DISABLE_JIT=1``) the kernel is a Python function and is returned as it is.
+    numba's dispatcher finds the types of the arguments at every call, which costs more than a small batch's
+    step. Here the types never change: the parameters are a ``physics.Params``, the state a ``uint8 [N, itemsize]``
+    view, actions ``float64 [N, A]`` from ``actions.check``, ``frozen`` a ``bool [N]``, all C-contiguous and
+    built by this package, whatever the scenario (no shapes in the types). So the kernel is compiled (or loaded
+    from numba's on-disk cache) once, for the types of the first call, and its entry point kept. Without numba's
+    JIT (``NUMBA_DISABLE_JIT=1``) the kernel is a Python function and is returned as it is.
     """
-    if not hasattr(kernel, "overloads"):
-        return kernel
-    key = (kernel, *((a.dtype, a.ndim) if isinstance(a, np.ndarray) else type(a) for a in args))
-    entry = _ENTRY_POINTS.get(key)
+    entry = _ENTRY_POINTS.get(kernel)
     if entry is None:
+        if not hasattr(kernel, "overloads"):
+            return kernel
         for a in args:
             if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
                 raise ValueError("the kernel takes C-contiguous arrays")
         signature = tuple(kernel.typeof_pyval(a) for a in args)
         kernel.compile(signature)  # or loads it from numba's on-disk cache; nothing runs
-        entry = _ENTRY_POINTS[key] = kernel.overloads[signature].entry_point
+        entry = _ENTRY_POINTS[kernel] = kernel.overloads[signature].entry_point
     return entry
 
 

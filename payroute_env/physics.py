@@ -65,11 +65,11 @@ class Scratch(NamedTuple):
     admitted: np.ndarray  # [P, K]
     throttled: np.ndarray  # [P, K] "busy, try later"
     lane_in: np.ndarray  # [L, K] attempts sent to each lane
-    down: np.ndarray  # [S] bool, server down at the start of the step
+    down: np.ndarray  # [S] 1.0 if the server is down at the start of the step, else 0.0
     stress1: np.ndarray  # [S] stress capped at 1
     cap_rate: np.ndarray  # [C] attempts/s the channel processes now
     cap_step: np.ndarray  # [C] attempts it processes this step
-    blocked: np.ndarray  # [L] bool, the lane's server or issuing bank is down
+    blocked: np.ndarray  # [L] 1.0 if the lane's server or issuing bank is down, else 0.0
     waiting: np.ndarray  # [L, K] queue after rejections
     rejected: np.ndarray  # [L, K]
     q_ch: np.ndarray  # [C] attempts waiting per channel
@@ -99,13 +99,31 @@ class Scratch(NamedTuple):
 
 @njit(cache=True)
 def new_scratch(P: int, L: int, C: int, S: int, K: int) -> Scratch:
-    """Scratch arrays for one worker (one per thread; each environment overwrites what it uses)."""
-    e = np.empty
+    """Scratch arrays for one worker (one per thread; each environment overwrites what it uses): views into
+    one buffer, so a batch step allocates once per worker."""
+    shapes = (
+        (P, 1), (P, K), (P, K), (P, K), (P, K), (L, K), (S, 1), (S, 1), (C, 1), (C, 1), (L, 1), (L, K), (L, K),
+        (C, 1), (L, K), (L, K), (C, 1), (L, K), (L, K), (L, K), (P, K), (P, K), (P, 1), (P, 1), (C, 1),
+        ((P - 1) // 2, K), (P, K), (P, K), (P, K), (P, K), (C, 1), (C, 1), (C, 1), (C, 1), (C, 1), (C, 1),
+    )  # fmt: skip
+    total = 0
+    for rows, cols in shapes:
+        total += rows * cols
+    buf = np.empty(total)
+    at = np.zeros(len(shapes) + 1, dtype=np.int64)
+    for j in range(len(shapes)):
+        at[j + 1] = at[j] + shapes[j][0] * shapes[j][1]
+
+    def m(j: int) -> np.ndarray:  # matrix j
+        return buf[at[j] : at[j + 1]].reshape((shapes[j][0], shapes[j][1]))
+
+    def v(j: int) -> np.ndarray:  # vector j
+        return buf[at[j] : at[j + 1]]
+
     return Scratch(
-        e(P), e((P, K)), e((P, K)), e((P, K)), e((P, K)), e((L, K)),
-        e(S, dtype=np.bool_), e(S), e(C), e(C), e(L, dtype=np.bool_), e((L, K)), e((L, K)), e(C),
-        e((L, K)), e((L, K)), e(C), e((L, K)), e((L, K)), e((L, K)), e((P, K)), e((P, K)), e(P), e(P), e(C),
-        e(((P - 1) // 2, K)), e((P, K)), e((P, K)), e((P, K)), e((P, K)), e(C), e(C), e(C), e(C), e(C), e(C),
+        v(0), m(1), m(2), m(3), m(4), m(5), v(6), v(7), v(8), v(9), v(10), m(11), m(12), v(13), m(14), m(15),
+        v(16), m(17), m(18), m(19), m(20), m(21), v(22), v(23), v(24), m(25), m(26), m(27), m(28), m(29),
+        v(30), v(31), v(32), v(33), v(34), v(35),
     )  # fmt: skip
 
 
@@ -300,7 +318,7 @@ def binomial_cells(src, i, dst, j, n, p, key, ctr, col):
 # ------------------------------------------------------------------------------------------ the phases
 
 
-@njit
+@njit(inline="always")
 def arrivals_and_returns(p, traffic, s, w, key, ctr):
     """2.1, 2.2: Poisson arrivals around the surge curve; each waiting user comes back w.p. ``p_release``."""
     P, K = w.released.shape
@@ -316,7 +334,7 @@ def arrivals_and_returns(p, traffic, s, w, key, ctr):
         w.offered[pool, 0] += w.arrivals[pool]
 
 
-@njit
+@njit(inline="always")
 def throttle(p, s, w, key, ctr):
     """2.2: a bank's admit rate applies to both its pools (exactly that share of each attempt number, up to
     rounding: ``take``); balance payers are always admitted."""
@@ -329,7 +347,7 @@ def throttle(p, s, w, key, ctr):
             w.throttled[pool, k] = w.offered[pool, k] - w.admitted[pool, k]
 
 
-@njit
+@njit(inline="always")
 def route(p, s, w, key, ctr):
     """2.3: quick-enabled attempts split over quick / switch / netbank by the route weights (the quick share,
     then the switch share of the rest, each taken exactly up to rounding); netbank-only attempts go to
@@ -350,7 +368,7 @@ def route(p, s, w, key, ctr):
         w.lane_in[4 * B, k] = w.admitted[2 * B, k]
 
 
-@njit
+@njit(inline="always")
 def channels(p, s, w, key, ctr):
     """2.4: FIFO queues with a deadline. Attempts at a down server (or, on the switch, for a down issuer) are
     rejected, queued ones included; each channel serves ``capacity * health * dt``; what it could not serve
@@ -363,7 +381,7 @@ def channels(p, s, w, key, ctr):
     L, K = w.lane_in.shape
     C, S = w.cap_rate.shape[0], w.down.shape[0]
     for srv in range(S):
-        w.down[srv] = s.down_left[srv] > 0
+        w.down[srv] = 1.0 if s.down_left[srv] > 0 else 0.0
         w.stress1[srv] = min(s.stress[srv], 1.0)
     for c in range(C):
         srv = p.channel_server[c]
@@ -374,7 +392,7 @@ def channels(p, s, w, key, ctr):
         w.r_ch[c] = 0.0
 
     for lane in range(L):
-        w.blocked[lane] = w.down[p.lane_server[lane]] or w.down[p.lane_origin[lane]]
+        w.blocked[lane] = max(w.down[p.lane_server[lane]], w.down[p.lane_origin[lane]])
         for k in range(K):
             arriving = s.queue[lane, k] + w.lane_in[lane, k]
             w.rejected[lane, k] = arriving if w.blocked[lane] else 0.0
@@ -443,7 +461,7 @@ def _lane_fail(w, lane, k):
     return (w.declined[lane, k] + w.timed_out[lane, k]) + w.rejected[lane, k]
 
 
-@njit
+@njit(inline="always")
 def users_after_failure(p, s, w, key, ctr):
     """2.6: after a failed attempt (declined, timed out, rejected or throttled) the user abandons, switches
     (to balance, or to another bank's card picked by card share) or retries later; the K-th failure loses
@@ -480,7 +498,9 @@ def users_after_failure(p, s, w, key, ctr):
             to_cards += w.switched[pool, k] - w.to_balance[pool, k]
         u = uniform(key, ctr, p.draw_offset[D_DEST] + pool) if to_cards > 0 else 0.0
         for k in range(n):
-            split(w.switched[pool, k] - w.to_balance[pool, k], s.dest, pool, u, w.cum, w.moved, k)
+            to_card = w.switched[pool, k] - w.to_balance[pool, k]
+            if to_card > 0:  # (splitting nothing adds nothing)
+                split(to_card, s.dest, pool, u, w.cum, w.moved, k)
         w.lost[pool] += w.pool_fail[pool, K - 1]
     for pool in range(P):
         for k in range(K - 1):
@@ -515,7 +535,7 @@ def outage_clock(down_left, warm, dt, warm_rate):
     return down_next, (warm if down_next > 0 else min(warm + dt * warm_rate, 1.0))
 
 
-@njit
+@njit(inline="always")
 def servers(p, s, w, key, ctr):
     """2.5: stress grows while load exceeds capacity and relaxes otherwise; stress reaching 1 (or an exogenous
     hazard) starts an outage of random length, after which the server warms up from reduced capacity."""
@@ -524,7 +544,7 @@ def servers(p, s, w, key, ctr):
     for c in range(C):
         w.load_ch[c] = 0.0
     for lane in range(L):
-        if not w.blocked[lane]:
+        if w.blocked[lane] == 0.0:
             for k in range(K):
                 w.load_ch[p.lane_channel[lane]] += w.lane_in[lane, k]
     for srv in range(S):
@@ -542,7 +562,7 @@ def servers(p, s, w, key, ctr):
         stress = 0.0 if w.down[srv] else max(s.stress[srv] + p.dt * drift, 0.0)
         # the hazard and the outage length are drawn only where they can matter (each has its own column)
         hazard = p.hazard_p[srv] > 0 and uniform(key, ctr, p.draw_offset[D_HAZARD] + srv) < p.hazard_p[srv]
-        trigger = (not w.down[srv]) and (stress >= 1.0 or hazard)
+        trigger = w.down[srv] == 0.0 and (stress >= 1.0 or hazard)
         down_next, warm_next = outage_clock(s.down_left[srv], s.warm[srv], p.dt, p.warm_rate[srv])
         if trigger:
             u = uniform(key, ctr, p.draw_offset[D_OUTAGE_LEN] + srv)
@@ -553,7 +573,7 @@ def servers(p, s, w, key, ctr):
         s.outage_s[srv] += p.dt * (1.0 if w.down[srv] else 0.0)
 
 
-@njit
+@njit(inline="always")
 def what_the_platform_sees(p, s, w):
     """2.9 and 3: the step's counters per bank and route (``seen_*``), and the episode's counters and KPIs."""
     L, K = w.lane_in.shape
@@ -756,7 +776,7 @@ def _declared(p, c):
 # ------------------------------------------------------------------------------------------ one step
 
 
-@njit
+@njit(inline="always")
 def step_env(p, traffic, s, w, action, mode, lost_weight, beta):
     """One environment, one step: decode the action, run the phases, observe, reward."""
     decode(s.admit, s.route, action, mode, p.admit_levels, p.route_presets)

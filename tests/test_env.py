@@ -688,3 +688,22 @@ def test_a_deleted_env_frees_its_parameters() -> None:
     del env
     gc.collect()
     assert params() is None
+
+
+def test_the_continuous_action_space_samples_what_gymnasiums_box_samples() -> None:
+    """``BoundedBox.sample`` is a shortcut: the same numbers as ``gymnasium.spaces.Box.sample``, bit for bit."""
+    from gymnasium import spaces
+
+    from payroute_env.actions import BoundedBox, action_space
+
+    ours = action_space("continuous", 6)
+    assert isinstance(ours, BoundedBox) and isinstance(ours, spaces.Box)
+    theirs = spaces.Box(0.0, 1.0, (24,), dtype=np.float32)
+    ours.seed(123)
+    theirs.seed(123)
+    for _ in range(200):
+        a, b = ours.sample(), theirs.sample()
+        assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.tobytes()
+        assert ours.contains(a)
+    with pytest.raises(Exception, match="mask"):
+        ours.sample(mask=np.ones(24))
