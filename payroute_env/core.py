@@ -163,7 +163,8 @@ class CoreState(np.ndarray):
                          ``entered_pool [P]``, ``lost_pool [P]``, ``outage_s [S]``, ``paid_by [4]``,
                          ``latency_hist [LATENCY_BINS]``
     last step, out       ``step_arrived`` .. ``step_failed`` (the step's counts), ``reward``,
-                         ``truncated``, ``obs [D]`` (float32, the internal features last)
+                         ``truncated``, ``obs [D]`` (float32, the internal features last),
+                         ``in_flight`` (intents waiting to retry or queued after the step)
     ===================  ==========================================================================
     """
 
@@ -378,6 +379,7 @@ def _state_dtype(B: int, K: int) -> np.dtype:
             ("step_arrived", f8), ("step_succeeded", f8), ("step_lost", f8), ("step_attempts", f8),
             ("step_failed", f8), ("reward", f8), ("truncated", np.bool_),
             ("obs", np.float32, (OBS_BANK * B + OBS_GLOBAL + OBS_INTERNAL_BANK * B + OBS_INTERNAL_SWITCH,)),
+            ("in_flight", f8),
         ],
         align=True,
     )  # fmt: skip

@@ -20,7 +20,7 @@ def batch_counters(state: CoreState) -> dict[str, np.ndarray]:
         "arrived": state.arrived.astype(np.int64),
         "succeeded": state.succeeded.astype(np.int64),
         "lost": state.lost.astype(np.int64),
-        "in_flight": in_flight(state).astype(np.int64),
+        "in_flight": state.in_flight.astype(np.int64),  # written by the kernel (core.in_flight recounts it)
         "attempts": state.attempts.astype(np.int64),
         "failed_attempts": state.failed_attempts.astype(np.int64),
     }
@@ -33,7 +33,7 @@ def step_counters(state: CoreState, i: int) -> dict[str, int]:
         "arrived": int(record["arrived"]),
         "succeeded": int(record["succeeded"]),
         "lost": int(record["lost"]),
-        "in_flight": int(record["backlog"].sum() + record["queue"].sum()),
+        "in_flight": int(record["in_flight"]),
         "attempts": int(record["attempts"]),
         "failed_attempts": int(record["failed_attempts"]),
     }

@@ -36,7 +36,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic, overload
+from numba.np.numpy_support import as_dtype
 
 from .sampling import binomial_at, poisson, step_counter, uniform
 
@@ -97,28 +99,81 @@ class Scratch(NamedTuple):
     q_left: np.ndarray  # [C] attempts left in the queue after the step
 
 
-@njit(cache=True)
-def new_scratch(P: int, L: int, C: int, S: int, K: int) -> Scratch:
-    """Scratch arrays for one worker (one per thread; each environment overwrites what it uses): views into
-    one buffer, so a batch step allocates once per worker."""
-    shapes = (
-        (P, 1), (P, K), (P, K), (P, K), (P, K), (L, K), (S, 1), (S, 1), (C, 1), (C, 1), (L, 1), (L, K), (L, K),
-        (C, 1), (L, K), (L, K), (C, 1), (L, K), (L, K), (L, K), (P, K), (P, K), (P, 1), (P, 1), (C, 1),
-        ((P - 1) // 2, K), (P, K), (P, K), (P, K), (P, K), (C, 1), (C, 1), (C, 1), (C, 1), (C, 1), (C, 1),
-    )  # fmt: skip
+# ------------------------------------------------------------------------------------------ views
+# The kernel reads the state records and its scratch space through views that do not own memory. numba
+# reference-counts every array view it makes (two atomic operations each); an environment's step makes
+# dozens, which cost about as much as a phase. ``field`` makes a view that holds no reference: whoever calls
+# the kernel keeps the memory alive (the caller's state array; ``_step_range``'s scratch buffer).
+
+
+@intrinsic
+def _address(typingctx, arr, offset):
+    """The address ``offset`` bytes into ``arr``'s data (numba only)."""
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        data = builder.bitcast(ary.data, context.get_value_type(types.voidptr))
+        return builder.gep(data, [args[1]])
+
+    return types.voidptr(arr, offset), codegen
+
+
+def field(buf: np.ndarray, start: int, n: int, dtype: type) -> np.ndarray:
+    """``n`` values of ``dtype`` from byte ``start`` of the contiguous array ``buf``, as a view of it (plain
+    Python: with ``NUMBA_DISABLE_JIT=1``; compiled, the view holds no reference, see above)."""
+    raw = buf.reshape(-1).view(np.uint8)
+    return raw[start : start + n * np.dtype(dtype).itemsize].view(dtype)
+
+
+@overload(field)
+def _field_compiled(buf, start, n, dtype):
+    np_dtype = as_dtype(dtype.dtype)
+
+    def impl(buf, start, n, dtype):
+        return carray(_address(buf, start), (n,), np_dtype)
+
+    return impl
+
+
+# shapes of the Scratch fields, in order: rows (0 = P, 1 = L, 2 = C, 3 = S, 4 = B), then 1 or K columns
+_SCRATCH_ROWS = np.array([0, 0, 0, 0, 0, 1, 3, 3, 2, 2, 1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 0, 0, 0, 0, 2, 4, 0, 0, 0, 0,
+                          2, 2, 2, 2, 2, 2])  # fmt: skip
+_SCRATCH_BY_K = np.array([0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1,
+                          0, 0, 0, 0, 0, 0])  # fmt: skip
+
+
+@njit(inline="always")
+def _scratch_shape(j, P, L, C, S, K):
+    code = _SCRATCH_ROWS[j]
+    rows = P if code == 0 else (L if code == 1 else (C if code == 2 else (S if code == 3 else (P - 1) // 2)))
+    return rows, (K if _SCRATCH_BY_K[j] == 1 else 1)
+
+
+@njit
+def scratch_size(P: int, L: int, C: int, S: int, K: int) -> int:
+    """How many float64 a worker's scratch arrays take (``scratch_views``)."""
     total = 0
-    for rows, cols in shapes:
+    for j in range(36):
+        rows, cols = _scratch_shape(j, P, L, C, S, K)
         total += rows * cols
-    buf = np.empty(total)
-    at = np.zeros(len(shapes) + 1, dtype=np.int64)
-    for j in range(len(shapes)):
-        at[j + 1] = at[j] + shapes[j][0] * shapes[j][1]
+    return total
+
+
+@njit
+def scratch_views(buf: np.ndarray, P: int, L: int, C: int, S: int, K: int) -> Scratch:
+    """A worker's scratch arrays (each environment overwrites what it uses) as views of ``buf``
+    (``scratch_size`` float64), which the caller keeps alive while they are used."""
+    at = np.zeros(37, dtype=np.int64)
+    for j in range(36):
+        rows, cols = _scratch_shape(j, P, L, C, S, K)
+        at[j + 1] = at[j] + rows * cols
 
     def m(j: int) -> np.ndarray:  # matrix j
-        return buf[at[j] : at[j + 1]].reshape((shapes[j][0], shapes[j][1]))
+        rows, cols = _scratch_shape(j, P, L, C, S, K)
+        return field(buf, 8 * at[j], rows * cols, np.float64).reshape((rows, cols))
 
     def v(j: int) -> np.ndarray:  # vector j
-        return buf[at[j] : at[j + 1]]
+        return field(buf, 8 * at[j], at[j + 1] - at[j], np.float64)
 
     return Scratch(
         v(0), m(1), m(2), m(3), m(4), m(5), v(6), v(7), v(8), v(9), v(10), m(11), m(12), v(13), m(14), m(15),
@@ -175,6 +230,7 @@ STATE_FIELDS = (
     "pool_frac", "dest", "grow_rate", "seen_bank", "seen_channel", "seen_balance", "arrived", "succeeded", "lost",
     "attempts", "failed_attempts", "entered_pool", "lost_pool", "outage_s", "paid_by", "latency_hist",
     "step_arrived", "step_succeeded", "step_lost", "step_attempts", "step_failed", "reward", "truncated", "obs",
+    "in_flight",
 )  # fmt: skip
 
 
@@ -217,6 +273,7 @@ class EnvState(NamedTuple):
     reward: np.ndarray
     truncated: np.ndarray
     obs: np.ndarray
+    in_flight: np.ndarray
 
 
 N_PAID_KINDS = 4  # quick, switch, netbank, balance (core.PAID_CHANNELS)
@@ -225,9 +282,8 @@ N_SEEN = 7  # counters per bank and route (core.SEEN_FIELDS)
 
 
 @njit(inline="always")
-def _f8(row, o, field, n):
-    start = o[field]
-    return row[start : start + 8 * n].view(np.float64)
+def _f8(row, o, j, n):
+    return field(row, o[j], n, np.float64)
 
 
 @njit(inline="always")
@@ -238,7 +294,7 @@ def env_state(row, p):
     o = p.state_offsets
     n_obs = 34 * B + 9  # what observe writes: core.OBS_BANK * B + OBS_GLOBAL + OBS_INTERNAL_BANK * B + 5
     return EnvState(
-        row[o[0] : o[0] + 8].view(np.uint64), row[o[1] : o[1] + 8].view(np.int64),
+        field(row, o[0], 1, np.uint64), field(row, o[1], 1, np.int64),
         _f8(row, o, 2, P * K).reshape((P, K)), _f8(row, o, 3, L * K).reshape((L, K)),
         _f8(row, o, 4, S), _f8(row, o, 5, S), _f8(row, o, 6, S), _f8(row, o, 7, B),
         _f8(row, o, 8, B * 3).reshape((B, 3)), _f8(row, o, 9, 1), _f8(row, o, 10, C), _f8(row, o, 11, P),
@@ -248,8 +304,8 @@ def env_state(row, p):
         _f8(row, o, 22, P), _f8(row, o, 23, P), _f8(row, o, 24, S), _f8(row, o, 25, N_PAID_KINDS),
         _f8(row, o, 26, N_LATENCY_BINS),
         _f8(row, o, 27, 1), _f8(row, o, 28, 1), _f8(row, o, 29, 1), _f8(row, o, 30, 1), _f8(row, o, 31, 1),
-        _f8(row, o, 32, 1), row[o[33] : o[33] + 1].view(np.bool_),
-        row[o[34] : o[34] + 4 * n_obs].view(np.float32),
+        _f8(row, o, 32, 1), field(row, o[33], 1, np.bool_), field(row, o[34], n_obs, np.float32),
+        _f8(row, o, 35, 1),
     )  # fmt: skip
 
 
@@ -496,11 +552,13 @@ def users_after_failure(p, s, w, key, ctr):
             w.moved[2 * B, k] += w.to_balance[pool, k]
             w.lost[pool] += w.abandon[pool, k]
             to_cards += w.switched[pool, k] - w.to_balance[pool, k]
-        u = uniform(key, ctr, p.draw_offset[D_DEST] + pool) if to_cards > 0 else 0.0
-        for k in range(n):
-            to_card = w.switched[pool, k] - w.to_balance[pool, k]
-            if to_card > 0:  # (splitting nothing adds nothing)
-                split(to_card, s.dest, pool, u, w.cum, w.moved, k)
+        if to_cards > 0:  # card switchers go to other banks' pools by card share (s.dest)
+            u = uniform(key, ctr, p.draw_offset[D_DEST] + pool)
+            cumulative_shares(s.dest, pool, w.cum)
+            for k in range(n):
+                to_card = w.switched[pool, k] - w.to_balance[pool, k]
+                if to_card > 0:
+                    split(to_card, w.cum, u, w.moved, k)
         w.lost[pool] += w.pool_fail[pool, K - 1]
     for pool in range(P):
         for k in range(K - 1):
@@ -508,20 +566,29 @@ def users_after_failure(p, s, w, key, ctr):
 
 
 @njit(inline="always")
-def split(total, weights, row, u, cum, into, k):
-    """Add ``total`` split over ``weights[row]`` to ``into[:, k]`` exactly, by systematic rounding (one uniform
-    ``u``): parts are within one of ``total * w / sum(w)``, unbiased, and sum to ``total``."""
+def cumulative_shares(weights, row, cum):
+    """``cum[j]``: the share of ``weights[row, :j + 1]`` in the row's total (negative weights count as 0; an
+    all-zero row puts everything in the first part). Computed once, used by ``split`` for several totals."""
     n = weights.shape[1]
     acc = 0.0
     for j in range(n):
         acc += max(weights[row, j], 0.0)
         cum[j] = acc
     wsum = cum[n - 1]
+    for j in range(n):
+        cum[j] = cum[j] / wsum if wsum > 0 else 1.0
+
+
+@njit(inline="always")
+def split(total, cum, u, into, k):
+    """Add ``total`` split by the cumulative shares ``cum`` (``cumulative_shares``) to ``into[:, k]`` exactly,
+    by systematic rounding (one uniform ``u``): parts are within one of ``total * w / sum(w)``, unbiased, and
+    sum to ``total``."""
+    n = into.shape[0]
     prev = 0.0
     for j in range(n):
-        frac = cum[j] / wsum if wsum > 0 else 1.0
         # min(): floor(total + u) can round up to total + 1 when u is within an ulp of 1
-        edge = total if j == n - 1 else min(np.floor(frac * total + u), total)
+        edge = total if j == n - 1 else min(np.floor(cum[j] * total + u), total)
         into[j, k] += edge - prev
         prev = edge
 
@@ -641,6 +708,12 @@ def what_the_platform_sees(p, s, w):
             moved += w.moved[pool, k]
         s.entered_pool[pool] = (s.entered_pool[pool] + w.arrivals[pool]) + moved
         s.lost_pool[pool] += w.lost[pool]
+    pending = 0.0  # waiting to retry or queued: neither paid nor lost
+    for pool in range(P):
+        pending += _sum_k(s.backlog, pool)
+    for lane in range(L):
+        pending += _sum_k(s.queue, lane)
+    s.in_flight[0] = pending
     s.step_arrived[0] = arrived
     s.step_succeeded[0] = paid
     s.step_lost[0] = lost
@@ -798,7 +871,9 @@ def step_env(p, traffic, s, w, action, mode, lost_weight, beta):
 @njit
 def _step_range(p, traffic, states, actions, mode, lost_weight, beta, frozen, lo, hi):
     B, K = p.n_banks, p.max_attempts
-    w = new_scratch(2 * B + 1, 4 * B + 1, 2 * B + 2, B + 2, K)
+    P, L, C, S = 2 * B + 1, 4 * B + 1, 2 * B + 2, B + 2
+    buf = np.empty(scratch_size(P, L, C, S, K))
+    w = scratch_views(buf, P, L, C, S, K)
     for i in range(lo, hi):
         s = env_state(states[i], p)
         if frozen[i]:  # an environment being reset this step: nothing happens to it
@@ -809,6 +884,7 @@ def _step_range(p, traffic, states, actions, mode, lost_weight, beta, frozen, lo
             observe(p, s, traffic.shape[1])
         else:
             step_env(p, traffic, s, w, actions[i], mode, lost_weight, beta)
+    buf[0] = 0.0  # the scratch views hold no reference to buf: this use keeps it alive until here
 
 
 @njit(cache=True)

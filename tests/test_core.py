@@ -35,6 +35,7 @@ def check_state(params: core.CoreParams, state: core.CoreState) -> None:
     in_flight = core.in_flight(state)
     # every intent is in exactly one place
     assert np.array_equal(state.arrived, state.succeeded + state.lost + in_flight)
+    assert np.array_equal(state.in_flight, in_flight)  # the kernel's own count (info's "in_flight") agrees
     # every attempt made failed, succeeded or is still queued at a channel
     assert np.array_equal(state.attempts, state.failed_attempts + state.succeeded + state.queue.sum((1, 2)))
     # no intent makes more than max_attempts attempts

@@ -36,7 +36,8 @@ def _split_each(total: np.ndarray, weights: np.ndarray, u: np.ndarray) -> np.nda
     out = np.zeros((m, n))  # physics.split adds into column k of a [parts, columns] array
     cum = np.empty(m)
     for i in range(n):
-        physics.split(total[i], weights, i, u[i], cum, out, i)
+        physics.cumulative_shares(weights, i, cum)
+        physics.split(total[i], cum, u[i], out, i)
     return out.T.copy()
 
 
