@@ -146,7 +146,9 @@ class CoreParams:
 
 class CoreState(np.ndarray):
     """State of ``N`` environments: one record per environment (``state_dtype``), fields read as arrays with a
-    leading env axis (``state.queue [N, L, K]``). The kernel updates the records in place.
+    leading env axis (``state.queue [N, L, K]``, settable: ``state.capacity = ...``). The kernel updates the
+    records in place. ``state[mask]`` and ``state[i:j]`` are states too; ``state[i]`` is one numpy record,
+    whose fields are read by name (``state[i]["queue"]``).
 
     ===================  ==========================================================================
     ``key`` ``t``        the episode's random stream (uint64) and the steps taken
