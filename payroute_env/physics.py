@@ -1,7 +1,8 @@
 """The dynamics of payroute: one source, compiled with numba, read top to bottom like docs/MODEL.md section 2.
 
 This is the only place where the model moves. ``core.py`` lays out the parameters and the state and draws
-each episode's world at reset; ``Simulator`` calls ``step_batch`` once per step for a whole batch. Each phase
+each episode's world at reset; ``core.step_in_place`` calls ``step_batch_serial`` or ``step_batch_parallel``
+once per step for a whole batch. Each phase
 below is one subsection of docs/MODEL.md section 2 and works on one environment:
 
 =================================  ===========================================================================
@@ -26,7 +27,7 @@ Random draws: draw ``j`` of kind ``D_*`` for environment state ``s`` at its step
 With ``NUMBA_DISABLE_JIT=1`` this module runs as plain Python (slowly), for stepping through it in a debugger.
 
 The batch kernels are compiled once per machine and kept in numba's on-disk cache (``__pycache__``; the first
-step of a fresh checkout takes about half a minute). Their types do not depend on the scenario, so every
+step of a fresh checkout takes about a minute). Their types do not depend on the scenario, so every
 scenario of any size shares them. numba checks only this file's time stamp: after editing ``sampling.py``
 alone, delete ``payroute_env/__pycache__/*.nbi`` and ``*.nbc`` (or touch this file).
 """
@@ -42,7 +43,7 @@ from numba.np.numpy_support import as_dtype
 
 from .sampling import binomial_at, poisson, step_counter, uniform
 
-# Kinds of random draw, in the order of their columns (``core.DRAW_SHAPES`` gives their sizes).
+# Kinds of random draw, in the order of their columns (``CoreParams.draws`` gives their columns and shapes).
 D_ARRIVALS, D_RELEASE, D_ADMIT, D_ROUTE = 0, 1, 2, 3
 D_SERVE, D_TIMEOUT, D_SUCCESS = 4, 5, 6
 D_ABANDON, D_SWITCH, D_TO_BALANCE, D_DEST = 7, 8, 9, 10
