@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from payroute_env import core
 from payroute_env.bounds import BoundError, BoundResult, fluid_bound
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
@@ -273,7 +272,7 @@ def run_policy(
             rec["down"][t] = s.down_left[0, : B + 1] > 0
             rec["admit"][t] = s.admit[0]
             rec["route"][t] = s.route[0]
-            rec["in_flight"][t] = core.in_flight(s)[0]
+            rec["in_flight"][t] = s.in_flight[0]
         if on_step is not None:
             on_step(1)
     elapsed = time.perf_counter() - start

@@ -47,7 +47,6 @@ __all__ = [
     "make_params",
     "replicate",
     "reset",
-    "reset_where",
     "state_dtype",
     "step",
 ]
@@ -96,7 +95,6 @@ class CoreParams:
     lane_origin: np.ndarray  # [L] server that must be up for the lane (issuer for switch lanes)
     lane_kind: np.ndarray  # [L] index into PAID_CHANNELS
     channel_server: np.ndarray  # [C]
-    lane_to_channel: np.ndarray  # [L, C] 0/1
     # channels and lanes
     capacity: np.ndarray  # [C] true capacity, attempts/s
     declared: np.ndarray  # [C] declared capacity, attempts/s
@@ -231,8 +229,6 @@ def make_params(scenario: Scenario) -> CoreParams:
 
     channel_server = np.concatenate([np.arange(B), np.arange(B), [switch_srv, bal_srv]]).astype(np.int64)
     lane_server = channel_server[lane_channel]
-    lane_to_channel = np.zeros((L, C))
-    lane_to_channel[np.arange(L), lane_channel] = 1.0
 
     capacity = np.array(
         [b.quick_capacity for b in sc.banks]
@@ -302,7 +298,6 @@ def make_params(scenario: Scenario) -> CoreParams:
         lane_origin=lane_origin,
         lane_kind=lane_kind,
         channel_server=channel_server,
-        lane_to_channel=lane_to_channel,
         capacity=capacity,
         declared=declared,
         timeout_s=timeout,
@@ -483,13 +478,6 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
     state.grow_rate = grow_rate
     observe_in_place(p, state)
     return state
-
-
-def reset_where(params: CoreParams, state: CoreState, mask: np.ndarray, keys: np.ndarray) -> CoreState:
-    """State with the environments in ``mask`` replaced by fresh ones keyed ``keys`` (len = mask.sum())."""
-    out = state.copy()
-    out[mask] = reset(params, keys=keys)
-    return out
 
 
 def replicate(state: CoreState, i: int, keys: np.ndarray) -> CoreState:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import LATENCY_BIN_S, PAID_CHANNELS, CoreParams, CoreState, in_flight
+from .core import LATENCY_BIN_S, PAID_CHANNELS, CoreParams, CoreState
 
 __all__ = ["COUNTER_KEYS", "batch_counters", "episode_kpis", "percentile_from_hist", "step_counters"]
 
@@ -78,7 +78,7 @@ def episode_kpis(params: CoreParams, state: CoreState, i: int) -> dict[str, Any]
         "paid_share_by_channel": {
             c: float(s.paid_by[i, j] / paid_total) if paid_total > 0 else 0.0 for j, c in enumerate(PAID_CHANNELS)
         },
-        "pending_at_end": int(in_flight(s)[i]),
+        "pending_at_end": int(s.in_flight[i]),
         "arrived": int(arrived),
         "succeeded": int(succ),
         "lost": int(lost),

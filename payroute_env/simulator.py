@@ -119,15 +119,16 @@ class Simulator:
         observation is the new episode's first. Their next episode continues their own random stream."""
         state = self._started()
         finished = state.t >= self.params.n_steps
+        any_finished = bool(finished.any())
         batch = actions_batch
-        if finished.any():
+        if any_finished:
             # finished environments' actions are ignored: a malformed one there must not stop the others
             batch = np.array(actions_batch, copy=True)
             idle = actions.status_quo(self.action_mode, self.n_banks)
             if batch.shape[1:] == idle.shape and batch.shape[0] == self.num_envs:
                 batch[finished] = idle
         checked = self.check_actions(batch)  # before anything changes: a malformed batch moves no environment
-        if finished.any():
+        if any_finished:
             state[finished] = core.reset(self.params, keys=next_key(state.key[finished]))
         core.step_in_place(self.params, state, checked, self._mode, self._lost_weight, self._beta, finished)
         return self._outcome(state)

@@ -281,7 +281,7 @@ def test_step_is_pure() -> None:
     assert new.t[0] == state.t[0] + 1
 
 
-def test_reset_where_replaces_only_masked_envs() -> None:
+def test_a_masked_reset_replaces_only_the_masked_envs() -> None:
     sim = Simulator("double11_2013", num_envs=3)
     act = np.tile(status_quo("continuous", 6), (3, 1))
     sim.reset([1, 2, 3])
