@@ -72,10 +72,21 @@ class BoundedBox(spaces.Box):
     which is what this makes, from the same generator: the same samples, bit for bit (tested).
     """
 
+    def __init__(self, low: float, high: float, shape: tuple[int, ...], dtype: type = np.float32) -> None:
+        super().__init__(low, high, shape, dtype=dtype)
+        if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()) or self.dtype.kind != "f":
+            raise ValueError(f"BoundedBox takes finite float bounds; got [{low}, {high}] {self.dtype}")
+        # numpy's uniform(low, high) is low + (high - low) * random() in float64, with the bounds as Box stores
+        # them (in its dtype): the same numbers from two scalars
+        self._low = float(self.low.flat[0])
+        self._range = float(self.high.flat[0]) - self._low
+        self._unit = self._low == 0.0 and self._range == 1.0
+
     def sample(self, mask: None = None, probability: None = None) -> np.ndarray:
         if mask is not None or probability is not None:
             return super().sample(mask, probability)  # Gymnasium's own error
-        return self.np_random.uniform(low=self.low, high=self.high, size=self.shape).astype(self.dtype)
+        u = self.np_random.random(self.shape)
+        return (u if self._unit else self._low + self._range * u).astype(self.dtype)
 
 
 def action_space(mode: str, n_banks: int) -> spaces.Space:

@@ -159,12 +159,12 @@ class CoreState(np.ndarray):
                          switcher of each pool goes), ``grow_rate [S]`` (randomised scenarios draw them)
     last step, seen      ``seen_bank [B, 3]`` offered, throttled, retry backlog; ``seen_channel [B, 3, 7]``
                          per route ``SEEN_FIELDS``; ``seen_balance [3]`` sent, succeeded, queue
-    episode counters     ``arrived``, ``succeeded``, ``lost``, ``attempts``, ``failed_attempts``,
-                         ``entered_pool [P]``, ``lost_pool [P]``, ``outage_s [S]``, ``paid_by [4]``,
-                         ``latency_hist [LATENCY_BINS]``
+    episode counters     ``arrived``, ``succeeded``, ``lost``, ``in_flight`` (intents waiting to retry or
+                         queued after the last step), ``attempts``, ``failed_attempts`` (side by side in
+                         this order: the single env's info reads them in one go), ``entered_pool [P]``,
+                         ``lost_pool [P]``, ``outage_s [S]``, ``paid_by [4]``, ``latency_hist [LATENCY_BINS]``
     last step, out       ``step_arrived`` .. ``step_failed`` (the step's counts), ``reward``,
-                         ``truncated``, ``obs [D]`` (float32, the internal features last),
-                         ``in_flight`` (intents waiting to retry or queued after the step)
+                         ``truncated``, ``obs [D]`` (float32, the internal features last)
     ===================  ==========================================================================
     """
 
@@ -360,26 +360,33 @@ def state_dtype(params: CoreParams) -> np.dtype:
     return _state_dtype(params.n_banks, params.max_attempts)
 
 
+# The episode counters of every step's info, side by side in a record in this order (read in one go).
+COUNTER_FIELDS: tuple[str, ...] = ("arrived", "succeeded", "lost", "in_flight", "attempts", "failed_attempts")
+
+
 def _state_dtype(B: int, K: int) -> np.dtype:
     P, L, C, S = 2 * B + 1, 4 * B + 1, 2 * B + 2, B + 2
     f8 = np.float64
-    return np.dtype(
+    dtype = np.dtype(
         [
             ("key", np.uint64), ("t", np.int64), ("backlog", f8, (P, K)), ("queue", f8, (L, K)),
             ("stress", f8, (S,)), ("down_left", f8, (S,)), ("warm", f8, (S,)), ("admit", f8, (B,)),
             ("route", f8, (B, N_ROUTES)), ("peak_scale", f8), ("capacity", f8, (C,)), ("pool_frac", f8, (P,)),
             ("dest", f8, (P, P)), ("grow_rate", f8, (S,)), ("seen_bank", f8, (B, 3)),
             ("seen_channel", f8, (B, N_ROUTES, len(SEEN_FIELDS))), ("seen_balance", f8, (3,)),
-            ("arrived", f8), ("succeeded", f8), ("lost", f8), ("attempts", f8), ("failed_attempts", f8),
+            ("arrived", f8), ("succeeded", f8), ("lost", f8), ("in_flight", f8), ("attempts", f8),
+            ("failed_attempts", f8),
             ("entered_pool", f8, (P,)), ("lost_pool", f8, (P,)), ("outage_s", f8, (S,)),
             ("paid_by", f8, (len(PAID_CHANNELS),)), ("latency_hist", f8, (LATENCY_BINS,)),
             ("step_arrived", f8), ("step_succeeded", f8), ("step_lost", f8), ("step_attempts", f8),
             ("step_failed", f8), ("reward", f8), ("truncated", np.bool_),
             ("obs", np.float32, (OBS_BANK * B + OBS_GLOBAL + OBS_INTERNAL_BANK * B + OBS_INTERNAL_SWITCH,)),
-            ("in_flight", f8),
         ],
         align=True,
     )  # fmt: skip
+    first = dtype.fields[COUNTER_FIELDS[0]][1]
+    assert [dtype.fields[name][1] for name in COUNTER_FIELDS] == [first + 8 * j for j in range(len(COUNTER_FIELDS))]
+    return dtype
 
 
 # observation sizes: per bank, global, and the internal (hidden) features per bank and of the switch
@@ -544,7 +551,8 @@ def step_in_place(
     ``actions`` is ``float64 [N, A]``, C-contiguous, already checked (``actions.check``), read as ``mode``
     (``physics.CONTINUOUS`` ...; ``physics.CONTROL`` takes ``[admit, route_quick, route_switch, route_netbank]``
     per bank). Environments in ``frozen`` are not stepped (reward 0, observation rewritten). The kernel writes
-    each environment's observation, reward, truncation and step counts into its record.
+    each environment's observation, reward, truncation and step counts into its record. If an environment not
+    frozen has already taken its episode's last step, nothing is stepped and ``RuntimeError`` is raised.
     """
     n = state.num_envs
     if actions.dtype != np.float64 or actions.shape[0] != n or actions.ndim != 2 or not actions.flags.c_contiguous:
@@ -556,9 +564,11 @@ def step_in_place(
     args = (params.kernel, params.traffic, _records(state), actions, int(mode), float(lost_weight), float(beta), frozen)
     if n >= PARALLEL_FROM:  # a few chunks per thread, so a slow chunk does not hold the others up
         args = (*args, min(n, 4 * numba.get_num_threads()))
-        _entry_point(physics.step_batch_parallel, args)(*args)
+        over = _entry_point(physics.step_batch_parallel, args)(*args)
     else:
-        _entry_point(physics.step_batch_serial, args)(*args)
+        over = _entry_point(physics.step_batch_serial, args)(*args)
+    if over:
+        raise RuntimeError(f"{over} episode(s) are over (truncated); reset them before stepping again")
 
 
 @functools.lru_cache(maxsize=16)

@@ -144,11 +144,12 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
         action = np.asarray(action)
         if action.shape != self.action_space.shape:  # checked here so the message shows the user's shape
             raise ValueError(f"{self.action_mode} action must have shape {self.action_space.shape}; got {action.shape}")
-        obs, reward, truncated, _ = self.sim.step(action[None])
-        info: dict[str, Any] = self.sim.counters(0)
-        if truncated[0]:
+        self.sim.advance(action[None])
+        obs, reward, truncated, counters = self.sim.outcome(0)
+        info: dict[str, Any] = counters
+        if truncated:
             info["episode_kpis"] = self.sim.kpis(0)
-        return obs[0], float(reward[0]), False, bool(truncated[0]), info
+        return obs, reward, False, truncated, info
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

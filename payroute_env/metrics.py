@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from .core import LATENCY_BIN_S, PAID_CHANNELS, CoreParams, CoreState
+from .core import COUNTER_FIELDS, LATENCY_BIN_S, PAID_CHANNELS, CoreParams, CoreState
 
 __all__ = ["COUNTER_KEYS", "batch_counters", "episode_kpis", "percentile_from_hist", "step_counters"]
 
 
-COUNTER_KEYS: tuple[str, ...] = ("arrived", "succeeded", "lost", "in_flight", "attempts", "failed_attempts")
+COUNTER_KEYS: tuple[str, ...] = COUNTER_FIELDS  # the info's keys, in their order
 
 
 def batch_counters(state: CoreState) -> dict[str, np.ndarray]:
@@ -28,15 +28,10 @@ def batch_counters(state: CoreState) -> dict[str, np.ndarray]:
 
 def step_counters(state: CoreState, i: int) -> dict[str, int]:
     """The counters of environment ``i`` as Python ints (the per-step ``info`` of the single env)."""
-    record = state[i]  # one record: reading its fields costs far less than slicing every field of the batch
-    return {
-        "arrived": int(record["arrived"]),
-        "succeeded": int(record["succeeded"]),
-        "lost": int(record["lost"]),
-        "in_flight": int(record["in_flight"]),
-        "attempts": int(record["attempts"]),
-        "failed_attempts": int(record["failed_attempts"]),
-    }
+    # One read of the six adjacent counters of record i (core.COUNTER_FIELDS) costs a seventh of six field reads.
+    offset = state.dtype.fields[COUNTER_KEYS[0]][1]
+    values = np.frombuffer(state[i], np.float64, len(COUNTER_KEYS), offset).tolist()
+    return {key: int(value) for key, value in zip(COUNTER_KEYS, values, strict=True)}
 
 
 def percentile_from_hist(hist: np.ndarray, q: float) -> float:

@@ -229,9 +229,8 @@ class Params(NamedTuple):
 STATE_FIELDS = (
     "key", "t", "backlog", "queue", "stress", "down_left", "warm", "admit", "route", "peak_scale", "capacity",
     "pool_frac", "dest", "grow_rate", "seen_bank", "seen_channel", "seen_balance", "arrived", "succeeded", "lost",
-    "attempts", "failed_attempts", "entered_pool", "lost_pool", "outage_s", "paid_by", "latency_hist",
+    "in_flight", "attempts", "failed_attempts", "entered_pool", "lost_pool", "outage_s", "paid_by", "latency_hist",
     "step_arrived", "step_succeeded", "step_lost", "step_attempts", "step_failed", "reward", "truncated", "obs",
-    "in_flight",
 )  # fmt: skip
 
 
@@ -259,6 +258,7 @@ class EnvState(NamedTuple):
     arrived: np.ndarray
     succeeded: np.ndarray
     lost: np.ndarray
+    in_flight: np.ndarray  # intents waiting to retry or queued after the last step
     attempts: np.ndarray
     failed_attempts: np.ndarray
     entered_pool: np.ndarray
@@ -274,7 +274,6 @@ class EnvState(NamedTuple):
     reward: np.ndarray
     truncated: np.ndarray
     obs: np.ndarray
-    in_flight: np.ndarray
 
 
 N_PAID_KINDS = 4  # quick, switch, netbank, balance (core.PAID_CHANNELS)
@@ -302,11 +301,11 @@ def env_state(row, p):
         _f8(row, o, 12, P * P).reshape((P, P)), _f8(row, o, 13, S), _f8(row, o, 14, B * 3).reshape((B, 3)),
         _f8(row, o, 15, B * 3 * N_SEEN).reshape((B, 3, N_SEEN)), _f8(row, o, 16, 3),
         _f8(row, o, 17, 1), _f8(row, o, 18, 1), _f8(row, o, 19, 1), _f8(row, o, 20, 1), _f8(row, o, 21, 1),
-        _f8(row, o, 22, P), _f8(row, o, 23, P), _f8(row, o, 24, S), _f8(row, o, 25, N_PAID_KINDS),
-        _f8(row, o, 26, N_LATENCY_BINS),
-        _f8(row, o, 27, 1), _f8(row, o, 28, 1), _f8(row, o, 29, 1), _f8(row, o, 30, 1), _f8(row, o, 31, 1),
-        _f8(row, o, 32, 1), field(row, o[33], 1, np.bool_), field(row, o[34], n_obs, np.float32),
-        _f8(row, o, 35, 1),
+        _f8(row, o, 22, 1),
+        _f8(row, o, 23, P), _f8(row, o, 24, P), _f8(row, o, 25, S), _f8(row, o, 26, N_PAID_KINDS),
+        _f8(row, o, 27, N_LATENCY_BINS),
+        _f8(row, o, 28, 1), _f8(row, o, 29, 1), _f8(row, o, 30, 1), _f8(row, o, 31, 1), _f8(row, o, 32, 1),
+        _f8(row, o, 33, 1), field(row, o[34], 1, np.bool_), field(row, o[35], n_obs, np.float32),
     )  # fmt: skip
 
 
@@ -888,10 +887,25 @@ def _step_range(p, traffic, states, actions, mode, lost_weight, beta, frozen, lo
     buf[0] = 0.0  # the scratch views hold no reference to buf: this use keeps it alive until here
 
 
+@njit(inline="always")
+def _episodes_over(p, traffic, states, frozen):
+    """How many environments not ``frozen`` have taken their episode's last step (a batch with any is not
+    stepped: the caller refuses it before anything changes)."""
+    over = 0
+    for i in range(states.shape[0]):
+        if not frozen[i] and field(states[i], p.state_offsets[1], 1, np.int64)[0] >= traffic.shape[1]:
+            over += 1
+    return over
+
+
 @njit(cache=True)
 def step_batch_serial(params, traffic, states, actions, mode, lost_weight, beta, frozen):
-    """``step_env`` for every environment not ``frozen``, in one thread (small batches)."""
-    _step_range(params, traffic, states, actions, mode, lost_weight, beta, frozen, 0, states.shape[0])
+    """``step_env`` for every environment not ``frozen``, in one thread (small batches). Returns the number of
+    environments whose episode was already over; if there are any, nothing is stepped."""
+    over = _episodes_over(params, traffic, states, frozen)
+    if over == 0:
+        _step_range(params, traffic, states, actions, mode, lost_weight, beta, frozen, 0, states.shape[0])
+    return over
 
 
 @njit(cache=True, parallel=True)
@@ -901,12 +915,15 @@ def step_batch_parallel(params, traffic, states, actions, mode, lost_weight, bet
 
     A separate function from ``step_batch_serial`` (not one function compiled twice), so numba's on-disk
     cache keeps both. ``n_chunks`` comes from the caller: ``numba.get_num_threads()`` in here would keep the
-    kernel out of numba's cache.
+    kernel out of numba's cache. Returns what ``step_batch_serial`` returns.
     """
-    n = states.shape[0]
-    for c in prange(n_chunks):
-        lo, hi = c * n // n_chunks, (c + 1) * n // n_chunks
-        _step_range(params, traffic, states, actions, mode, lost_weight, beta, frozen, lo, hi)
+    over = _episodes_over(params, traffic, states, frozen)
+    if over == 0:
+        n = states.shape[0]
+        for c in prange(n_chunks):
+            lo, hi = c * n // n_chunks, (c + 1) * n // n_chunks
+            _step_range(params, traffic, states, actions, mode, lost_weight, beta, frozen, lo, hi)
+    return over
 
 
 @njit(cache=True)

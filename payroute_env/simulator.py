@@ -106,12 +106,23 @@ class Simulator:
 
     def step(self, actions_batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
         """Apply one batched action; return observations, rewards, truncations and the step's counts."""
+        self.advance(actions_batch)
+        return self._outcome(self._started())
+
+    def advance(self, actions_batch: Any) -> None:
+        """``step`` without copying anything out: the results are in ``state`` (``outcome(i)`` reads one
+        environment's). ``RuntimeError`` if an episode is over, ``ValueError`` for a malformed action; either
+        way no environment moves."""
         state = self._started()
-        if (state.t >= self.params.n_steps).any():
-            raise RuntimeError("an episode is over (truncated); reset it before stepping again")
         checked = self.check_actions(actions_batch)
         core.step_in_place(self.params, state, checked, self._mode, self._lost_weight, self._beta)
-        return self._outcome(state)
+
+    def outcome(self, i: int) -> tuple[np.ndarray, float, bool, dict[str, int]]:
+        """Environment ``i``'s last step as one Gymnasium env reports it: a copy of its observation, its reward,
+        whether it was truncated, and its counters (``counters(i)``)."""
+        record = self._started()[i]  # one record: its fields cost far less than slicing every field of the batch
+        obs = record["obs"][: self.single_observation_space.shape[0]].copy()
+        return obs, float(record["reward"]), bool(record["truncated"]), metrics.step_counters(self._state, i)
 
     def step_or_reset(self, actions_batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, core.StepCounts]:
         """``step``, except that environments whose episode is over start their next one instead (Gymnasium's

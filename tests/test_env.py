@@ -27,6 +27,7 @@ from test_core import valid_scenarios
 import payroute_env
 from payroute_env import BUILTIN_SCENARIOS, ENV_IDS, PaymentRoutingEnv
 from payroute_env.actions import ACTION_MODES, ROUTE_PRESETS, status_quo
+from payroute_env.core import PARALLEL_FROM
 from payroute_env.simulator import Simulator
 from payroute_env.vector_env import PaymentRoutingVectorEnv
 
@@ -246,6 +247,24 @@ def test_a_refused_action_batch_moves_no_environment() -> None:
         a, b = sim.step(acts), twin.step(acts)
         assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
     assert sim.state.admit.tobytes() == twin.state.admit.tobytes()
+
+
+@pytest.mark.parametrize("num_envs", [3, PARALLEL_FROM])  # the serial and the parallel kernel
+def test_a_batch_with_a_finished_episode_moves_no_environment(num_envs: int) -> None:
+    """The kernel refuses a batch in which one episode is over before it steps any environment."""
+    sim = Simulator("steady", num_envs=num_envs)
+    sim.reset(list(range(num_envs)))
+    sq = np.tile(status_quo("continuous", sim.n_banks), (num_envs, 1))
+    for _ in range(5):
+        sim.step(sq)
+    sim.state.t[1] = sim.params.n_steps  # environment 1 has taken its last step
+    before = sim.state.copy()
+    with pytest.raises(RuntimeError, match="1 episode.* over .*reset"):
+        sim.step(sq)
+    assert all(before[f].tobytes() == sim.state[f].tobytes() for f in before.dtype.names)
+    sim.reset([9], mask=np.arange(num_envs) == 1)
+    sim.step(sq)  # once it is reset, the batch steps again
+    assert (sim.state.t == np.where(np.arange(num_envs) == 1, 1, 6)).all()
 
 
 def test_batch_partial_reset_equals_a_fresh_single_env() -> None:
@@ -707,3 +726,12 @@ def test_the_continuous_action_space_samples_what_gymnasiums_box_samples() -> No
         assert ours.contains(a)
     with pytest.raises(Exception, match="mask"):
         ours.sample(mask=np.ones(24))
+    # other bounds too (the shortcut is low + range * u, with the bounds as the Box stores them)
+    for low, high, dtype in [(-1.0, 1.0, np.float32), (0.1, 0.7, np.float32), (-3.3, 2.9, np.float64)]:
+        ours, theirs = BoundedBox(low, high, (7,), dtype), spaces.Box(low, high, (7,), dtype=dtype)
+        ours.seed(5)
+        theirs.seed(5)
+        for _ in range(200):
+            assert ours.sample().tobytes() == theirs.sample().tobytes()
+    with pytest.raises(ValueError, match="finite"):
+        BoundedBox(0.0, np.inf, (2,))

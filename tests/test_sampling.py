@@ -61,6 +61,7 @@ def split(total: np.ndarray, weights: np.ndarray, u: np.ndarray) -> np.ndarray:
     flat_total, flat_u = _flat(total, u)
     return _split_each(flat_total, w.reshape(-1, m), flat_u).reshape(w.shape)
 
+
 DRAWS = 200_000
 
 
