@@ -90,7 +90,7 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
     | ``observe_internal`` | ``False`` | append hidden server state to the observation |
     | ``beta`` | ``0.1`` | reward weight of a failed attempt |
     | ``lost_weight`` | ``1.0`` | reward weight of a lost intent |
-    | ``render_mode`` | ``None`` | ``"ansi"`` returns a text dashboard of the last step |
+    | ``render_mode`` | ``None`` | ``"ansi"``: a text dashboard of the last step; ``"rgb_array"``: the same as a ``uint8 [H, W, 3]`` frame (``payroute_env.render``) |
 
     ``beta`` and ``lost_weight`` are also attributes that may be changed between steps, e.g. to anneal the
     reward: ``env.unwrapped.beta = 0.0`` (on a wrapper the assignment would only set the wrapper's own
@@ -101,7 +101,7 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
     episode of the same stream. ``reset`` takes no options.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -113,7 +113,7 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'ansi'; got {render_mode!r}")
+            raise ValueError(f"render_mode must be None, 'ansi' or 'rgb_array'; got {render_mode!r}")
         self.sim = Simulator(scenario, 1, action_mode, observe_internal, beta, lost_weight)
         self.scenario = self.sim.scenario
         self.action_mode = self.sim.action_mode
@@ -151,9 +151,11 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
             info["episode_kpis"] = self.sim.kpis(0)
         return obs, reward, False, truncated, info
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode is None:
             return None
         if self.sim.state is None:
             raise RuntimeError("call reset() before render()")
+        if self.render_mode == "rgb_array":
+            return render.rgb_array(self.params, self.sim.state, 0)
         return render.ansi(self.params, self.sim.state, 0)

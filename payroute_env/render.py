@@ -1,10 +1,12 @@
-"""Compact text dashboard of one step (``render_mode="ansi"``)."""
+"""Dashboards of one step: text (``render_mode="ansi"``) and an RGB frame (``render_mode="rgb_array"``)."""
 
 from __future__ import annotations
 
-from .core import SEEN_FIELDS, CoreParams, CoreState
+import numpy as np
 
-__all__ = ["ansi"]
+from .core import OBS_BANK, SEEN_FIELDS, CoreParams, CoreState
+
+__all__ = ["ansi", "rgb_array"]
 
 _F = {name: i for i, name in enumerate(SEEN_FIELDS)}
 
@@ -46,3 +48,74 @@ def ansi(params: CoreParams, state: CoreState, i: int = 0) -> str:
     rows.append(f"{'balance':<8}{bal[0]:9.0f}{bal[0]:10.0f} {'':>8}{bal[2]:8.0f}{1.0:7.2f}  up")
     rows.append(f"switch: {server_status(s, i, p.n_banks)}")
     return "\n".join(rows) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ RGB frame
+# One panel per bank, left to right in the scenario's order, then a strip for the shared switch; under them a
+# bar of the episode's progress. A bank's panel (what a payment engineer watches on a surge night):
+#
+#   health strip   green up, amber degraded (stressed or warming up), red down
+#   3 blue bars    queue depth of quick, switch (this bank's cards), netbank
+#   3 orange bars  queue wait as a share of the channel's timeout, same order
+#   1 grey bar     admit rate (full height: admit all)
+#   1 stacked bar  route split of quick-enabled users: quick (teal), switch (purple), netbank (olive)
+#
+# Counts come from the observation (per step, scaled by B / norm), shown as 1 - exp(-x) so that a bar fills
+# towards the top as a queue grows past the busiest step's mean demand. Only what the platform sees, plus the
+# up/degraded/down status the text dashboard shows, is drawn.
+
+PANEL_W, BAR_W, BAR_H, STRIP_H, MARGIN = 64, 6, 120, 10, 4
+FRAME_H = MARGIN + STRIP_H + MARGIN + BAR_H + MARGIN + 6 + MARGIN
+_BACKGROUND = (250, 250, 250)
+_STATUS_RGB = {"up": (60, 170, 80), "degraded": (240, 170, 30), "down": (210, 40, 40)}
+_QUEUE_RGB, _WAIT_RGB, _ADMIT_RGB = (50, 110, 200), (240, 130, 40), (120, 120, 120)
+_ROUTE_RGB = ((40, 160, 160), (130, 80, 170), (150, 150, 50))
+_TRACK_RGB = (225, 225, 225)
+
+
+def frame_width(n_banks: int) -> int:
+    return PANEL_W * n_banks + PANEL_W // 2
+
+
+def rgb_array(params: CoreParams, state: CoreState, i: int = 0) -> np.ndarray:
+    """``uint8 [FRAME_H, frame_width(B), 3]``: the dashboard of environment ``i``'s last step."""
+    B = params.n_banks
+    frame = np.empty((FRAME_H, frame_width(B), 3), dtype=np.uint8)
+    frame[:] = _BACKGROUND
+    obs = state.obs[i]
+    top, bars = MARGIN, MARGIN + STRIP_H + MARGIN
+    for b in range(B):
+        x0 = b * PANEL_W + MARGIN
+        frame[top : top + STRIP_H, x0 : x0 + PANEL_W - 2 * MARGIN] = _STATUS_RGB[server_status(state, i, b)]
+        o = OBS_BANK * b
+        for r in range(3):
+            _bar(frame, x0 + r * (BAR_W + 1), bars, 1.0 - np.exp(-float(obs[o + 3 + 7 * r + 5])), _QUEUE_RGB)
+            _bar(frame, x0 + (3 + r) * (BAR_W + 1) + 1, bars, float(obs[o + 3 + 7 * r + 6]), _WAIT_RGB)
+        _bar(frame, x0 + 6 * (BAR_W + 1) + 2, bars, float(obs[o + 24]), _ADMIT_RGB)
+        _stacked_bar(frame, x0 + 7 * (BAR_W + 1) + 3, bars, [float(v) for v in obs[o + 25 : o + 28]])
+    x0 = B * PANEL_W + MARGIN
+    frame[top : top + STRIP_H, x0 : x0 + PANEL_W // 2 - 2 * MARGIN] = _STATUS_RGB[server_status(state, i, B)]
+    y = bars + BAR_H + MARGIN
+    progress = min(float(state.t[i]) / params.n_steps, 1.0)
+    width = frame.shape[1] - 2 * MARGIN
+    frame[y : y + 6, MARGIN : MARGIN + width] = _TRACK_RGB
+    frame[y : y + 6, MARGIN : MARGIN + int(round(progress * width))] = _ADMIT_RGB
+    return frame
+
+
+def _bar(frame: np.ndarray, x: int, top: int, level: float, rgb: tuple[int, int, int]) -> None:
+    """A vertical bar filled from the bottom to ``level`` (clipped to [0, 1]) of its track."""
+    frame[top : top + BAR_H, x : x + BAR_W] = _TRACK_RGB
+    h = int(round(min(max(level, 0.0), 1.0) * BAR_H))
+    if h:
+        frame[top + BAR_H - h : top + BAR_H, x : x + BAR_W] = rgb
+
+
+def _stacked_bar(frame: np.ndarray, x: int, top: int, shares: list[float]) -> None:
+    """Shares (summing to 1) stacked from the bottom, in ``_ROUTE_RGB``'s colours."""
+    total = sum(shares) or 1.0
+    bottom = top + BAR_H
+    for share, rgb in zip(shares, _ROUTE_RGB, strict=True):
+        h = int(round(share / total * BAR_H))
+        frame[max(bottom - h, top) : bottom, x : x + BAR_W] = rgb
+        bottom -= h

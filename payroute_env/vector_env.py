@@ -72,7 +72,7 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
     """
 
     metadata: dict[str, Any] = {
-        "render_modes": ["ansi"],
+        "render_modes": ["ansi", "rgb_array"],
         "render_fps": 4,
         "autoreset_mode": AutoresetMode.NEXT_STEP,
     }
@@ -88,7 +88,7 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'ansi'; got {render_mode!r}")
+            raise ValueError(f"render_mode must be None, 'ansi' or 'rgb_array'; got {render_mode!r}")
         self.sim = Simulator(scenario, num_envs, action_mode, observe_internal, beta, lost_weight)
         self.num_envs = self.sim.num_envs
         self.scenario = self.sim.scenario
@@ -158,13 +158,15 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
             infos = self._add_info(infos, {"episode_kpis": sim.kpis(int(i))}, int(i))
         return obs, reward, terminated, truncated, infos
 
-    def render(self) -> tuple[str, ...] | None:
-        """With ``render_mode="ansi"``, the text dashboard of the last step of every environment."""
-        if self.render_mode != "ansi":
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        """The dashboard of the last step of every environment, one per environment (as ``SyncVectorEnv``
+        gives them): text with ``render_mode="ansi"``, ``uint8 [H, W, 3]`` frames with ``"rgb_array"``."""
+        if self.render_mode is None:
             return None
         if self.sim.state is None:
             raise RuntimeError("call reset() before render()")
-        return tuple(render.ansi(self.params, self.sim.state, i) for i in range(self.num_envs))
+        draw = render.rgb_array if self.render_mode == "rgb_array" else render.ansi
+        return tuple(draw(self.params, self.sim.state, i) for i in range(self.num_envs))
 
     def counters(self) -> dict[str, np.ndarray]:
         """Integer episode counters of every environment, ``int64 [num_envs]`` each."""

@@ -630,6 +630,61 @@ def test_render_modes() -> None:
     assert "ICBC" in env.render()
 
 
+def test_render_rgb_array_draws_each_banks_status_queues_and_control() -> None:
+    """The frame's health strip is the text dashboard's status; its bars follow the queues, admit rate, route."""
+    from payroute_env import render
+
+    env = PaymentRoutingEnv("double11_2013", render_mode="rgb_array")
+    env.reset(seed=0)
+    first = env.render()
+    assert first.dtype == np.uint8 and first.shape == (render.FRAME_H, render.frame_width(B), 3)
+    strip_y = render.MARGIN + render.STRIP_H // 2
+    bar_bottom = render.MARGIN + render.STRIP_H + render.MARGIN + render.BAR_H - 1
+
+    def strip(frame: np.ndarray, b: int) -> tuple[int, ...]:
+        return tuple(frame[strip_y, b * render.PANEL_W + render.MARGIN + 1])
+
+    seen, frames = set(), []
+    half = np.tile([0.5, 0.0, 1.0, 0.0], B)  # admit half, quick-enabled users to the switch
+    for t in range(env.scenario.n_steps):
+        env.step(half if t == 30 else status_quo("continuous", B))
+        frame = env.render()
+        frames.append(frame)
+        for b in range(B):
+            status = render.server_status(env.state, 0, b)
+            assert strip(frame, b) == render._STATUS_RGB[status]
+            seen.add(status)
+        if t == 30:  # the admit bar is half full, the route bar all switch (purple)
+            admit_x = render.MARGIN + 6 * (render.BAR_W + 1) + 2
+            column = frame[render.MARGIN + render.STRIP_H + render.MARGIN :, admit_x][: render.BAR_H]
+            assert (column == render._ADMIT_RGB).all(axis=1).sum() == render.BAR_H // 2
+            route_x = render.MARGIN + 7 * (render.BAR_W + 1) + 3
+            assert tuple(frame[bar_bottom, route_x]) == render._ROUTE_RGB[1]
+    assert seen == {"up", "degraded", "down"}
+    busiest = max(range(len(frames)), key=lambda t: (frames[t] == render._QUEUE_RGB).all(axis=2).sum())
+    assert (frames[busiest] == render._QUEUE_RGB).all(axis=2).sum() > (first == render._QUEUE_RGB).all(axis=2).sum()
+    again = PaymentRoutingEnv("double11_2013", render_mode="rgb_array")
+    again.reset(seed=0)
+    assert again.render().tobytes() == first.tobytes()
+
+
+def test_sb3_make_vec_env_and_vector_env_render_rgb_frames() -> None:
+    """SB3's ``make_vec_env`` asks every environment for ``render_mode="rgb_array"``."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env("payroute/Double11-2013-v0", n_envs=2, seed=0)
+    venv.reset()
+    venv.step(np.stack([status_quo("continuous", B)] * 2))
+    images = venv.get_images()
+    assert len(images) == 2 and all(im.dtype == np.uint8 and im.ndim == 3 for im in images)
+    vec = PaymentRoutingVectorEnv(2, "double11_2013", render_mode="rgb_array")
+    vec.reset(seed=0)
+    single = PaymentRoutingEnv("double11_2013", render_mode="rgb_array")
+    single.reset(seed=1)
+    frames = vec.render()
+    assert len(frames) == 2 and frames[1].tobytes() == single.render().tobytes()
+
+
 @settings(max_examples=25, deadline=None)
 @given(sc=valid_scenarios(), mode=st.sampled_from(ACTION_MODES), seed=st.integers(0, 2**31 - 1))
 def test_env_info_accounting_for_generated_scenarios(sc, mode: str, seed: int) -> None:
