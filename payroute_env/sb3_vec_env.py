@@ -53,6 +53,7 @@ SHARED_ATTRS: tuple[str, ...] = (
 SETTABLE_ATTRS: tuple[str, ...] = ("beta", "lost_weight")
 # Methods ``env_method`` can call, per environment.
 ENV_METHODS: tuple[str, ...] = ("render", "counters", "episode_kpis")
+RENDER_MODES: tuple[str, ...] = ("ansi", "rgb_array")
 
 
 class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
@@ -76,8 +77,8 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
         render_mode: str | None = None,
         info_counters: bool = False,
     ) -> None:
-        if render_mode is not None and render_mode != "ansi":
-            raise ValueError(f"render_mode must be None or 'ansi'; got {render_mode!r}")
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be None, 'ansi' or 'rgb_array'; got {render_mode!r}")
         if not isinstance(info_counters, bool | np.bool_):  # "maybe" from a config file must not mean True
             raise ValueError(f"info_counters must be True or False; got {info_counters!r}")
         self.sim = Simulator(scenario, num_envs, action_mode, observe_internal, beta, lost_weight)
@@ -87,7 +88,7 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
         self._actions: np.ndarray | None = None
         self._entropy = np.random.default_rng()
         super().__init__(self.sim.num_envs, self.sim.single_observation_space, self.sim.single_action_space)
-        self.metadata = {"render_modes": ["ansi"], "render_fps": 4}
+        self.metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
         self.closed = False
 
     # -------------------------------------------------------------------- shared environment attributes
@@ -180,7 +181,8 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
     ) -> list[Any]:
-        """Per-environment ``render`` (ansi text or None), ``counters`` and ``episode_kpis`` (KPIs so far)."""
+        """Per-environment ``render`` (text, an RGB frame or None, as ``render_mode``), ``counters`` and
+        ``episode_kpis`` (KPIs so far)."""
         idx = self._indices(indices)
         if method_name not in ENV_METHODS:
             raise AttributeError(
@@ -191,9 +193,10 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
         if self.sim.state is None:
             raise RuntimeError(f"call reset() before {method_name}()")
         if method_name == "render":
-            if self.render_mode != "ansi":
+            if self.render_mode is None:
                 return [None for _ in idx]
-            return [render.ansi(self.params, self.sim.state, i) for i in idx]
+            draw = render.rgb_array if self.render_mode == "rgb_array" else render.ansi
+            return [draw(self.params, self.sim.state, i) for i in idx]
         if method_name == "counters":
             return [self.sim.counters(i) for i in idx]
         return [self.sim.kpis(i) for i in idx]
@@ -203,18 +206,24 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
         return [False for _ in self._indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
-        warnings.warn(f"The render mode is {self.render_mode}; payroute renders text, not images.", stacklevel=2)
-        return [None for _ in range(self.num_envs)]
+        """Every environment's RGB frame (``render_mode="rgb_array"``), as SB3's video recorder asks for them."""
+        if self.render_mode != "rgb_array":
+            warnings.warn(f"The render mode is {self.render_mode}; images need render_mode='rgb_array'.", stacklevel=2)
+            return [None for _ in range(self.num_envs)]
+        return self.env_method("render")
 
-    def render(self, mode: str | None = None) -> str | None:  # type: ignore[override]
-        """With ``render_mode="ansi"``, the text dashboards of every environment's last step, one after another."""
+    def render(self, mode: str | None = None) -> str | np.ndarray | None:  # type: ignore[override]
+        """The dashboards of every environment's last step: with ``render_mode="ansi"`` the texts one after
+        another, with ``"rgb_array"`` the frames tiled in a grid (SB3's ``VecEnv.render``)."""
         mode = mode or self.render_mode
-        if mode != "ansi" or self.render_mode != "ansi":
+        if mode != self.render_mode or mode not in RENDER_MODES:
             warnings.warn(
-                f"render needs render_mode='ansi' at construction (got {self.render_mode!r}, asked {mode!r})",
+                f"render({mode!r}) needs render_mode={mode!r} at construction (got {self.render_mode!r})",
                 stacklevel=2,
             )
             return None
+        if mode == "rgb_array":
+            return super().render(mode)
         texts = self.env_method("render")
         return "".join(f"[env {i}] {text}" for i, text in enumerate(texts))
 

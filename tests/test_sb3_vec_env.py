@@ -137,6 +137,22 @@ def test_attributes_methods_and_render(short_scenario: Path) -> None:
         assert PaymentRoutingSB3VecEnv(2, short_scenario).render() is None
 
 
+def test_rgb_array_frames_are_the_single_envs_and_render_tiles_them(short_scenario: Path) -> None:
+    env = PaymentRoutingSB3VecEnv(3, short_scenario, render_mode="rgb_array")
+    env.seed(0)
+    env.reset()
+    single = PaymentRoutingEnv(short_scenario, render_mode="rgb_array")
+    single.reset(seed=1)
+    images = env.get_images()
+    assert len(images) == 3 and images[1].tobytes() == single.render().tobytes()
+    h, w, _ = images[0].shape
+    grid = env.render()
+    assert grid.dtype == np.uint8 and grid.shape == (2 * h, 2 * w, 3)  # SB3 tiles 3 frames in a 2 x 2 grid
+    assert grid[:h, w:].tobytes() == images[1].tobytes()
+    with pytest.warns(UserWarning, match="rgb_array"):
+        assert PaymentRoutingSB3VecEnv(1, short_scenario, render_mode="ansi").get_images() == [None]
+
+
 def test_make_sb3_vec_env_monitors_episodes(short_scenario: Path) -> None:
     env = make_sb3_vec_env(short_scenario, n_envs=2, seed=4, action_mode="multidiscrete")
     assert isinstance(env, VecMonitor) and isinstance(env.unwrapped, PaymentRoutingSB3VecEnv)
