@@ -688,7 +688,8 @@ def what_the_platform_sees(p, s, w):
         paid_lane = 0.0
         for k in range(K):
             latency = (wait_before + p.interaction_s[lane]) + k * (p.retry_delay_s + p.interaction_s[lane])
-            s.latency_hist[min(int(latency / LATENCY_BIN_S), n_bins - 1)] += w.succeeded[lane, k]
+            # clamped before the conversion: int() of a float beyond int64 (or of inf) is undefined in numba
+            s.latency_hist[int(min(latency / LATENCY_BIN_S, n_bins - 1.0))] += w.succeeded[lane, k]
             paid_lane += w.succeeded[lane, k]
         s.paid_by[p.lane_kind[lane]] += paid_lane
         paid += paid_lane

@@ -58,6 +58,16 @@ def _rng(lo: float | None = None, hi: float | None = None, *, lo_open: bool = Fa
 PROB = _rng(0.0, 1.0)
 NONNEG = _rng(0.0)
 POS = _rng(0.0, lo_open=True)
+# Time scales (seconds). The kernel divides by them and turns times into step and histogram indices, so they
+# are kept where float64 arithmetic is exact enough and nothing overflows: a time scale below a millisecond
+# (a thousandth of the shortest step, dt_s >= 0.1 s) means "instant" and a subnormal one would give 1 / t = inf;
+# above 1e9 s (31 years, over a hundred times the longest episode) every figure a night can show is the same.
+MIN_TIME_S, MAX_TIME_S = 1e-3, 1e9
+DURATION = _rng(MIN_TIME_S, MAX_TIME_S)  # a positive time scale
+# The surge curve's own time scales are only evaluated in numpy, once per scenario (Scenario.intent_rate): a
+# nanosecond there writes a step ("jump at midnight"), the floor that the curve's own arithmetic uses.
+CURVE_TIME = _rng(1e-9, MAX_TIME_S)
+DELAY = _rng(0.0, MAX_TIME_S)  # a time that may be zero
 
 
 @dataclass(frozen=True)
@@ -71,11 +81,11 @@ class Surge:
 
     start_s: float
     peak_rate: float = field(metadata=NONNEG)
-    jump_s: float = field(metadata=POS)
+    jump_s: float = field(metadata=CURVE_TIME)
     jump_fraction: float = field(metadata=PROB)
-    peak_at_s: float = field(metadata=NONNEG)
-    peak_until_s: float = field(metadata=NONNEG)
-    half_life_s: float = field(metadata=POS)
+    peak_at_s: float = field(metadata=DELAY)
+    peak_until_s: float = field(metadata=DELAY)
+    half_life_s: float = field(metadata=CURVE_TIME)
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,7 @@ class Users:
     abandon: float = field(metadata=PROB)
     switch: float = field(metadata=PROB)
     switch_to_balance: float = field(metadata=PROB)
-    retry_delay_s: float = field(metadata=POS)
+    retry_delay_s: float = field(metadata=DURATION)
 
 
 @dataclass(frozen=True)
@@ -113,14 +123,14 @@ class Fragility:
     capacity, warming up linearly over ``warmup_s``. ``hazard_per_hour`` adds exogenous outages.
     """
 
-    collapse_s: float = field(metadata=POS)
-    relax_s: float = field(metadata=POS)
+    collapse_s: float = field(metadata=_rng(MIN_TIME_S))  # inf: never collapses from load
+    relax_s: float = field(metadata=DURATION)
     goodput_loss: float = field(metadata=PROB)
     decline_gain: float = field(metadata=PROB)
-    outage_min_s: float = field(metadata=NONNEG)
-    outage_max_s: float = field(metadata=NONNEG)
+    outage_min_s: float = field(metadata=DELAY)
+    outage_max_s: float = field(metadata=DELAY)
     warm_start: float = field(metadata=_rng(0.0, 1.0, lo_open=True))
-    warmup_s: float = field(metadata=POS)
+    warmup_s: float = field(metadata=DURATION)
     hazard_per_hour: float = field(metadata=NONNEG)
 
 
@@ -128,8 +138,8 @@ class Fragility:
 class ChannelTiming:
     """User interaction time and the timeout after which a queued attempt fails."""
 
-    interaction_s: float = field(metadata=NONNEG)
-    timeout_s: float = field(metadata=POS)
+    interaction_s: float = field(metadata=DELAY)
+    timeout_s: float = field(metadata=DURATION)
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,8 @@ class Switch:
     capacity: float = field(metadata=NONNEG)
     declared: float = field(metadata=NONNEG)
     success_factor: float = field(metadata=PROB)
-    interaction_s: float = field(metadata=NONNEG)
-    timeout_s: float = field(metadata=POS)
+    interaction_s: float = field(metadata=DELAY)
+    timeout_s: float = field(metadata=DURATION)
     fragility: Fragility
 
 
@@ -172,8 +182,8 @@ class Balance:
     share: float = field(metadata=PROB)
     capacity: float = field(metadata=NONNEG)
     success: float = field(metadata=PROB)
-    interaction_s: float = field(metadata=NONNEG)
-    timeout_s: float = field(metadata=POS)
+    interaction_s: float = field(metadata=DELAY)
+    timeout_s: float = field(metadata=DURATION)
 
 
 @dataclass(frozen=True)

@@ -442,3 +442,62 @@ def test_env_with_bad_scenario_path_raises(tmp_path: Path) -> None:
     path = write(tmp_path, edit(builtin_text("steady"), "abandon = 0.22", "abandon = 7.0"))
     with pytest.raises(ScenarioError, match="users.abandon"):
         gym.make("payroute/PaymentRouting-v0", scenario=str(path))
+
+
+# ------------------------------------------------------------------------------------------ extreme time scales
+_DURATIONS = [
+    "traffic.surges.0.jump_s", "traffic.surges.0.half_life_s", "users.retry_delay_s", "quick.timeout_s",
+    "netbank.timeout_s", "switch.timeout_s", "balance.timeout_s", "switch.fragility.relax_s",
+    "switch.fragility.warmup_s", "switch.fragility.collapse_s",
+]  # fmt: skip
+_DELAYS = [
+    "traffic.surges.0.peak_at_s", "traffic.surges.0.peak_until_s", "quick.interaction_s", "netbank.interaction_s",
+    "switch.interaction_s", "balance.interaction_s", "switch.fragility.outage_min_s", "switch.fragility.outage_max_s",
+]  # fmt: skip
+
+
+def _set(data: dict, path: str, value: float) -> dict:
+    data = copy.deepcopy(data)
+    *parents, key = path.split(".")
+    table = data
+    for part in parents:
+        table = table[int(part)] if part.isdigit() else table[part]
+    table[key] = value
+    return data
+
+
+@pytest.mark.parametrize("path", _DURATIONS + _DELAYS)
+def test_every_time_scale_is_refused_beyond_what_the_kernel_computes_and_runs_within(path: str) -> None:
+    """Subnormal, huge and infinite times gave NaN observations or histogram writes out of bounds: now each is
+    refused naming its field, and every accepted extreme runs with finite observations and whole accounting."""
+    from payroute_env.scenario import MAX_TIME_S, MIN_TIME_S
+    from payroute_env.simulator import Simulator
+
+    if path.startswith("traffic."):  # the surge curve's time scales may be a nanosecond (a step)
+        MIN_TIME_S = 1e-9  # noqa: N806
+
+    base = builtin_dict("double11_2013")
+    base["end_s"] = base["start_s"] + 120 * base["dt_s"]  # through midnight's jump, into the surge
+    key = path.split(".")[-1]
+    refused = [-1.0] if key == "collapse_s" else [-1.0, 1e20, MAX_TIME_S * 1.01, math.inf]  # inf: never collapses
+    if path in _DURATIONS:
+        refused += [0.0, 1e-310, MIN_TIME_S / 2]
+    for value in refused:
+        with pytest.raises(ScenarioError, match=key):
+            scenario_from_dict(_set(base, path, value), "extreme")
+    for value in [0.0, 1e-310, MIN_TIME_S, 1.0, MAX_TIME_S, 1e20, math.inf]:
+        if value in refused:
+            continue
+        try:
+            sc = scenario_from_dict(_set(base, path, value), "extreme")
+        except ScenarioError as err:  # a cross-field rule (e.g. peak_at_s <= peak_until_s): it names the field
+            assert key in str(err)
+            continue
+        sim = Simulator(sc, num_envs=2)
+        obs = sim.reset([0, 1])
+        for _ in range(sc.n_steps):
+            obs, reward, _, _ = sim.step(np.tile([1.0, 1.0, 0.0, 0.0], (2, sc.n_banks)))
+            assert np.isfinite(obs).all() and np.isfinite(reward).all(), (path, value)
+        st = sim.state
+        assert (st.arrived == st.succeeded + st.lost + st.in_flight).all(), (path, value)
+        assert np.array_equal(st.latency_hist.sum(1), st.succeeded), (path, value)  # nothing fell out of the histogram
