@@ -28,7 +28,7 @@ def batch_counters(state: CoreState) -> dict[str, np.ndarray]:
 
 def step_counters(state: CoreState, i: int) -> dict[str, int]:
     """The counters of environment ``i`` as Python ints (the per-step ``info`` of the single env)."""
-    # One read of the six adjacent counters of record i (core.COUNTER_FIELDS) costs a seventh of six field reads.
+    # one read of the six adjacent counters of record i (core.COUNTER_FIELDS) instead of six field reads
     offset = state.dtype.fields[COUNTER_KEYS[0]][1]
     values = np.frombuffer(state[i], np.float64, len(COUNTER_KEYS), offset).tolist()
     return {key: int(value) for key, value in zip(COUNTER_KEYS, values, strict=True)}
