@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from .core import OBS_BANK, SEEN_FIELDS, CoreParams, CoreState
@@ -18,11 +21,13 @@ def _clock(t_s: float) -> str:
 
 def server_status(state: CoreState, i: int, server: int) -> str:
     """``down`` during an outage, ``degraded`` under stress or while warming up, else ``up``."""
-    if state.down_left[i, server] > 0:
+    return _status(state.down_left[i, server], state.stress[i, server], state.warm[i, server])
+
+
+def _status(down_left: float, stress: float, warm: float) -> str:
+    if down_left > 0:
         return "down"
-    if state.stress[i, server] > 0.05 or state.warm[i, server] < 0.999:
-        return "degraded"
-    return "up"
+    return "degraded" if stress > 0.05 or warm < 0.999 else "up"
 
 
 def ansi(params: CoreParams, state: CoreState, i: int = 0) -> str:
@@ -80,32 +85,52 @@ def frame_width(n_banks: int) -> int:
 def rgb_array(params: CoreParams, state: CoreState, i: int = 0) -> np.ndarray:
     """``uint8 [FRAME_H, frame_width(B), 3]``: the dashboard of environment ``i``'s last step."""
     B = params.n_banks
-    frame = np.empty((FRAME_H, frame_width(B), 3), dtype=np.uint8)
-    frame[:] = _BACKGROUND
-    obs = state.obs[i]
+    frame = _blank_frame(B).copy()
+    record = state[i]  # one record: read once, not one batch-wide field per value drawn
+    obs = record["obs"][: OBS_BANK * B].tolist()
+    statuses = _statuses(record["down_left"].tolist(), record["stress"].tolist(), record["warm"].tolist())
     top, bars = MARGIN, MARGIN + STRIP_H + MARGIN
     for b in range(B):
         x0 = b * PANEL_W + MARGIN
-        frame[top : top + STRIP_H, x0 : x0 + PANEL_W - 2 * MARGIN] = _STATUS_RGB[server_status(state, i, b)]
+        frame[top : top + STRIP_H, x0 : x0 + PANEL_W - 2 * MARGIN] = _STATUS_RGB[statuses[b]]
         o = OBS_BANK * b
         for r in range(3):
-            _bar(frame, x0 + r * (BAR_W + 1), bars, 1.0 - np.exp(-float(obs[o + 3 + 7 * r + 5])), _QUEUE_RGB)
-            _bar(frame, x0 + (3 + r) * (BAR_W + 1) + 1, bars, float(obs[o + 3 + 7 * r + 6]), _WAIT_RGB)
-        _bar(frame, x0 + 6 * (BAR_W + 1) + 2, bars, float(obs[o + 24]), _ADMIT_RGB)
-        _stacked_bar(frame, x0 + 7 * (BAR_W + 1) + 3, bars, [float(v) for v in obs[o + 25 : o + 28]])
+            _bar(frame, x0 + r * (BAR_W + 1), bars, 1.0 - math.exp(-obs[o + 3 + 7 * r + 5]), _QUEUE_RGB)
+            _bar(frame, x0 + (3 + r) * (BAR_W + 1) + 1, bars, obs[o + 3 + 7 * r + 6], _WAIT_RGB)
+        _bar(frame, x0 + 6 * (BAR_W + 1) + 2, bars, obs[o + 24], _ADMIT_RGB)
+        _stacked_bar(frame, x0 + 7 * (BAR_W + 1) + 3, bars, obs[o + 25 : o + 28])
     x0 = B * PANEL_W + MARGIN
-    frame[top : top + STRIP_H, x0 : x0 + PANEL_W // 2 - 2 * MARGIN] = _STATUS_RGB[server_status(state, i, B)]
+    frame[top : top + STRIP_H, x0 : x0 + PANEL_W // 2 - 2 * MARGIN] = _STATUS_RGB[statuses[B]]
+    progress = min(float(record["t"]) / params.n_steps, 1.0)
     y = bars + BAR_H + MARGIN
-    progress = min(float(state.t[i]) / params.n_steps, 1.0)
-    width = frame.shape[1] - 2 * MARGIN
-    frame[y : y + 6, MARGIN : MARGIN + width] = _TRACK_RGB
-    frame[y : y + 6, MARGIN : MARGIN + int(round(progress * width))] = _ADMIT_RGB
+    frame[y : y + 6, MARGIN : MARGIN + int(round(progress * (frame.shape[1] - 2 * MARGIN)))] = _ADMIT_RGB
+    return frame
+
+
+def _statuses(down_left: list[float], stress: list[float], warm: list[float]) -> list[str]:
+    """``server_status`` of every server of one environment."""
+    return [_status(d, s, w) for d, s, w in zip(down_left, stress, warm, strict=True)]
+
+
+@functools.lru_cache(maxsize=8)
+def _blank_frame(n_banks: int) -> np.ndarray:
+    """The background with every bar's empty track and the progress track drawn (copied for each frame)."""
+    frame = np.empty((FRAME_H, frame_width(n_banks), 3), dtype=np.uint8)
+    frame[:] = _BACKGROUND
+    top = MARGIN + STRIP_H + MARGIN
+    for b in range(n_banks):
+        x0 = b * PANEL_W + MARGIN
+        for x in [x0 + r * (BAR_W + 1) for r in range(3)] + [x0 + (3 + r) * (BAR_W + 1) + 1 for r in range(3)]:
+            frame[top : top + BAR_H, x : x + BAR_W] = _TRACK_RGB
+        frame[top : top + BAR_H, x0 + 6 * (BAR_W + 1) + 2 : x0 + 7 * (BAR_W + 1) + 2 - 1] = _TRACK_RGB
+    y = top + BAR_H + MARGIN
+    frame[y : y + 6, MARGIN : frame.shape[1] - MARGIN] = _TRACK_RGB
+    frame.flags.writeable = False  # shared: every frame starts as a copy
     return frame
 
 
 def _bar(frame: np.ndarray, x: int, top: int, level: float, rgb: tuple[int, int, int]) -> None:
-    """A vertical bar filled from the bottom to ``level`` (clipped to [0, 1]) of its track."""
-    frame[top : top + BAR_H, x : x + BAR_W] = _TRACK_RGB
+    """A vertical bar filled from the bottom to ``level`` (clipped to [0, 1]) of its (already drawn) track."""
     h = int(round(min(max(level, 0.0), 1.0) * BAR_H))
     if h:
         frame[top + BAR_H - h : top + BAR_H, x : x + BAR_W] = rgb
