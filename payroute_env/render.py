@@ -78,6 +78,14 @@ _ROUTE_RGB = ((40, 160, 160), (130, 80, 170), (150, 150, 50))
 _TRACK_RGB = (225, 225, 225)
 
 
+# where each bar of a bank's panel starts, from the panel's left margin (a gap between the groups)
+_QUEUE_X = tuple(r * (BAR_W + 1) for r in range(3))
+_WAIT_X = tuple((3 + r) * (BAR_W + 1) + 1 for r in range(3))
+_ADMIT_X = 6 * (BAR_W + 1) + 2
+_ROUTE_X = 7 * (BAR_W + 1) + 3
+assert _ROUTE_X + BAR_W <= PANEL_W - MARGIN  # the panel holds its bars
+
+
 def frame_width(n_banks: int) -> int:
     return PANEL_W * n_banks + PANEL_W // 2
 
@@ -95,10 +103,10 @@ def rgb_array(params: CoreParams, state: CoreState, i: int = 0) -> np.ndarray:
         frame[top : top + STRIP_H, x0 : x0 + PANEL_W - 2 * MARGIN] = _STATUS_RGB[statuses[b]]
         o = OBS_BANK * b
         for r in range(3):
-            _bar(frame, x0 + r * (BAR_W + 1), bars, 1.0 - math.exp(-obs[o + 3 + 7 * r + 5]), _QUEUE_RGB)
-            _bar(frame, x0 + (3 + r) * (BAR_W + 1) + 1, bars, obs[o + 3 + 7 * r + 6], _WAIT_RGB)
-        _bar(frame, x0 + 6 * (BAR_W + 1) + 2, bars, obs[o + 24], _ADMIT_RGB)
-        _stacked_bar(frame, x0 + 7 * (BAR_W + 1) + 3, bars, obs[o + 25 : o + 28])
+            _bar(frame, x0 + _QUEUE_X[r], bars, 1.0 - math.exp(-obs[o + 3 + 7 * r + 5]), _QUEUE_RGB)
+            _bar(frame, x0 + _WAIT_X[r], bars, obs[o + 3 + 7 * r + 6], _WAIT_RGB)
+        _bar(frame, x0 + _ADMIT_X, bars, obs[o + 24], _ADMIT_RGB)
+        _stacked_bar(frame, x0 + _ROUTE_X, bars, obs[o + 25 : o + 28])
     x0 = B * PANEL_W + MARGIN
     frame[top : top + STRIP_H, x0 : x0 + PANEL_W // 2 - 2 * MARGIN] = _STATUS_RGB[statuses[B]]
     progress = min(float(record["t"]) / params.n_steps, 1.0)
@@ -120,9 +128,8 @@ def _blank_frame(n_banks: int) -> np.ndarray:
     top = MARGIN + STRIP_H + MARGIN
     for b in range(n_banks):
         x0 = b * PANEL_W + MARGIN
-        for x in [x0 + r * (BAR_W + 1) for r in range(3)] + [x0 + (3 + r) * (BAR_W + 1) + 1 for r in range(3)]:
-            frame[top : top + BAR_H, x : x + BAR_W] = _TRACK_RGB
-        frame[top : top + BAR_H, x0 + 6 * (BAR_W + 1) + 2 : x0 + 7 * (BAR_W + 1) + 2 - 1] = _TRACK_RGB
+        for x in (*_QUEUE_X, *_WAIT_X, _ADMIT_X):  # the route bar is always full: no track
+            frame[top : top + BAR_H, x0 + x : x0 + x + BAR_W] = _TRACK_RGB
     y = top + BAR_H + MARGIN
     frame[y : y + 6, MARGIN : frame.shape[1] - MARGIN] = _TRACK_RGB
     frame.flags.writeable = False  # shared: every frame starts as a copy

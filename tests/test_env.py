@@ -655,10 +655,10 @@ def test_render_rgb_array_draws_each_banks_status_queues_and_control() -> None:
             assert strip(frame, b) == render._STATUS_RGB[status]
             seen.add(status)
         if t == 30:  # the admit bar is half full, the route bar all switch (purple)
-            admit_x = render.MARGIN + 6 * (render.BAR_W + 1) + 2
+            admit_x = render.MARGIN + render._ADMIT_X
             column = frame[render.MARGIN + render.STRIP_H + render.MARGIN :, admit_x][: render.BAR_H]
             assert (column == render._ADMIT_RGB).all(axis=1).sum() == render.BAR_H // 2
-            route_x = render.MARGIN + 7 * (render.BAR_W + 1) + 3
+            route_x = render.MARGIN + render._ROUTE_X
             assert tuple(frame[bar_bottom, route_x]) == render._ROUTE_RGB[1]
     assert seen == {"up", "degraded", "down"}
     busiest = max(range(len(frames)), key=lambda t: (frames[t] == render._QUEUE_RGB).all(axis=2).sum())
