@@ -101,7 +101,7 @@ class BoundError(RuntimeError):
 
 def nominal_state(scenario: Scenario) -> core.CoreState:
     """Reset state with the scenario's nominal (not randomised) per-episode parameters: what ``fluid_bound``
-    uses without a ``state``, and a starting point for an edited one (``agents.open_loop`` plans with less
+    uses without a ``state``, and a starting point for an edited one (``agents.analysis.open_loop`` plans with less
     capacity this way)."""
     nominal = dataclasses.replace(scenario, randomize=Randomize())
     return core.reset(core.make_params(nominal), seeds=np.array([0]))
@@ -159,7 +159,7 @@ def fluid_bound(
     window reaches back before now. ``arrived`` then counts the intents still to arrive, ``lost`` the intents lost
     from now on, and ``failed_payment_rate`` is ``lost`` (``lost + pending`` with ``pending_counts_as_lost``) over
     the arrivals still to come plus the intents in flight now. With the true state it is still a relaxation of the
-    rest of that episode; ``agents.mpc`` uses it as a planner, re-solved as the episode goes.
+    rest of that episode; ``agents.analysis.mpc`` uses it as a planner, re-solved as the episode goes.
     """
     sc = load_scenario(scenario)
     params = core.make_params(sc)

@@ -491,7 +491,7 @@ def replicate(state: CoreState, i: int, keys: np.ndarray) -> CoreState:
     """``len(keys)`` copies of environment ``i``'s state, copy ``j`` drawing its future from stream ``keys[j]``.
 
     A copy given environment ``i``'s own key replays its future exactly (the streams are counter-based:
-    a draw depends only on the key and the step). Used to look ahead from a state (``agents.rollout``).
+    a draw depends only on the key and the step). Used to look ahead from a state (``agents.analysis.rollout``).
     """
     if not 0 <= i < state.num_envs:
         raise ValueError(f"environment index {i} out of range for {state.num_envs} environments")

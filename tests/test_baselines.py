@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.baselines import (
+from agents.deciders import load_policy
+from agents.deciders.heuristics import (
     AIMD,
     HEURISTICS,
     AdmitAll,
@@ -18,7 +19,6 @@ from agents.baselines import (
     SuccessRateRouter,
     sre_reject_probability,
 )
-from agents.policies import load_policy
 from payroute_env.observations import observation_space
 from payroute_env.simulator import Simulator
 

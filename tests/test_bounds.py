@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agents.deciders import load_policy
 from agents.evaluation import run_policy
-from agents.policies import load_policy
 from payroute_env.bounds import fluid_bound
 from payroute_env.scenario import BUILTIN_SCENARIOS, scenario_from_dict
 
@@ -349,7 +349,7 @@ def test_from_now_at_a_reset_is_the_whole_episode(peak_slice: str) -> None:
 
 
 def test_from_now_starts_from_the_queues_and_backlog_and_plans_the_rest(peak_slice: str) -> None:
-    from agents.baselines import AdmitAll
+    from agents.deciders.heuristics import AdmitAll
     from payroute_env.simulator import Simulator
 
     sim = Simulator(peak_slice, 1)
@@ -369,7 +369,7 @@ def test_from_now_starts_from_the_queues_and_backlog_and_plans_the_rest(peak_sli
 
 
 def test_from_now_is_below_the_expected_rest_of_a_good_policy(peak_slice: str) -> None:
-    from agents.policies import load_policy
+    from agents.deciders import load_policy
     from payroute_env import core
     from payroute_env.simulator import Simulator
 

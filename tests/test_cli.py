@@ -13,7 +13,7 @@ COMMANDS = {
     "train.py": [sys.executable, str(ROOT / "train.py")],
     "evaluate.py": [sys.executable, str(ROOT / "evaluate.py")],
     "python -m payroute_env": [sys.executable, "-m", "payroute_env"],
-    "python -m agents.open_loop": [sys.executable, "-m", "agents.open_loop"],
+    "python -m agents.analysis.open_loop": [sys.executable, "-m", "agents.analysis.open_loop"],
 }
 
 

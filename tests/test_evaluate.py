@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.deciders import PolicyError, SB3Policy, load_policy
 from agents.evaluation import bootstrap_ci, evaluate_policies, interquartile_mean, paired_comparison
-from agents.policies import PolicyError, SB3Policy, load_policy
 from payroute_env import PaymentRoutingEnv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -345,7 +345,8 @@ def test_pairing_removes_what_episodes_share() -> None:
 
 
 def test_a_reference_that_failed_nothing_in_some_resample_has_no_relative_interval() -> None:
-    from agents.evaluation import PolicyResult, _versus
+    from agents.evaluation import PolicyResult
+    from agents.evaluation.report import _versus
 
     c = paired_comparison([0.1, 0.2], [0.0, 0.1])  # a resample of the first episode alone divides by zero
     assert c["relative"] == pytest.approx(2.0) and all(np.isnan(c["relative_ci"]))
@@ -449,7 +450,7 @@ def test_the_table_keeps_every_figure_whole_beside_a_long_policy_name(short_toml
     """A model's path as the policy name folds onto more lines; no figure is cut to make room for it."""
     from rich.console import Console
 
-    from agents.evaluation import TABLE_WIDTH, results_table
+    from agents.evaluation.report import TABLE_WIDTH, results_table
 
     result = evaluate_policies(short_toml, ["random", "admit_all"], episodes=2, progress=False, timeline=False)
     result.policies[0].name = "/a/very/long/absolute/path/to/an/output/folder/of/runs/" * 3 + "model.zip"

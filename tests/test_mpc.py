@@ -1,4 +1,4 @@
-"""Model-predictive control with the fluid LP (agents.mpc): re-plans from the true state, deterministic."""
+"""Model-predictive control with the fluid LP (agents.analysis.mpc): re-plans from the true state, deterministic."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from agents import mpc
-from agents.open_loop import plan_failed_rates, plan_from_bound
+from agents.analysis import mpc
+from agents.analysis.open_loop import plan_failed_rates, plan_from_bound
 
 
 def test_without_a_replan_mpc_plays_the_open_loop_plan(tiny: str) -> None:

@@ -1,4 +1,4 @@
-"""agents.networks.PerBankExtractor: the observation layout it assumes, and a model that trains and reloads."""
+"""agents.training.networks.PerBankExtractor: the observation layout it assumes, and a model that trains and reloads."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch as th
 
 import train
-from agents.networks import PerBankExtractor, observation_layout
-from agents.policies import load_policy
-from agents.sb3 import HyperparamError, policy_kwargs
+from agents.deciders import load_policy
+from agents.training.hyperparams import HyperparamError, policy_kwargs
+from agents.training.networks import PerBankExtractor, observation_layout
 from payroute_env import observations
 from payroute_env.scenario import load_scenario
 

@@ -1,4 +1,4 @@
-"""Open-loop plans (agents.open_loop): plan <-> actions, replaying a policy, the cross-entropy search, the CLI."""
+"""Open-loop plans (agents.analysis.open_loop): plan <-> actions, replaying a policy, cross-entropy search, CLI."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 from conftest import bank, scenario_dict
 
-from agents import open_loop
-from agents.baselines import AdmitAll
-from agents.evaluation import run_policy
-from agents.open_loop import (
+from agents.analysis import open_loop
+from agents.analysis.open_loop import (
     Plan,
     PlanPolicy,
     continuous_actions,
@@ -20,6 +18,8 @@ from agents.open_loop import (
     plan_from_bound,
     plan_from_policy,
 )
+from agents.deciders.heuristics import AdmitAll
+from agents.evaluation import run_policy
 from payroute_env import actions as env_actions
 from payroute_env.scenario import load_scenario, scenario_from_dict
 

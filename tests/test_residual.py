@@ -1,4 +1,4 @@
-"""Residual policies (agents/residual.py): a learned correction on top of a heuristic, in training and evaluation."""
+"""Residual policies (agents.deciders.residual): a learned correction to a heuristic, in training and evaluation."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 import train
-from agents.baselines import SuccessRateRouter
+from agents.algorithms import algo_class
+from agents.deciders import Policy, PolicyError, load_policy
+from agents.deciders.heuristics import SuccessRateRouter
+from agents.deciders.residual import MODEL_ATTRIBUTE, ResidualPolicy, combine
 from agents.evaluation import run_policy
-from agents.policies import Policy, PolicyError, load_policy
-from agents.residual import MODEL_ATTRIBUTE, ResidualPolicy, ResidualVecEnv, combine
-from agents.sb3 import algo_class
+from agents.training.residual import ResidualVecEnv
 from payroute_env.sb3_vec_env import make_sb3_vec_env
 
 FAST = ["--no-eval", "--no-progress"]

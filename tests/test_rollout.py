@@ -1,14 +1,14 @@
-"""Rollout improvement (agents.rollout): lookahead on copies of the true state, without touching the episode."""
+"""Rollout improvement (agents.analysis.rollout): lookahead on copies of the true state, not touching the episode."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agents import rollout
-from agents.baselines import AdmitAll
+from agents.analysis import rollout
+from agents.deciders import PolicyError, load_policy
+from agents.deciders.heuristics import AdmitAll
 from agents.evaluation import run_policy
-from agents.policies import PolicyError, load_policy
 from payroute_env.sampling import key_from_seed
 
 
@@ -69,4 +69,4 @@ def test_cli(tiny: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--seeds must be >= 0; got -1" in err.err and "seed 1:" not in err.out
     assert rollout.main(["--scenario", tiny, "--base", "success_rate_router"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("python -m agents.rollout: error:") and "memoryless" in err[0]
+    assert len(err) == 1 and err[0].startswith("python -m agents.analysis.rollout: error:") and "memoryless" in err[0]

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 import train
-from agents.policies import PolicyError, load_policy
-from agents.sb3 import ALGOS, algo_class, load_model
+from agents.algorithms import ALGOS, algo_class, load_model
+from agents.deciders import PolicyError, load_policy
+from agents.training import TrainRequest, resolve_config
+from agents.training.checkpoints import last_checkpoint
 from payroute_env.actions import status_quo
 from payroute_env.simulator import Simulator
 
@@ -59,12 +61,12 @@ def test_resume_continues_the_timestep_count(tiny: str, tmp_path: Path) -> None:
     base += ["--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]
     assert train.main(base + ["--timesteps", "128"] + FAST) == 0
     run = out / "ppo-tiny-seed0"
-    _, _, steps = train.last_checkpoint(run)
+    _, _, steps = last_checkpoint(run)
     assert steps == 128
     # a second start without --resume refuses to overwrite the run
     assert train.main(base + ["--timesteps", "128"] + FAST) == 2
     assert train.main(base + ["--timesteps", "256", "--resume"] + FAST) == 0
-    _, _, steps = train.last_checkpoint(run)
+    _, _, steps = last_checkpoint(run)
     assert steps == 256
     assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
 
@@ -120,8 +122,8 @@ def test_resume_writes_where_the_run_now_is(tiny: str, tmp_path: Path) -> None:
     assert train.main(base + ["--out", str(tmp_path / "a"), "--timesteps", "64"] + FAST) == 0
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     assert train.main(base + ["--out", str(tmp_path / "b"), "--timesteps", "128", "--resume"] + FAST) == 0
-    assert train.last_checkpoint(tmp_path / "b" / "ppo-tiny-seed0")[2] == 128
-    assert train.last_checkpoint(tmp_path / "a" / "ppo-tiny-seed0")[2] == 64
+    assert last_checkpoint(tmp_path / "b" / "ppo-tiny-seed0")[2] == 128
+    assert last_checkpoint(tmp_path / "a" / "ppo-tiny-seed0")[2] == 64
     saved = json.loads((tmp_path / "b" / "ppo-tiny-seed0" / "config.json").read_text())
     assert Path(saved["run_dir"]) == tmp_path / "b" / "ppo-tiny-seed0" and saved["timesteps"] == 128
     # TensorBoard logs of the resumed part go to the new folder too
@@ -167,7 +169,7 @@ def test_resume_checks_seeds_with_the_runs_own_n_envs(tiny: str, tmp_path: Path)
     base = ["--scenario", tiny, "--seed", "990", "--out", str(tmp_path), "--hyperparams", "n_steps=32", "batch_size=64"]
     assert train.main(base + ["--n-envs", "2", "--timesteps", "64"] + FAST) == 0
     assert train.main(base + ["--timesteps", "128", "--resume"] + FAST) == 0
-    assert train.last_checkpoint(tmp_path / "ppo-tiny-seed990")[2] == 128
+    assert last_checkpoint(tmp_path / "ppo-tiny-seed990")[2] == 128
 
 
 def test_resume_of_a_finished_run_trains_nothing_and_keeps_its_target(tiny: str, tmp_path: Path, capsys) -> None:
@@ -176,20 +178,20 @@ def test_resume_of_a_finished_run_trains_nothing_and_keeps_its_target(tiny: str,
     base = ["--scenario", tiny, "--n-envs", "2", "--out", str(tmp_path), "--hyperparams", "n_steps=32", "batch_size=64"]
     assert train.main(base + ["--timesteps", "100"] + FAST) == 0
     run = tmp_path / "ppo-tiny-seed0"
-    assert train.last_checkpoint(run)[2] == 128
+    assert last_checkpoint(run)[2] == 128
     for extra, target in (([], 100), (["--timesteps", "64"], 64)):
         capsys.readouterr()
         assert train.main(base + ["--resume", *extra] + FAST) == 0
         assert f"already has 128 steps (target {target}): nothing to train" in capsys.readouterr().out
         assert json.loads((run / "config.json").read_text())["timesteps"] == 100
-        assert train.last_checkpoint(run)[2] == 128
+        assert last_checkpoint(run)[2] == 128
 
 
 def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
     base = ["--scenario", tiny, "--n-envs", "2", "--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64"]
     assert train.main(base + ["--timesteps", "64"] + FAST) == 0
-    model_path, _, _ = train.last_checkpoint(out / "ppo-tiny-seed0")
+    model_path, _, _ = last_checkpoint(out / "ppo-tiny-seed0")
     model_path.write_bytes(b"not a zip file")
     capsys.readouterr()
     assert train.main(base + ["--timesteps", "128", "--resume"] + FAST) == 2
@@ -326,13 +328,13 @@ def test_a_refused_run_leaves_no_folder_behind(tmp_path: Path, capsys) -> None:
 
 def test_whole_number_layer_sizes_become_ints() -> None:
     args = train.parse_args(["--hyperparams", "policy_kwargs.net_arch={pi: [6.4e1], vf: [64.0, 32]}"])
-    net_arch = train.resolve_config(args)["policy_kwargs"]["net_arch"]
+    net_arch = resolve_config(TrainRequest(**vars(args)))["policy_kwargs"]["net_arch"]
     assert net_arch == {"pi": [64], "vf": [64, 32]} and all(type(n) is int for n in net_arch["pi"] + net_arch["vf"])
 
 
 def test_repeated_hyperparams_flags_add_up(tmp_path: Path) -> None:
     args = train.parse_args(["--hyperparams", "gamma=0.9", "--timesteps", "64", "--hyperparams", "n_steps=64"])
-    config = train.resolve_config(args)
+    config = resolve_config(TrainRequest(**vars(args)))
     assert config["algo_kwargs"]["gamma"] == 0.9 and config["algo_kwargs"]["n_steps"] == 64
 
 
@@ -368,7 +370,7 @@ def test_ctrl_c_leaves_a_loadable_checkpoint(tiny: str, tmp_path: Path) -> None:
     again = f"continue with: python train.py --algo ppo --scenario {tiny} --seed 0 --out {out} --resume"
     again += " --eval-seed 5000"  # not the default, so the hint repeats it
     assert again in stdout, stdout
-    model_path, stats, steps = train.last_checkpoint(out / "ppo-tiny-seed0")
+    model_path, stats, steps = last_checkpoint(out / "ppo-tiny-seed0")
     assert steps > 0 and stats is not None
     assert algo_class("ppo").load(model_path).num_timesteps == steps
 
@@ -429,7 +431,7 @@ def test_short_ppo_run_improves_on_random(tmp_path: Path) -> None:
 
 def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, capsys) -> None:
     """Without --no-eval, the agent is compared with every heuristic and the bound, as README shows."""
-    from agents.baselines import HEURISTICS
+    from agents.deciders.heuristics import HEURISTICS
 
     out = tmp_path / "runs"
     argv = ["--scenario", tiny, "--timesteps", "256", "--n-envs", "2", "--out", str(out), "--eval-freq", "128"]
@@ -469,11 +471,12 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
     ],
 )
 def test_rl_zoo_style_settings_are_accepted(algo: str, overrides: list[str], tiny: str) -> None:
-    from agents.sb3 import algo_class, schedules
+    from agents.algorithms import algo_class
+    from agents.training.hyperparams import schedules
 
     args = train.parse_args(["--algo", algo, "--scenario", tiny, "--action-mode", "continuous" if algo != "dqn"
                              else "discrete", "--hyperparams", *overrides])  # fmt: skip
-    config = train.resolve_config(args)
+    config = resolve_config(TrainRequest(**vars(args)))
     kwargs = schedules(config["algo_kwargs"])
     for key in ("buffer_size", "learning_starts", "n_steps", "target_update_interval"):
         if key in kwargs:
@@ -484,7 +487,7 @@ def test_rl_zoo_style_settings_are_accepted(algo: str, overrides: list[str], tin
 
 
 def test_hyperparameter_files_overrides_and_schedules() -> None:
-    from agents.sb3 import HyperparamError, apply_overrides, load_hyperparams, schedules
+    from agents.training.hyperparams import HyperparamError, apply_overrides, load_hyperparams, schedules
 
     for algo in ALGOS:
         hp = load_hyperparams(algo, "double11_2013")
@@ -503,7 +506,7 @@ def test_hyperparameter_files_overrides_and_schedules() -> None:
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "recurrent_ppo", "sac", "td3"])
 def test_start_at_status_quo_centres_every_continuous_algorithm(algo: str) -> None:
     """A fresh policy's deterministic action is the status quo (admit all, quick), not 0 or the box's middle."""
-    from agents.sb3 import start_at_status_quo
+    from agents.training.status_quo import start_at_status_quo
     from payroute_env import actions
     from payroute_env.sb3_vec_env import make_sb3_vec_env
 
@@ -526,7 +529,7 @@ def test_start_at_status_quo_keeps_sacs_gsde_mean_inside_its_clip() -> None:
     """With gSDE, SB3 clips SAC's mean to +-clip_mean before the tanh; a mean beyond the clip would never move."""
     import torch as th
 
-    from agents.sb3 import start_at_status_quo
+    from agents.training.status_quo import start_at_status_quo
     from payroute_env import actions
     from payroute_env.sb3_vec_env import make_sb3_vec_env
 
@@ -543,7 +546,7 @@ def test_start_at_status_quo_keeps_sacs_gsde_mean_inside_its_clip() -> None:
 
 
 def test_start_at_status_quo_leaves_discrete_policies_alone() -> None:
-    from agents.sb3 import start_at_status_quo
+    from agents.training.status_quo import start_at_status_quo
     from payroute_env.sb3_vec_env import make_sb3_vec_env
 
     model = algo_class("dqn")("MlpPolicy", make_sb3_vec_env("steady", 1, action_mode="discrete"), device="cpu")

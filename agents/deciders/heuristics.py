@@ -32,7 +32,7 @@ import numpy as np
 from payroute_env import observations as env_observations
 from payroute_env.scenario import Scenario, load_scenario
 
-from .policies import Policy
+from .policy import Policy
 
 __all__ = [
     "HEURISTICS",

@@ -1,4 +1,4 @@
-"""stable-baselines3 algorithms for payroute: the registry and the hyper-parameter files.
+"""The hyper-parameter files of payroute's stable-baselines3 algorithms: reading, overriding and checking them.
 
 Hyper-parameters live in ``agents/hyperparams/<algo>.yml`` in RL Zoo's layout: one mapping per Gymnasium id
 (``payroute/Double11-2013-v0``) or ``default``, holding ``n_envs``, ``n_timesteps``, ``policy``,
@@ -8,8 +8,8 @@ is a YAML mapping (never a Python string to ``eval``); ``activation_fn`` is a na
 ``lost_weight``; evaluation always reports the failed-payment rate, whatever the training reward.
 ``noise_type`` / ``noise_std`` (RL Zoo's keys) give TD3 and SAC exploration noise; ``start_at_status_quo``
 centres a fresh policy on "admit all, quick"; ``features_extractor_class`` in ``policy_kwargs`` may name
-``per_bank`` (``agents.networks.PerBankExtractor``); ``residual: <heuristic>`` (with ``residual_scale``)
-trains a correction to that heuristic instead of a policy from scratch (``agents.residual``).
+``per_bank`` (``agents.training.networks.PerBankExtractor``); ``residual: <heuristic>`` (with ``residual_scale``)
+trains a correction to that heuristic instead of a policy from scratch (``agents.deciders.residual``).
 ``check_hyperparams`` rejects, before anything is built, what SB3 would only choke on later (unknown keys,
 out-of-range or non-finite values, counts that are not whole numbers, bad network options).
 """
@@ -17,34 +17,34 @@ out-of-range or non-finite values, counts that are not whole numbers, bad networ
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import re
-import warnings
-from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch.nn as nn
 import yaml
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
+from agents.algorithms import ALGOS, AlgorithmError, algo_class
 from payroute_env import ENV_IDS, load_scenario
+from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
+
+from .networks import PerBankExtractor
 
 __all__ = [
-    "ALGOS",
-    "AlgoSpec",
     "HyperparamError",
     "action_noise",
-    "algo_class",
     "apply_overrides",
     "check_hyperparams",
     "check_normalize",
     "env_id_for",
     "is_whole_number",
-    "load_model",
     "load_hyperparams",
     "policy_kwargs",
     "schedules",
-    "start_at_status_quo",
 ]
 
 NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
@@ -52,57 +52,6 @@ NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
 
 class HyperparamError(ValueError):
     """A hyper-parameter file or override is invalid."""
-
-
-@dataclass(frozen=True)
-class AlgoSpec:
-    """How to build an algorithm: its class location and the action mode it needs."""
-
-    module: str
-    cls: str
-    action_mode: str
-    on_policy: bool
-
-
-ALGOS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec("stable_baselines3", "PPO", "continuous", True),
-    "a2c": AlgoSpec("stable_baselines3", "A2C", "continuous", True),
-    "sac": AlgoSpec("stable_baselines3", "SAC", "continuous", False),
-    "td3": AlgoSpec("stable_baselines3", "TD3", "continuous", False),
-    "dqn": AlgoSpec("stable_baselines3", "DQN", "discrete", False),
-    # the platform sees only partial state: a recurrent policy can remember what it saw
-    "recurrent_ppo": AlgoSpec("sb3_contrib", "RecurrentPPO", "continuous", True),
-}
-# which action modes each algorithm can drive
-COMPATIBLE_MODES: dict[str, tuple[str, ...]] = {
-    "ppo": ("continuous", "multidiscrete", "discrete"),
-    "a2c": ("continuous", "multidiscrete", "discrete"),
-    "sac": ("continuous",),
-    "td3": ("continuous",),
-    "dqn": ("discrete",),
-    "recurrent_ppo": ("continuous", "multidiscrete", "discrete"),
-}
-
-
-def algo_class(name: str) -> type:
-    """The SB3 class of algorithm ``name``."""
-    if name not in ALGOS:
-        raise HyperparamError(f"unknown algorithm {name!r}; choose from {', '.join(ALGOS)}")
-    spec = ALGOS[name]
-    module = __import__(spec.module, fromlist=[spec.cls])
-    return getattr(module, spec.cls)
-
-
-def load_model(name: str, path: str | Path, **kwargs: Any) -> Any:
-    """``algo_class(name).load(path, **kwargs)``, without SB3's false alarm about n-step returns.
-
-    A model trained with ``n_steps > 1`` (SAC, TD3, DQN) saves the ``NStepReplayBuffer`` SB3 chose for it, and
-    on loading SB3 warns that ``n_steps`` "is ignored because a custom replay_buffer_class was passed",
-    although the loaded model does use n-step returns (its buffer keeps ``n_steps`` and ``gamma``).
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored .* \(`NStepReplayBuffer`\)")
-        return algo_class(name).load(str(path), **kwargs)
 
 
 def env_id_for(scenario: str) -> str:
@@ -223,22 +172,15 @@ def action_noise(algo: str, noise_type: Any, noise_std: Any, n_actions: int | No
         raise HyperparamError(f"noise_std = {noise_std!r}; expected a number in (0, 2]")
     if n_actions is None:
         return None
-    import numpy as np
-    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-
     cls = NormalActionNoise if noise_type == "normal" else OrnsteinUhlenbeckActionNoise
     return cls(mean=np.zeros(n_actions), sigma=float(noise_std) * np.ones(n_actions))
 
 
 def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
     """YAML policy_kwargs to SB3's: ``activation_fn`` and ``features_extractor_class`` by name become classes."""
-    import torch.nn as nn
-
     kwargs = dict(raw or {})
     extractor = kwargs.get("features_extractor_class")
     if isinstance(extractor, str):
-        from .networks import PerBankExtractor
-
         extractors = {"per_bank": PerBankExtractor}
         if extractor not in extractors:
             raise HyperparamError(
@@ -253,60 +195,6 @@ def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
             raise HyperparamError(f"policy_kwargs.activation_fn = {act!r}; choose from {', '.join(_ACTIVATIONS)}")
         kwargs["activation_fn"] = names[act]
     return kwargs
-
-
-def start_at_status_quo(model: Any, n_banks: int) -> bool:
-    """Centre a fresh continuous policy on the status quo (admit all, quick) instead of the box's middle.
-
-    SB3's policies start with mean actions near 0 (PPO, A2C: a Gaussian on the raw box, so "throttle
-    everything" on payroute's ``[0, 1]`` box) or near the middle of the box (SAC, TD3: a tanh squashed to
-    the box, so "admit half"): early episodes then teach little beyond "do not throttle". The output layer's
-    bias is set so the mean action is the status quo (for tanh heads, 0.5% inside the box edge, where the
-    tanh still has a gradient, and their weights are shrunk to 1% so the mean starts there whatever the
-    observation). Returns whether it applied (PPO, A2C,
-    RecurrentPPO, SAC and TD3 on a continuous action space).
-
-    SAC needs two more things. Its state-dependent log-std head starts near 0, a spread of 1 *before* the
-    tanh: around the status quo that throttles and reroutes at random, far more than TD3's noise of 0.1, and
-    the critic learns from little else. The head is set like the mean's, to the actor's ``log_std_init``
-    (SB3's default -3, a spread of 0.05; ``policy_kwargs.log_std_init``), and the entropy coefficient then
-    moves it. With gSDE, SB3 clips the mean to ``+-clip_mean`` (2) before the tanh, where the clip has no
-    gradient, so the mean starts 5% inside the clip instead (admit 0.98 for ``clip_mean=2``).
-    """
-    import numpy as np
-    import torch as th
-    from gymnasium import spaces
-
-    from payroute_env import actions
-
-    if not isinstance(model.action_space, spaces.Box):
-        return False
-    target = np.asarray(actions.status_quo("continuous", n_banks), dtype=np.float64)
-    head = getattr(model.policy, "action_net", None)  # Gaussian mean on the box (PPO, A2C, RecurrentPPO)
-    squashed = head is None
-    if squashed:  # SAC: actor.mu then tanh; TD3: actor.mu = Sequential(..., Linear, Tanh)
-        actor = getattr(model, "actor", None)
-        mu = getattr(actor, "mu", None)
-        head = mu[-2] if isinstance(mu, th.nn.Sequential) else mu
-        low, high = model.action_space.low.astype(np.float64), model.action_space.high.astype(np.float64)
-        unit = 2.0 * (target - low) / (high - low) - 1.0  # the target in tanh's [-1, 1]
-        target = np.arctanh(np.clip(unit, -0.99, 0.99))
-        if isinstance(mu, th.nn.Sequential) and isinstance(mu[-1], th.nn.Hardtanh):  # SAC with gSDE: clip_mean
-            limit = 0.95 * float(mu[-1].max_val)
-            target = np.clip(target, -limit, limit)
-    if not isinstance(head, th.nn.Linear) or head.bias is None or head.bias.shape != target.shape:
-        return False
-    with th.no_grad():
-        if squashed:  # SB3 already initialises the Gaussian heads with gain 0.01; the tanh heads it does not
-            head.weight.mul_(0.01)
-        head.bias.copy_(th.as_tensor(target, dtype=head.bias.dtype))
-        log_std = getattr(actor, "log_std", None) if squashed else None
-        if isinstance(log_std, th.nn.Linear) and not getattr(actor, "use_sde", False):  # SAC's spread, as above
-            log_std.weight.mul_(0.01)
-            log_std.bias.fill_(float(actor.log_std_init))
-    if squashed and getattr(model, "actor_target", None) is not None:
-        model.actor_target.load_state_dict(model.actor.state_dict())  # TD3's target starts equal to its actor
-    return True
 
 
 # settings whose range SB3 does not check before it trains on them (gamma 1.5 gives NaN tensors mid-run)
@@ -359,11 +247,10 @@ def check_hyperparams(
     ``algo_kwargs`` are what train.py passes to the algorithm's constructor. Whole-number settings given as
     whole floats (``n_steps=6.4e1``) become ints in place.
     """
-    import inspect
-
-    from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
-
-    cls = algo_class(algo)
+    try:
+        cls = algo_class(algo)
+    except AlgorithmError as exc:
+        raise HyperparamError(str(exc)) from None
     for key in sorted(set(algo_kwargs) & set(_RESERVED)):
         where = f"; use {_RESERVED[key]}" if _RESERVED[key] else ""
         raise HyperparamError(f"{key} is set by train.py itself, not by --hyperparams{where}")

@@ -9,14 +9,12 @@ lower bound (``payroute_env.bounds``) and a paired comparison with a reference p
 heuristic evaluated): because every policy meets the same episodes, the per-episode differences give a far
 tighter interval than two separate CIs. The first seed also records a per-step timeline.
 
-``train.py`` and notebooks reuse the same pieces: ``run_policy`` (the batched loop), ``evaluate_policies``,
-``results_table`` (the rich table, ``print_results_table`` to print it) and ``write_results``.
+``train.py`` and notebooks reuse the same pieces: ``run_policy`` (the batched loop) and ``evaluate_policies``
+here, the statistics in ``agents.evaluation.stats`` and the table and files in ``agents.evaluation.report``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import platform
@@ -28,26 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from agents.deciders import HEURISTICS, Policy, load_policy
+from agents.deciders.trained import policy_spaces_match
 from payroute_env.bounds import BoundError, BoundResult, fluid_bound
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
 
-from .policies import Policy, load_policy, policy_spaces_match
+from .stats import bootstrap_ci, interquartile_mean, paired_comparison
+from .stats import isnan as _isnan
 
-__all__ = [
-    "EvaluationResult",
-    "PolicyResult",
-    "bootstrap_ci",
-    "evaluate_policies",
-    "interquartile_mean",
-    "machine_description",
-    "paired_comparison",
-    "print_results_table",
-    "results_table",
-    "run_policy",
-    "write_results",
-]
+__all__ = ["SCALAR_KPIS", "EvaluationResult", "PolicyResult", "evaluate_policies", "machine_description", "run_policy"]
 
 # per-episode KPIs summarised by their mean (the failed-payment rate also gets a CI and an IQM)
 SCALAR_KPIS: tuple[str, ...] = (
@@ -112,87 +102,6 @@ class EvaluationResult:
         }
 
 
-# ------------------------------------------------------------------------------------------ statistics
-
-
-def bootstrap_ci(
-    values: Sequence[float], level: float = 0.95, n_boot: int = 10_000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean (a single value gives a zero-width interval)."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        return (math.nan, math.nan)
-    if x.size == 1:
-        return (float(x[0]), float(x[0]))
-    (means,) = _resampled_means([x], n_boot, seed)
-    return _percentile_interval(means, level)
-
-
-def _resampled_means(columns: Sequence[np.ndarray], n_boot: int, seed: int) -> list[np.ndarray]:
-    """The mean of each column over ``n_boot`` resamples of its entries, the same resampled indices for every
-    column (so that paired columns stay paired)."""
-    n = columns[0].size
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    return [c[idx].mean(1) for c in columns]
-
-
-def _percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(samples, [alpha, 1.0 - alpha])
-    return (float(lo), float(hi))
-
-
-def paired_comparison(
-    values: Sequence[float], reference: Sequence[float], level: float = 0.95, n_boot: int = 10_000, seed: int = 0
-) -> dict[str, Any]:
-    """Compare two policies' per-episode rates on the same episodes (same seeds, in the same order).
-
-    Returns the mean difference ``mean(values) - mean(reference)`` and the relative change
-    ``mean(values) / mean(reference) - 1``, each with a percentile-bootstrap interval that resamples
-    *episodes* (both policies' values of an episode together). Sharing the episodes removes what makes
-    episodes differ from each other (a randomised world's drawn capacities, the surge's noise), so the interval
-    is much narrower than the two policies' own CIs when they are compared side by side. Also returns in how
-    many episodes ``values`` is lower (``better_episodes``) and higher (``worse_episodes``): a mean can hide one
-    bad episode among many good ones.
-
-    The intervals are percentile bootstraps, like ``bootstrap_ci``: approximate. With 20 episodes of which a
-    few dominate the mean (a randomised world), such an interval covers the true value about 90% of the time
-    rather than 95%. They cover the evaluation episodes only, not the spread between training runs.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    r = np.asarray(reference, dtype=np.float64)
-    if x.shape != r.shape or x.ndim != 1 or x.size == 0:
-        raise ValueError(
-            f"paired_comparison needs two equally long, non-empty lists; got shapes {x.shape} and {r.shape}"
-        )
-    difference = float(x.mean() - r.mean())
-    relative = float(x.mean() / r.mean() - 1.0) if r.mean() > 0 else math.nan
-    if x.size == 1:
-        difference_ci, relative_ci = (difference, difference), (relative, relative)
-    else:
-        xm, rm = _resampled_means([x, r], n_boot, seed)
-        difference_ci = _percentile_interval(xm - rm, level)
-        relative_ci = _percentile_interval(xm / rm - 1.0, level) if np.all(rm > 0) else (math.nan, math.nan)
-    return {
-        "difference": difference,
-        "difference_ci": list(difference_ci),
-        "relative": relative,
-        "relative_ci": list(relative_ci),
-        "better_episodes": int(np.sum(x < r)),
-        "worse_episodes": int(np.sum(x > r)),
-    }
-
-
-def interquartile_mean(values: Sequence[float]) -> float:
-    """Mean of the middle 50% of the values (Agarwal et al. 2021, rliable)."""
-    x = np.sort(np.asarray(values, dtype=np.float64))
-    if x.size == 0:
-        return math.nan
-    n = x.size
-    lo, hi = int(np.floor(n * 0.25)), int(np.ceil(n * 0.75))
-    return float(x[lo:hi].mean()) if hi > lo else float(x.mean())
-
-
 def _summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"episodes": len(episodes)}
     for key in SCALAR_KPIS:
@@ -212,10 +121,6 @@ def _summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     chans = episodes[0]["paid_share_by_channel"].keys()
     out["paid_share_by_channel"] = {c: float(np.mean([e["paid_share_by_channel"][c] for e in episodes])) for c in chans}
     return out
-
-
-def _isnan(v: Any) -> bool:
-    return isinstance(v, float) and math.isnan(v)
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -318,8 +223,6 @@ def run_policy(
 
 def _bounds(sc: Scenario, seeds: Sequence[int], layer_s: float, progress: bool = False) -> dict[str, Any]:
     """The fluid bound: once for fixed scenarios, per episode (its drawn parameters) for randomised ones."""
-    from tqdm import tqdm
-
     if not sc.randomize.active:
         b = fluid_bound(sc, layer_s=layer_s)
         return _bound_dict([b] * len(seeds), per_episode=False)
@@ -406,8 +309,6 @@ def evaluate_policies(
             raise ValueError(f"reference {reference!r} is not among the policies evaluated ({', '.join(names)})")
     seeds = list(range(int(seed), int(seed) + episodes))
     results: list[PolicyResult] = []
-    from tqdm import tqdm
-
     total = len(loaded) * sc.n_steps
     with tqdm(total=total, disable=not progress, file=sys.stderr, unit="step", leave=False) as bar:
         for pol in loaded:
@@ -455,183 +356,6 @@ def evaluate_policies(
 
 def _is_heuristic(policy: Policy) -> bool:
     """One of the built-in hand-written policies (not a trained model, a plan or a planner)."""
-    from .baselines import HEURISTICS
-
     return type(policy) in HEURISTICS.values()
 
 
-# ------------------------------------------------------------------------------------------ reporting
-
-
-def _pct(x: float) -> str:
-    return "-" if _isnan(x) else f"{100 * x:.2f}"
-
-
-def results_table(result: EvaluationResult) -> Any:
-    """A rich ``Table``: one row per policy (best marked) and the fluid bound.
-
-    It needs ``TABLE_WIDTH`` columns; in a narrower console rich squeezes the policy names out of sight, so
-    print it with ``print_results_table`` (or a ``Console(width=TABLE_WIDTH)``)."""
-    from rich.table import Table
-
-    n = len(result.seeds)
-    caption = "failed % = lost / arrived intents (* = best); CI = 95% bootstrap of the mean; gap = mean - bound"
-    if result.reference is not None:
-        caption += (
-            f"; vs ref = relative change of failed % from {result.reference}'s, on the same episodes, with the 95% "
-            "bootstrap of the paired episodes; better in = episodes with fewer failed payments than it (ties count as "
-            "neither)"
-        )
-    table = Table(
-        title=f"{result.scenario}: {n} episode{'s' if n != 1 else ''}, seeds {result.seeds[0]}-{result.seeds[-1]}",
-        caption=caption,
-    )
-    # Numbers never shrink or wrap (a cut figure would be lost from the log); a long policy name (a model's
-    # path) folds onto more lines instead.
-    table.add_column("policy", overflow="fold", min_width=24)
-    headers = ["failed\n%", "95% CI", "attempts\nfailed %", "paid/s", "p95 time\nto pay s", "outage\nmin"]
-    headers += ["gap to\nbound pp"]
-    if result.reference is not None:
-        headers += ["vs ref\n%", "better\nin"]
-    for header in headers:
-        table.add_column(header, justify="right", no_wrap=True)
-    for r in result.policies:
-        s = r.summary
-        lo, hi = s["failed_payment_rate_ci"]
-        best = r.name == result.best
-        gap = s.get("gap_to_bound")
-        table.add_row(
-            f"* {r.name}" if best else r.name,
-            _pct(s["failed_payment_rate"]),
-            f"[{_pct(lo)}, {_pct(hi)}]",
-            _pct(s["attempt_failure_rate"]),
-            f"{s['successful_payments_per_s']:.0f}",
-            f"{s['p95_time_to_success_s']:.0f}",
-            f"{s['outage_minutes']:.1f}",
-            "-" if gap is None else f"{100 * gap:.2f}",
-            *(_versus(r, result.reference, n) if result.reference is not None else []),
-            style="bold green" if best else None,
-        )
-    if result.bound is not None:
-        table.add_row("fluid bound (LP)", _pct(result.bound["failed_payment_rate"]), style="italic")
-    return table
-
-
-TABLE_WIDTH = 150  # columns: every figure of ``results_table`` fits whole beside a 24-character policy name
-
-
-def print_results_table(result: EvaluationResult) -> None:
-    """Print ``results_table`` at least ``TABLE_WIDTH`` wide (a log file or a narrow terminal gets it whole)."""
-    from rich.console import Console
-
-    Console(width=max(Console().width, TABLE_WIDTH)).print(results_table(result))
-
-
-def _versus(r: PolicyResult, reference: str, episodes: int) -> list[str]:
-    """``-7.5 [-7.7, -7.3]``, ``18/20``: the relative change from the reference with its paired interval, in
-    percent, and the episodes in which ``r`` failed fewer payments."""
-    if r.name == reference:
-        return ["ref", ""]
-    vs = r.summary["vs_reference"]
-    lo, hi = vs["relative_ci"]
-    if _isnan(vs["relative"]):
-        relative = "-"
-    elif _isnan(lo) or _isnan(hi):  # some resample's reference failed nothing: no relative interval
-        relative = f"{100 * vs['relative']:+.1f}"
-    else:
-        relative = f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    return [relative, f"{vs['better_episodes']}/{episodes}"]
-
-
-CSV_COLUMNS: tuple[str, ...] = (
-    "policy",
-    "row",
-    "seed",
-    "failed_payment_rate",
-    "failed_payment_rate_ci_low",
-    "failed_payment_rate_ci_high",
-    "failed_payment_rate_iqm",
-    *SCALAR_KPIS[1:],
-    "gap_to_bound",
-    "reference",
-    "relative_to_reference",
-    "relative_ci_low",
-    "relative_ci_high",
-    "better_episodes",
-    "worse_episodes",
-    "difference_to_reference",
-    "difference_ci_low",
-    "difference_ci_high",
-)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def write_results(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
-    """Write ``results.json`` (everything, timelines included) and ``results.csv`` (episodes and aggregates)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = result.to_dict()
-    data["timelines"] = {p.name: p.timeline for p in result.policies if p.timeline is not None}
-    json_path = out / "results.json"
-    json_path.write_text(json.dumps(_finite(data), default=_json_default, indent=1), encoding="utf-8")
-    csv_path = out / "results.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for p in result.policies:
-            for e in p.episodes:
-                w.writerow({"policy": p.name, "row": "episode", **e})
-            s = p.summary
-            lo, hi = s["failed_payment_rate_ci"]
-            vs = s.get("vs_reference")
-            w.writerow(
-                {
-                    "policy": p.name,
-                    "row": "mean",
-                    **{k: s.get(k) for k in SCALAR_KPIS},
-                    "failed_payment_rate_ci_low": lo,
-                    "failed_payment_rate_ci_high": hi,
-                    "failed_payment_rate_iqm": s["failed_payment_rate_iqm"],
-                    "gap_to_bound": s.get("gap_to_bound"),
-                    **(
-                        {
-                            "reference": vs["reference"],
-                            "relative_to_reference": vs["relative"],
-                            "relative_ci_low": vs["relative_ci"][0],
-                            "relative_ci_high": vs["relative_ci"][1],
-                            "better_episodes": vs["better_episodes"],
-                            "worse_episodes": vs["worse_episodes"],
-                            "difference_to_reference": vs["difference"],
-                            "difference_ci_low": vs["difference_ci"][0],
-                            "difference_ci_high": vs["difference_ci"][1],
-                        }
-                        if vs is not None
-                        else {}
-                    ),
-                }
-            )
-        if result.bound is not None:
-            w.writerow(
-                {"policy": "fluid_bound", "row": "bound", "failed_payment_rate": result.bound["failed_payment_rate"]}
-            )
-    return [json_path, csv_path]
-
-
-def _finite(obj: Any) -> Any:
-    """NaN and inf become null so results.json is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
-        return _finite(obj.tolist())
-    return obj

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .evaluation import EvaluationResult  # noqa: E402
+from .runner import EvaluationResult  # noqa: E402
 
 __all__ = ["plot_all", "plot_failed_rates", "plot_learning_curve", "plot_timeline", "slug"]
 

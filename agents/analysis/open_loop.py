@@ -17,9 +17,9 @@ to ``netbank``). It never looks at the observation. Two uses:
 Command line (prints the starting plan's and the searched plan's failed-payment rate on the evaluation
 seeds)::
 
-    python -m agents.open_loop --init runs/ppo-double11_2013-seed0/model.zip --iterations 30
+    python -m agents.analysis.open_loop --init runs/ppo-double11_2013-seed0/model.zip --iterations 30
     # the bound's no-collapse plan with a capacity margin per bank core and for the switch (margin_search)
-    python -m agents.open_loop --init bound --bound-cuts --bound-capacity 0.9 --search-margins --sigma 0.06 \
+    python -m agents.analysis.open_loop --init bound --bound-cuts --bound-capacity 0.9 --search-margins --sigma 0.06 \
         --population 16 --iterations 10
 
 The search is the cross-entropy method (Rubinstein 1999; de Boer et al. 2005): sample a population around a
@@ -41,13 +41,14 @@ from typing import Any
 
 import numpy as np
 
+from agents.deciders import Policy, PolicyError, load_policy
+from agents.deciders.heuristics import encode
+from agents.evaluation import bootstrap_ci, run_policy
 from payroute_env import core
 from payroute_env._cli import OneLineArgumentParser, fail, run
+from payroute_env.bounds import fluid_bound, nominal_state
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
-
-from .baselines import encode
-from .policies import Policy, PolicyError, load_policy
 
 __all__ = [
     "Plan",
@@ -158,8 +159,6 @@ def plan_from_policy(
     policy: str | Path | Policy, scenario: str | Path | Scenario, seed: int = 0, block_steps: int = 12
 ) -> Plan:
     """What ``policy`` did in the episode of ``seed``, averaged over blocks of ``block_steps`` steps."""
-    from .evaluation import run_policy  # evaluation imports policies; keep the import graph one-way
-
     sc = load_scenario(scenario)
     pol = load_policy(policy, sc)
     timeline = run_policy(pol, sc, [seed], timeline=True).timeline
@@ -198,10 +197,8 @@ def plan_from_bound(
     Without ``state`` the plan covers the whole episode from a reset with the scenario's nominal figures. With a
     running episode's ``state`` (environment ``env_index``) it covers the rest of that episode, from the state's
     step, queues, retry backlog, server stress, outages and warm-up (``fluid_bound(..., from_now=True)``): block 0
-    of the plan is what to do now. ``agents.mpc`` re-plans this way every block.
+    of the plan is what to do now. ``agents.analysis.mpc`` re-plans this way every block.
     """
-    from payroute_env.bounds import fluid_bound, nominal_state
-
     sc = load_scenario(scenario)
     factor = _channel_factors(capacity_factor, core.make_params(sc))
     if state is None:
@@ -385,7 +382,7 @@ def _cross_entropy(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(prog="python -m agents.open_loop", description=__doc__.split("\n")[0])
+    p = OneLineArgumentParser(prog="python -m agents.analysis.open_loop", description=__doc__.split("\n")[0])
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
     p.add_argument(
         "--init",
@@ -464,12 +461,10 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .evaluation import bootstrap_ci, run_policy
-
     args = _parser().parse_args(argv)
     problem = _bad_argument(args)
     if problem:
-        return fail("python -m agents.open_loop", problem)
+        return fail("python -m agents.analysis.open_loop", problem)
     margin = 1.0 if args.bound_capacity is None else args.bound_capacity  # of the bound's plan (and the margin search)
     try:
         sc = load_scenario(args.scenario)
@@ -479,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
     except (PolicyError, ValueError, OSError) as exc:
-        return fail("python -m agents.open_loop", exc)
+        return fail("python -m agents.analysis.open_loop", exc)
     search_seeds = list(range(7, 7 + args.search_seeds))
     start = time.perf_counter()
 

@@ -1,18 +1,19 @@
 """Model-predictive control with the fluid LP: re-plan the rest of the night from the true state every block.
 
-An analysis, not a policy a platform could run (like ``agents.rollout``): at the start of every block of ``block_s``
-seconds the controller reads the episode's **true** state (queues by attempt number, users waiting to retry, hidden
-server stress, outages in progress and warm-up, true capacities), solves the fluid LP for the rest of the episode
-from there (``agents.open_loop.plan_from_bound`` with that state, the no-collapse cuts and a capacity margin), and
-plays the plan for the next ``block_s`` seconds. This is certainty-equivalent model-predictive control (receding
-horizon): the open-loop plan of ``python -m agents.open_loop --init bound --bound-cuts`` plus feedback, so
+An analysis, not a policy a platform could run (like ``agents.analysis.rollout``): at the start of every block of
+``block_s`` seconds the controller reads the episode's **true** state (queues by attempt number, users waiting to
+retry, hidden server stress, outages in progress and warm-up, true capacities), solves the fluid LP for the rest of
+the episode from there (``agents.analysis.open_loop.plan_from_bound`` with that state, the no-collapse cuts and a
+capacity margin), and plays the plan for the next ``block_s`` seconds. This is certainty-equivalent
+model-predictive control (receding horizon): the open-loop plan of
+``python -m agents.analysis.open_loop --init bound --bound-cuts`` plus feedback, so
 randomness that pushes a bank towards collapse is seen and planned around at the next block.
 
 What it tells: the open-loop plan needs a capacity margin to survive the simulation's randomness. If feedback
 lets an omniscient planner run with a smaller margin and lose fewer intents, the agents' 5.4% is not what the
 action space allows; if not, it is another route that ends where the agents end.
 
-    python -m agents.mpc --seeds 1000 1001 1002 --capacity 0.9
+    python -m agents.analysis.mpc --seeds 1000 1001 1002 --capacity 0.9
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.evaluation.stats import bootstrap_ci
 from payroute_env._cli import OneLineArgumentParser, fail, run
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
@@ -80,7 +82,7 @@ def mpc_episode(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(prog="python -m agents.mpc", description=__doc__.split("\n")[0])
+    p = OneLineArgumentParser(prog="python -m agents.analysis.mpc", description=__doc__.split("\n")[0])
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
     p.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002], help="one episode per seed")
     p.add_argument("--capacity", type=float, default=0.9, help="plan for this share of every capacity (0, 1]")
@@ -90,10 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .evaluation import bootstrap_ci
-
     args = _parser().parse_args(argv)
-    prog = "python -m agents.mpc"
+    prog = "python -m agents.analysis.mpc"
     negative = [seed for seed in args.seeds if seed < 0]
     if negative:
         return fail(prog, f"--seeds must be >= 0; got {negative[0]}")

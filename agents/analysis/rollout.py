@@ -13,12 +13,12 @@ approximate.
 
 What it tells: if lookahead with a perfect model and full state barely improves the base, no small
 correction of the base's decisions, one block at a time, pays off, and the base is close to a local optimum
-of the closed-loop problem (not only of open-loop schedules, which ``agents.open_loop`` searches).
+of the closed-loop problem (not only of open-loop schedules, which ``agents.analysis.open_loop`` searches).
 
 The corrections (``corrections``): the base action itself, and per bank, admit rate -0.1 or -0.3, switch
 weight +-0.2, netbank weight +0.1, quick weight -0.2 (weights are renormalised by the environment).
 
-    python -m agents.rollout --base runs/ppo-double11_2013-seed0 --seeds 1000 1001 1002
+    python -m agents.analysis.rollout --base runs/ppo-double11_2013-seed0 --seeds 1000 1001 1002
 
 The base must be memoryless (its action depends on the observation alone: a non-recurrent SB3 model that
 is not a correction to a heuristic, or ``admit_all``), because its copies start from the episode's state
@@ -36,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.deciders import Policy, PolicyError, SB3Policy, load_policy
+from agents.deciders.heuristics import AdmitAll
+from agents.evaluation.stats import bootstrap_ci
 from payroute_env import core
 from payroute_env._cli import OneLineArgumentParser, fail, run
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
-
-from .baselines import AdmitAll
-from .policies import Policy, PolicyError, SB3Policy, load_policy
 
 __all__ = ["RolloutResult", "corrections", "rollout_episode"]
 
@@ -94,7 +94,9 @@ def rollout_episode(
 ) -> RolloutResult:
     """Play the episode of ``seed`` with the base policy, then with its rollout improvement; return both."""
     if not _memoryless(base):
-        raise PolicyError(f"{base.name}: the rollout needs a memoryless continuous policy (see agents.rollout)")
+        raise PolicyError(
+            f"{base.name}: the rollout needs a memoryless continuous policy (see agents.analysis.rollout)"
+        )
     sc = load_scenario(scenario)
     finite = all(math.isfinite(x) for x in (horizon_s, block_s))
     if not finite or not sc.dt_s <= block_s <= horizon_s or isinstance(futures, bool) or futures < 1:
@@ -144,7 +146,7 @@ def rollout_episode(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(prog="python -m agents.rollout", description=__doc__.split("\n")[0])
+    p = OneLineArgumentParser(prog="python -m agents.analysis.rollout", description=__doc__.split("\n")[0])
     p.add_argument("--base", required=True, help="a memoryless policy: an SB3 model .zip or run folder, or admit_all")
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
     p.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002], help="one episode per seed")
@@ -159,12 +161,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .evaluation import bootstrap_ci
-
     args = _parser().parse_args(argv)
     negative = [seed for seed in args.seeds if seed < 0]
     if negative:  # checked before the first (minute-long) episode runs
-        return fail("python -m agents.rollout", f"--seeds must be >= 0; got {negative[0]}")
+        return fail("python -m agents.analysis.rollout", f"--seeds must be >= 0; got {negative[0]}")
     try:
         base = load_policy(args.base, args.scenario)
         results = []
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
     except (PolicyError, ValueError, OSError) as exc:
-        return fail("python -m agents.rollout", exc)
+        return fail("python -m agents.analysis.rollout", exc)
     gain = [100 * (r.base_failed_rate - r.rollout_failed_rate) for r in results]
     lo, hi = bootstrap_ci(gain)
     print(f"mean gain {np.mean(gain):.3f} points of failed payments, 95% CI [{lo:.3f}, {hi:.3f}], {len(gain)} seeds")

@@ -1,24 +1,10 @@
-"""One interface for every payroute policy: hand-written heuristics and trained stable-baselines3 agents.
+"""Trained stable-baselines3 agents behind the :class:`~agents.deciders.policy.Policy` interface.
 
-A :class:`Policy` is batched and follows the stable-baselines3 ``predict`` signature, so the evaluator (and
-anything else) can drive heuristics and trained models the same way::
-
-    policy = load_policy("sre_throttle", "double11_2013")        # or load_policy("models/ppo.zip", ...)
-    sim = Simulator("double11_2013", num_envs=20, action_mode=policy.action_mode,
-                    observe_internal=policy.observe_internal)
-    obs = sim.reset(seeds=range(1000, 1020)); policy.reset(20)
-    state, start = None, np.ones(20, dtype=bool)
-    for _ in range(sim.params.n_steps):
-        actions, state = policy.predict(obs, state, episode_start=start, deterministic=True)
-        obs, reward, truncated, counts = sim.step(actions)
-        start = truncated
-
-``load_policy`` takes a heuristic name (see ``agents.baselines.HEURISTICS``) or the path of an SB3 model
-``.zip`` (PPO, A2C, SAC, TD3, DQN, or RecurrentPPO from sb3-contrib; the algorithm is read from the file,
-or forced with a prefix such as ``a2c:models/run.zip``). VecNormalize statistics saved beside the model
-(``<model>_vecnormalize.pkl``, ``<model>.vecnormalize.pkl``, SB3 checkpoint naming
+:class:`SB3Policy` reads a model ``.zip`` saved by any of payroute's algorithms (PPO, A2C, SAC, TD3, DQN, or
+RecurrentPPO from sb3-contrib; the algorithm is read from the file unless given). VecNormalize statistics
+saved beside the model (``<model>_vecnormalize.pkl``, ``<model>.vecnormalize.pkl``, SB3 checkpoint naming
 ``rl_model_vecnormalize_<N>_steps.pkl``, or ``vecnormalize.pkl`` in the same folder) are applied to
-observations. Anything wrong raises :class:`PolicyError` with a one-line message.
+observations. Anything wrong raises :class:`~agents.deciders.policy.PolicyError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -31,22 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
-from agents.sb3 import ALGOS, HyperparamError, algo_class, load_model
+from agents.algorithms import AlgorithmError, algo_class, load_model
 from payroute_env import actions as env_actions
 from payroute_env import observations as env_observations
 from payroute_env._cli import one_line
-from payroute_env.scenario import Scenario, load_scenario
+from payroute_env.scenario import Scenario
+
+from .policy import Policy, PolicyError
 
 __all__ = [
-    "ALGORITHMS",
     "NORMALISED_OBS_ATTRIBUTE",
-    "Policy",
-    "PolicyError",
     "SB3Policy",
-    "available_policies",
-    "load_policy",
     "model_file",
+    "normalises_observations",
     "policy_spaces_match",
 ]
 
@@ -56,49 +41,10 @@ __all__ = [
 NORMALISED_OBS_ATTRIBUTE = "payroute_normalised_observations"
 
 
-class PolicyError(ValueError):
-    """A policy cannot be built or loaded; the message is one line meant for the user."""
-
-
-class Policy:
-    """A batched policy with the stable-baselines3 ``predict`` signature.
-
-    ``action_mode`` (``continuous``, ``multidiscrete`` or ``discrete``) and ``observe_internal`` tell the
-    evaluator which ``Simulator`` to build for it. ``reset(num_envs)`` forgets any memory before a batch of
-    episodes; ``predict`` also forgets the memory of environments flagged in ``episode_start``.
-    """
-
-    name: str = "policy"
-    action_mode: str = "continuous"
-    observe_internal: bool = False
-
-    def reset(self, num_envs: int) -> None:
-        """Prepare for ``num_envs`` environments starting new episodes."""
-
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, Any]:
-        """Actions for a batch of observations ``[N, obs_dim]`` (a single ``[obs_dim]`` also works)."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        """One line saying what the policy is (shown by ``evaluate.py --list``)."""
-        return _first_line(self.__doc__ or self.name)
-
-
-# -------------------------------------------------------------------------------------- SB3 models
-
-ALGORITHMS: tuple[str, ...] = tuple(ALGOS)  # ppo, a2c, sac, td3, dqn, recurrent_ppo (agents.sb3)
-
-
 def _algorithm_class(name: str) -> Any:
     try:
         return algo_class(name.lower())
-    except HyperparamError as exc:
+    except AlgorithmError as exc:
         raise PolicyError(str(exc)) from None
 
 
@@ -171,8 +117,6 @@ def _trained_with_normalisation(model_path: Path) -> bool:
 
 
 def _mode_of(action_space: Any) -> str | None:
-    from gymnasium import spaces
-
     if isinstance(action_space, spaces.Box):
         return "continuous"
     if isinstance(action_space, spaces.MultiDiscrete):
@@ -299,20 +243,6 @@ def _is_internal_shape(shape: tuple[int, ...] | None) -> bool:
     return fits_internal and not fits_plain
 
 
-# -------------------------------------------------------------------------------------- loading
-
-
-def available_policies() -> dict[str, str]:
-    """Heuristic names and one-line descriptions."""
-    from .baselines import HEURISTICS
-
-    return {name: _first_line(cls.__doc__ or name) for name, cls in HEURISTICS.items()}
-
-
-def _first_line(doc: str) -> str:
-    return doc.strip().splitlines()[0].replace("``", "")
-
-
 def model_file(path: str | Path) -> Path:
     """``path`` itself, or for a train.py run folder its final agent, ``model.zip`` (a ``PolicyError`` if it
     has none)."""
@@ -322,63 +252,3 @@ def model_file(path: str | Path) -> Path:
             raise PolicyError(f"{path} is a folder without model.zip; name a model .zip file or a train.py run folder")
         path = path / "model.zip"
     return path
-
-
-def load_policy(
-    spec: str | Path | Policy,
-    scenario: str | Path | Scenario,
-    seed: int = 0,
-    device: str = "cpu",
-    **kwargs: Any,
-) -> Policy:
-    """The policy named by ``spec``: a heuristic name, a path to an SB3 model ``.zip``, or a train.py run folder
-    (its ``model.zip``).
-
-    ``scenario`` gives heuristics the published (declared) capacities and checks that a model's spaces fit.
-    ``seed`` seeds random policies; ``kwargs`` override a heuristic's parameters. A ``Policy`` passes through.
-    """
-    from .baselines import HEURISTICS
-
-    sc = load_scenario(scenario)
-    if isinstance(spec, Policy):
-        return spec
-    text = str(spec).strip()
-    if text in HEURISTICS:
-        try:
-            return HEURISTICS[text](sc, seed=seed, **kwargs)
-        except TypeError as exc:
-            raise PolicyError(f"bad parameters for {text}: {exc}") from None
-    algorithm = None
-    head, sep, tail = text.partition(":")
-    if sep and head.lower() in ALGORITHMS:
-        algorithm, text = head.lower(), tail
-    elif sep and not Path(text).exists() and Path(tail).is_file():
-        raise PolicyError(f"unknown algorithm prefix {head!r} in {text!r}; choose from {', '.join(ALGORITHMS)}")
-    path = model_file(text)
-    if not path.is_file() and path.suffix != ".zip" and path.with_suffix(".zip").is_file():
-        path = path.with_suffix(".zip")  # SB3 adds .zip when saving; accept the name without it
-    if not path.suffix == ".zip" and not path.is_file():
-        raise PolicyError(
-            f"unknown policy {str(spec)!r}: not a heuristic ({', '.join(HEURISTICS)}), a model .zip file or a run "
-            "folder"
-        )
-    policy = SB3Policy(path, algorithm=algorithm, device=device)
-    internal_shape = env_observations.observation_space(sc.n_banks, True).shape
-    policy.observe_internal = policy.model.observation_space.shape == internal_shape
-    policy_spaces_match(policy, sc)
-    return _with_residual_base(policy, sc)
-
-
-def _with_residual_base(policy: SB3Policy, scenario: Scenario) -> Policy:
-    """A model trained as a correction to a heuristic (``agents.residual``) comes back with its heuristic."""
-    from . import residual
-
-    settings = getattr(policy.model, residual.MODEL_ATTRIBUTE, None)
-    if settings is None:
-        return policy
-    try:
-        base, scale = settings["base"], settings["scale"]
-        residual.check_residual(base, scale)
-    except (TypeError, KeyError, ValueError) as exc:
-        raise PolicyError(f"{policy.path}: bad residual settings {settings!r} ({exc})") from None
-    return residual.ResidualPolicy(policy, residual.make_base(base, scenario), scale)

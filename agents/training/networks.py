@@ -9,7 +9,7 @@ summary carries what couples them (the shared switch, card switchers moving betw
 Use it from a hyper-parameter file or the command line::
 
     policy_kwargs:
-      features_extractor_class: per_bank      # agents.sb3.policy_kwargs maps the name to this class
+      features_extractor_class: per_bank      # agents.training.hyperparams.policy_kwargs maps the name to this class
       features_extractor_kwargs: {hidden: 32}
 """
 

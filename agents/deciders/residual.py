@@ -10,10 +10,11 @@ SB3 Gaussian policy outputs a mean correction near 0, so training starts from th
 (for payroute, a strong router) rather than from the status quo, and the heuristic keeps working in worlds
 the agent never saw wherever the learned correction stays small.
 
-Training wraps the vector environment in :class:`ResidualVecEnv` (the heuristic sees the raw observations,
-before ``VecNormalize``). The residual settings are stored inside the model's zip (the ``payroute_residual``
-attribute, saved with every checkpoint and ``best_model.zip``), so :func:`agents.policies.load_policy` rebuilds
-the same heuristic + correction for evaluation: :class:`ResidualPolicy`.
+Training wraps the vector environment in ``agents.training.residual.ResidualVecEnv`` (the heuristic sees the
+raw observations, before ``VecNormalize``). The residual settings are stored inside the model's zip (the
+``payroute_residual`` attribute, saved with every checkpoint and ``best_model.zip``), so
+:func:`agents.deciders.load_policy` rebuilds the same heuristic + correction for evaluation:
+:class:`ResidualPolicy`.
 """
 
 from __future__ import annotations
@@ -21,20 +22,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from .policies import Policy, PolicyError
+from .heuristics import HEURISTICS
+from .policy import Policy, PolicyError
 
-__all__ = ["MODEL_ATTRIBUTE", "ResidualPolicy", "ResidualVecEnv", "check_residual", "combine", "make_base"]
+__all__ = ["MODEL_ATTRIBUTE", "ResidualPolicy", "check_residual", "combine", "make_base"]
 
 MODEL_ATTRIBUTE = "payroute_residual"  # {"base": heuristic name, "scale": float}, saved in the model's zip
 
 
 def check_residual(base: Any, scale: Any) -> None:
     """Raise ``ValueError`` naming the setting unless ``base`` is a heuristic name and ``scale`` is in (0, 1]."""
-    from .baselines import HEURISTICS
-
     if not isinstance(base, str) or base not in HEURISTICS:
         raise ValueError(f"residual = {base!r}: expected a heuristic name ({', '.join(HEURISTICS)})")
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 1:
@@ -43,8 +41,6 @@ def check_residual(base: Any, scale: Any) -> None:
 
 def make_base(base: str, scenario: Any) -> Policy:
     """The heuristic named ``base``, reading the published figures of ``scenario``."""
-    from .baselines import HEURISTICS
-
     return HEURISTICS[base](scenario)
 
 
@@ -58,46 +54,6 @@ def combine(base_action: np.ndarray, correction: np.ndarray, scale: float) -> np
         raise ValueError("residual correction contains NaN or inf")
     out = base_action + scale * np.clip(correction, -1.0, 1.0)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-class ResidualVecEnv(VecEnvWrapper):
-    """A continuous-action SB3 ``VecEnv`` whose actions are corrections to ``base``'s actions.
-
-    ``base`` (a batched heuristic) is asked for its action on the last raw observation and forgets the
-    memory of environments whose episode just ended, exactly as the evaluator drives it.
-    """
-
-    def __init__(self, venv: VecEnv, base: Policy, scale: float = 1.0) -> None:
-        if not isinstance(venv.action_space, spaces.Box):
-            raise ValueError(f"a residual policy needs the continuous action mode; got {venv.action_space}")
-        if base.action_mode != "continuous":
-            raise ValueError(f"the residual's heuristic must give continuous actions; {base.name} does not")
-        low = -np.ones(venv.action_space.shape, dtype=np.float32)
-        super().__init__(venv, action_space=spaces.Box(low, -low, dtype=np.float32))
-        self.base, self.scale = base, float(scale)
-        self._obs: np.ndarray | None = None
-        self._episode_start = np.ones(self.num_envs, dtype=bool)
-
-    def reset(self) -> Any:
-        obs = self.venv.reset()
-        self.base.reset(self.num_envs)
-        self._obs, self._episode_start = obs, np.ones(self.num_envs, dtype=bool)
-        return obs
-
-    def base_actions(self) -> np.ndarray:
-        """What the heuristic would do now (``[num_envs, action_dim]``)."""
-        if self._obs is None:
-            raise RuntimeError("reset the environment before stepping it")
-        action, _ = self.base.predict(self._obs, episode_start=self._episode_start, deterministic=True)
-        return action
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self.venv.step_async(combine(self.base_actions(), actions, self.scale))
-
-    def step_wait(self) -> Any:
-        obs, rewards, dones, infos = self.venv.step_wait()
-        self._obs, self._episode_start = obs, np.asarray(dones, dtype=bool)
-        return obs, rewards, dones, infos
 
 
 class ResidualPolicy(Policy):

@@ -1,0 +1,125 @@
+"""What runs beside ``model.learn``: checkpoints, and periodic evaluations that track the failed-payment rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from stable_baselines3.common.vec_env import VecEnv
+
+from .checkpoints import save_checkpoint
+
+__all__ = ["BEST_STATS", "Checkpoints", "KpiEvalCallback", "SaveBestStats", "kpi_eval_callback"]
+
+BEST_STATS = "best_model_vecnormalize.pkl"  # agents.deciders finds <model>_vecnormalize.pkl beside <model>.zip
+
+
+class Checkpoints(BaseCallback):
+    """Call ``save_checkpoint`` every ``every`` calls (one call = one step of every env)."""
+
+    def __init__(self, env: VecEnv, run_dir: Path, every: int) -> None:
+        super().__init__()
+        self.env, self.run_dir, self.every = env, run_dir, every
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            save_checkpoint(self.model, self.env, self.run_dir)
+        return True
+
+
+class KpiEvalCallback(EvalCallback):
+    """SB3's EvalCallback (best_model.zip, evaluations.npz) that also tracks the failed-payment rate.
+
+    Every evaluation replays the episodes seeded from ``periodic_eval_seed``. The rate of each evaluation
+    (mean over its episodes, from ``info["episode_kpis"]``) goes to TensorBoard as ``eval/failed_payment_rate``
+    and to ``<run_dir>/learning_curve.npz`` (timesteps, rates) for the plot.
+    """
+
+    def __init__(self, *args: Any, run_dir: Path, periodic_eval_seed: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_dir, self.periodic_eval_seed = run_dir, periodic_eval_seed
+        self._rates: list[float] = []
+        self.curve_steps: list[int] = []
+        self.curve_rates: list[float] = []
+
+    def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+        super()._log_success_callback(locals_, globals_)
+        info = locals_["info"]
+        if locals_["done"] and "episode_kpis" in info:
+            self._rates.append(float(info["episode_kpis"]["failed_payment_rate"]))
+
+    def _on_step(self) -> bool:
+        self._rates = []
+        if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+            # every evaluation plays the same episodes (the same worlds, on a randomised scenario), so that
+            # evaluations compare the policy and not the draw; otherwise the env continues its random stream
+            self.eval_env.seed(self.periodic_eval_seed)
+        keep_going = super()._on_step()
+        if self._rates:
+            rate = float(np.mean(self._rates))
+            self.logger.record("eval/failed_payment_rate", rate)
+            self.curve_steps.append(self.num_timesteps)
+            self.curve_rates.append(rate)
+            curve = {"timesteps": self.curve_steps, "failed_payment_rate": self.curve_rates}
+            np.savez(self.run_dir / "learning_curve.npz", **curve)
+        return keep_going
+
+    def restore(self, resumed_at: int) -> None:
+        """Load a resumed run's earlier evaluations (files that are missing are skipped).
+
+        The curve and ``evaluations.npz`` keep those up to the checkpoint's timestep ``resumed_at``, and
+        ``best_model.zip`` is replaced only by a model that beats every earlier evaluation.
+        """
+        curve_file, evals_file = self.run_dir / "learning_curve.npz", self.run_dir / "evaluations.npz"
+        if curve_file.exists():
+            with np.load(curve_file) as curve:
+                keep = curve["timesteps"] <= resumed_at
+                self.curve_steps = [int(t) for t in curve["timesteps"][keep]]
+                self.curve_rates = [float(r) for r in curve["failed_payment_rate"][keep]]
+        if evals_file.exists():
+            with np.load(evals_file) as evals:
+                means = evals["results"].mean(axis=1)
+                if (self.run_dir / "best_model.zip").exists() and len(means):
+                    self.best_mean_reward = float(means.max())  # the score of the best_model.zip on disk
+                keep = evals["timesteps"] <= resumed_at
+                self.evaluations_timesteps = [int(t) for t in evals["timesteps"][keep]]
+                self.evaluations_results = [list(r) for r in evals["results"][keep]]
+                self.evaluations_length = [list(n) for n in evals["ep_lengths"][keep]]
+
+
+class SaveBestStats(BaseCallback):
+    """Save the VecNormalize statistics with every new ``best_model.zip`` (they drift as training goes on)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def _on_step(self) -> bool:
+        stats = self.model.get_vec_normalize_env()
+        if stats is not None:
+            stats.save(str(self.run_dir / BEST_STATS))
+        return True
+
+
+def kpi_eval_callback(
+    eval_env: VecEnv, run_dir: Path, config: dict[str, Any], resumed_at: int | None = None
+) -> KpiEvalCallback:
+    """The run's periodic evaluation (``config``'s episodes and frequency); ``resumed_at`` (the checkpoint's
+    timestep on ``--resume``) carries the run's earlier evaluations on."""
+    callback = KpiEvalCallback(
+        eval_env,
+        run_dir=run_dir,
+        periodic_eval_seed=config["periodic_eval_seed"],
+        callback_on_new_best=SaveBestStats(run_dir),
+        n_eval_episodes=config["periodic_eval_episodes"],
+        eval_freq=max(config["eval_freq"] // config["n_envs"], 1),
+        best_model_save_path=str(run_dir),
+        log_path=str(run_dir),
+        deterministic=True,
+        verbose=0,
+    )
+    if resumed_at is not None:
+        callback.restore(resumed_at)
+    return callback

@@ -1,0 +1,268 @@
+"""Training a stable-baselines3 agent end to end: build the environments and the model (or resume one), learn with
+checkpoints and periodic evaluations, save the agent, then evaluate it against every heuristic and the bound.
+
+``run_training(TrainRequest(...))`` is all of ``python train.py``, callable from a notebook; ``train`` and
+``final_table`` are its two halves.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from agents.algorithms import algo_class, load_model
+from agents.deciders import HEURISTICS, PolicyError, SB3Policy
+from agents.deciders.residual import MODEL_ATTRIBUTE, make_base
+from agents.deciders.trained import NORMALISED_OBS_ATTRIBUTE, normalises_observations
+from agents.evaluation import evaluate_policies, print_results_table, write_results
+from agents.evaluation.plots import plot_learning_curve
+from payroute_env._cli import one_line
+from payroute_env.sb3_vec_env import make_sb3_vec_env
+
+from .callbacks import Checkpoints, kpi_eval_callback
+from .checkpoints import (
+    checkpoint_file,
+    continue_replay_buffer,
+    first_new_folder,
+    last_checkpoint,
+    prepare_run_dir,
+    save_checkpoint,
+)
+from .config import FINAL_EVAL_EPISODES, FINAL_EVAL_SEED, TrainRequest, UsageError, resolve_config, resumed_config
+from .hyperparams import action_noise, policy_kwargs, schedules
+from .residual import ResidualVecEnv
+from .status_quo import start_at_status_quo
+
+__all__ = ["final_table", "make_env", "run_training", "start_from", "train"]
+
+
+def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool) -> VecEnv:
+    """SB3 vector env over the batched core, VecMonitor'ed, and normalised when the config says so."""
+    env = make_sb3_vec_env(
+        config["scenario"], n_envs, seed=seed, action_mode=config["action_mode"], **config.get("env_kwargs", {})
+    )
+    if config.get("residual"):  # the agent's actions become corrections to the heuristic's (agents.deciders.residual)
+        env = ResidualVecEnv(env, make_base(config["residual"], config["scenario"]), config["residual_scale"])
+    norm = config["normalize"]
+    if norm:
+        opts = {"norm_obs": True, "norm_reward": True} if norm is True else dict(norm)
+        if not training:
+            opts["norm_reward"] = False
+        env = VecNormalize(env, training=training, gamma=config["algo_kwargs"].get("gamma", 0.99), **opts)
+    return env
+
+
+def start_from(model: BaseAlgorithm, env: VecEnv, path: Path) -> None:
+    """Give a fresh ``model`` the weights (and ``env`` the VecNormalize statistics) of the model at ``path``.
+
+    The two must be the same algorithm with the same network, spaces and residual settings; anything else
+    is a ``UsageError`` naming the difference.
+    """
+    try:  # the evaluator's loader: it detects the algorithm and finds the statistics saved beside the model
+        loaded = SB3Policy(path)
+    except PolicyError as exc:
+        raise UsageError(f"--init-model: {exc}") from None
+    source = loaded.model
+    if type(source) is not type(model):
+        theirs, ours = type(source).__name__, type(model).__name__
+        raise UsageError(f"--init-model: {path} is a {theirs} model; this run trains {ours}")
+    theirs, ours = getattr(source, MODEL_ATTRIBUTE, None), getattr(model, MODEL_ATTRIBUTE, None)
+    if theirs != ours:
+        raise UsageError(f"--init-model: {path} was trained with residual settings {theirs}, this run uses {ours}")
+    if source.observation_space != model.observation_space or source.action_space != model.action_space:
+        raise UsageError(
+            f"--init-model: {path} sees {source.observation_space} and acts in {source.action_space}; "
+            f"this run sees {model.observation_space} and acts in {model.action_space}"
+        )
+    theirs, ours = loaded.obs_rms is not None, isinstance(env, VecNormalize) and bool(env.norm_obs)
+    if theirs != ours:  # the weights were fitted to the other kind of input
+        said = {True: "normalised", False: "raw"}
+        raise UsageError(
+            f"--init-model: {path} was trained on {said[theirs]} observations; this run feeds {said[ours]} ones "
+            "(set normalize as that run did)"
+        )
+    try:
+        model.set_parameters(source.get_parameters(), exact_match=True, device="cpu")
+    except Exception as exc:  # another net_arch or policy: the tensors do not fit
+        raise UsageError(f"--init-model: {path} does not fit this run's network: {one_line(exc)}") from None
+    if isinstance(env, VecNormalize) and loaded.vecnormalize_path is not None:
+        stats = VecNormalize.load(str(loaded.vecnormalize_path), env.venv)
+        env.obs_rms, env.ret_rms = stats.obs_rms, stats.ret_rms
+
+
+def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
+    """Train (or resume) the agent; return the run folder. Raises KeyboardInterrupt after saving on Ctrl-C."""
+    torch.set_num_threads(config["threads"])
+    run_dir = prepare_run_dir(config, resume)
+    algo = algo_class(config["algo"])
+    try:
+        env = make_env(config, config["n_envs"], config["seed"], training=True)
+        eval_env = make_env(config, config["periodic_eval_episodes"], config["periodic_eval_seed"], training=False)
+    except (TypeError, ValueError) as exc:  # e.g. a negative reward weight, or a bad normalize option
+        where = f"env_kwargs {config['env_kwargs']!r}, normalize {config['normalize']!r}"
+        raise UsageError(f"cannot build the environments ({where}): {one_line(exc)}") from None
+    done_steps = 0
+    if resume:
+        model_path, stats_path, done_steps = last_checkpoint(run_dir)
+        if stats_path is not None and isinstance(env, VecNormalize):
+            try:
+                env = VecNormalize.load(str(stats_path), env.venv)
+            except Exception as exc:  # a truncated or foreign pickle
+                raise UsageError(f"--resume: cannot read {stats_path}: {exc}") from None
+            env.training = True
+        try:
+            model = load_model(config["algo"], model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
+        except Exception as exc:  # zip, pickle or space mismatch: all mean the checkpoint is unusable
+            raise UsageError(f"--resume: cannot load checkpoint {model_path}: {exc}") from None
+        buffer, note = checkpoint_file(run_dir, done_steps, "replay_buffer"), ""
+        if getattr(model, "replay_buffer", None) is not None:
+            if buffer.exists():
+                try:
+                    transitions = continue_replay_buffer(model, buffer)
+                except Exception as exc:  # a foreign or damaged pickle
+                    raise UsageError(
+                        f"--resume: cannot read {buffer} ({one_line(exc, limit=120)}); delete it to resume with an "
+                        "empty replay buffer"
+                    ) from None
+                note = f", with its replay buffer of {transitions} transitions"
+            else:  # e.g. a run saved before buffers were kept: learning goes on, from fresh experience
+                note = f"; no replay buffer saved with it ({buffer.name}), so the buffer starts empty"
+        print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps){note}")
+    if config["timesteps"] >= done_steps:  # resume: the new target (a finished run keeps its own)
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    if not resume:
+        extra = {}
+        if config.get("noise_type"):
+            n_actions = int(env.action_space.shape[0])
+            extra["action_noise"] = action_noise(config["algo"], config["noise_type"], config["noise_std"], n_actions)
+        try:  # SB3 checks the rest of the settings as it builds the model, before any training
+            model = algo(
+                config["policy"],
+                env,
+                seed=config["seed"],
+                device="cpu",
+                verbose=0,
+                tensorboard_log=str(run_dir / "tb"),
+                policy_kwargs=policy_kwargs(config["policy_kwargs"]),
+                **schedules(config["algo_kwargs"]),
+                **extra,
+            )
+        except (TypeError, ValueError, AssertionError, KeyError) as exc:
+            raise UsageError(f"{config['algo']} rejects these settings: {one_line(exc)}") from None
+        if config.get("start_at_status_quo"):
+            start_at_status_quo(model, env.get_attr("n_banks")[0])
+        if config.get("residual"):  # saved inside every zip, so agents.deciders.load_policy rebuilds the pair
+            setattr(model, MODEL_ATTRIBUTE, {"base": config["residual"], "scale": config["residual_scale"]})
+        if config.get("init_model"):
+            start_from(model, env, Path(config["init_model"]))
+    setattr(model, NORMALISED_OBS_ATTRIBUTE, normalises_observations(config["normalize"]))  # saved in every zip
+    n_envs = config["n_envs"]
+    callbacks = CallbackList(
+        [
+            Checkpoints(env, run_dir, every=max(config["eval_freq"] // n_envs, 1)),
+            kpi_eval_callback(eval_env, run_dir, config, resumed_at=done_steps if resume else None),
+        ]
+    )
+    remaining = config["timesteps"] - done_steps
+    if remaining > 0:
+        print(f"training {config['algo']} on {config['scenario_name']} for {remaining} steps -> {run_dir}", flush=True)
+    else:  # a finished run resumed without a new --timesteps: keep it, re-save it, and show its table again
+        print(f"{run_dir} already has {done_steps} steps (target {config['timesteps']}): nothing to train", flush=True)
+    start = time.perf_counter()
+    try:
+        if remaining > 0:
+            model.learn(
+                total_timesteps=remaining,
+                callback=callbacks,
+                reset_num_timesteps=not resume,
+                progress_bar=progress,
+                tb_log_name="run",
+            )
+    except KeyboardInterrupt:
+        path = save_checkpoint(model, env, run_dir)
+        scenario, out = shlex.quote(str(config["scenario"])), shlex.quote(str(run_dir.parent))
+        seed = config["seed"]
+        again = f"python train.py --algo {config['algo']} --scenario {scenario} --seed {seed} --out {out} --resume"
+        for flag, key, default in (("--eval-seed", "final_eval_seed", FINAL_EVAL_SEED),
+                                   ("--eval-episodes", "final_eval_episodes", FINAL_EVAL_EPISODES)):
+            if config[key] != default:  # the final table's seeds come from the command, not config.json
+                again += f" {flag} {config[key]}"
+        print(f"\ninterrupted at {model.num_timesteps} steps; checkpoint saved to {path}; continue with: {again}")
+        raise
+    minutes = (time.perf_counter() - start) / 60
+    model.save(run_dir / "model.zip")
+    if isinstance(env, VecNormalize):
+        env.save(str(run_dir / "vecnormalize.pkl"))
+    save_checkpoint(model, env, run_dir)
+    if remaining > 0:
+        steps, where = model.num_timesteps, run_dir / "model.zip"
+        print(f"trained {config['algo']} for {steps} steps in {minutes:.1f} min; saved {where}")
+    return run_dir
+
+
+def final_table(config: dict[str, Any], run_dir: Path) -> None:
+    """Evaluate the trained agent (``model.zip``, and ``best_model.zip`` if periodic evaluation kept one)
+    against every heuristic and the bound on the final-table seeds.
+
+    The same evaluator as ``evaluate.py`` (``agents.evaluation``); results go to ``<run>/evaluation/`` and
+    the learning curve, with the status quo, the best heuristic and the bound, to ``learning_curve.png``.
+    """
+    models = [str(run_dir / "model.zip")]
+    if (run_dir / "best_model.zip").exists():  # the best periodic evaluation, with its own statistics
+        models.append(str(run_dir / "best_model.zip"))
+    result = evaluate_policies(
+        config["scenario"],
+        [*models, *HEURISTICS],
+        episodes=config["final_eval_episodes"],
+        seed=config["final_eval_seed"],
+        progress=sys.stderr.isatty(),
+    )
+    print_results_table(result)
+    files = write_results(result, run_dir / "evaluation")
+    rates = {r.name: r.summary["failed_payment_rate"] for r in result.policies}
+    best = result.reference  # the best heuristic: every policy is compared with it episode by episode
+    references = {"admit_all": rates["admit_all"], f"best heuristic ({best})": rates[best]}
+    if result.bound is not None:
+        references["fluid bound"] = result.bound["failed_payment_rate"]
+    curve_file = run_dir / "learning_curve.npz"
+    if curve_file.exists():
+        curve = np.load(curve_file)
+        label = f"{config['algo']} (periodic evaluation)"
+        title = f"{config['algo']} on {config['scenario_name']}"
+        curves = {label: (curve["timesteps"], curve["failed_payment_rate"])}
+        files.append(plot_learning_curve(curves, run_dir / "learning_curve.png", references, title))
+    print(f"wrote {', '.join(str(f) for f in files)}")
+
+
+def run_training(request: TrainRequest) -> Path:
+    """Everything ``python train.py`` does: resolve the settings, train (or resume), then the final table.
+
+    Returns the run folder. Bad settings raise :class:`UsageError` before anything trains, and a refused run
+    leaves no folder behind; Ctrl-C saves a checkpoint and raises ``KeyboardInterrupt``.
+    """
+    config: dict[str, Any] | None = None
+    new_folder: Path | None = None
+    try:
+        config = resolve_config(request)
+        if request.resume:
+            config = resumed_config(config, request)
+        new_folder = first_new_folder(Path(config["run_dir"]))
+        run_dir = train(config, request.resume, progress=not request.no_progress and sys.stderr.isatty())
+    except UsageError:
+        if new_folder is not None and config is not None and not any(Path(config["run_dir"], "checkpoints").glob("*")):
+            shutil.rmtree(new_folder, ignore_errors=True)  # a refused run leaves no folder behind
+        raise
+    if not request.no_eval:
+        final_table(config, run_dir)
+    return run_dir
