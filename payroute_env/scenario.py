@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+import numpy as np
+
 __all__ = [
     "BUILTIN_SCENARIOS",
     "Bank",
@@ -251,8 +253,6 @@ class Scenario:
 
     def intent_rate(self, t_s: Any) -> Any:
         """Expected payment intents per second at time ``t_s`` (seconds after midnight; array-friendly)."""
-        import numpy as np
-
         t = np.asarray(t_s, dtype=np.float64)
         rate = np.full_like(t, self.traffic.base_rate)
         for s in self.traffic.surges:
@@ -265,8 +265,6 @@ class Scenario:
         return rate
 
     def step_midpoints(self) -> Any:
-        import numpy as np
-
         return self.start_s + (np.arange(self.n_steps) + 0.5) * self.dt_s
 
     @property
