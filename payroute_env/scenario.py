@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+import weakref
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -418,7 +419,13 @@ def scenario_from_dict(data: dict[str, Any], source: str = "<dict>") -> Scenario
             data["switch"] = _with_fragility(data["switch"], default_frag)
     sc = _build(Scenario, data, "", source)
     _check_consistency(sc, source)
+    _CHECKED[id(sc)] = sc
     return sc
+
+
+# Scenarios built by scenario_from_dict, by id: checked once, where they entered, and trusted after that (they are
+# frozen all the way down). A Scenario made another way (dataclasses.replace) is checked when it is loaded.
+_CHECKED: weakref.WeakValueDictionary[int, Scenario] = weakref.WeakValueDictionary()
 
 
 def _with_fragility(table: Any, default: dict[str, Any]) -> Any:
@@ -432,9 +439,13 @@ def _with_fragility(table: Any, default: dict[str, Any]) -> Any:
 def load_scenario(name_or_path: str | Path | Scenario) -> Scenario:
     """Return the validated scenario for a built-in name, a TOML file path or a ``Scenario``.
 
-    A ``Scenario`` object (e.g. one made with ``dataclasses.replace``) gets the checks a TOML file gets; the
-    checked copy is returned (equal to it, with numpy numbers turned into Python ones).
+    A scenario is checked once, where it enters: a ``Scenario`` this module built (from a name, a file or a
+    dict) comes back as it is. Any other ``Scenario`` object (e.g. one made with ``dataclasses.replace``) gets
+    the checks a TOML file gets; the checked copy is returned (equal to it, with numpy numbers turned into
+    Python ones).
     """
+    if isinstance(name_or_path, Scenario) and _CHECKED.get(id(name_or_path)) is name_or_path:
+        return name_or_path
     if isinstance(name_or_path, Scenario):
         return scenario_from_dict(dataclasses.asdict(name_or_path), f"Scenario {name_or_path.name!r}")
     source, text, base_dir = _read(str(name_or_path))

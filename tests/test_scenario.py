@@ -92,6 +92,29 @@ def test_a_scenario_object_gets_the_checks_a_file_gets(change: dict, message: st
         PaymentRoutingEnv(sc)
 
 
+def test_a_scenario_is_checked_once_where_it_enters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name is checked when it is loaded; the Scenario that comes back then passes through every later hop (an
+    evaluation of three heuristics used to check the same scenario 16 times)."""
+    from agents.evaluation import evaluate_policies
+    from payroute_env import scenario as scenario_module
+
+    checks = []
+    original = scenario_module.scenario_from_dict
+
+    def counting(data: dict, source: str = "<dict>") -> Scenario:
+        checks.append(source)
+        return original(data, source)
+
+    monkeypatch.setattr(scenario_module, "scenario_from_dict", counting)
+    sc = load_scenario("steady")
+    assert load_scenario(sc) is sc and checks == ["steady.toml"]
+    result = evaluate_policies("steady", ["admit_all", "sre_throttle", "success_rate_router"], episodes=1,
+                               bound=False, progress=False, timeline=False)  # fmt: skip
+    assert len(result.policies) == 3 and checks == ["steady.toml", "steady.toml"]
+    replaced = dataclasses.replace(sc, max_attempts=2)  # not built by the loader: checked as it enters
+    assert load_scenario(replaced) is not replaced and checks[-1] == "Scenario 'steady'"
+
+
 def test_numpy_numbers_in_a_scenario_object_are_numbers() -> None:
     sc = dataclasses.replace(load_scenario("steady"), dt_s=np.float32(5.0), max_attempts=np.int64(3))
     checked = load_scenario(sc)
