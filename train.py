@@ -5,11 +5,13 @@
     python train.py --algo dqn --hyperparams learning_rate=5e-4 exploration_fraction=0.2
     python train.py --out short/ --resume             # continue the same run from its last checkpoint
     python train.py --scenario double11_2016 --init-model runs/ppo-double11_2013-seed0 --out ft/
+    python train.py --residual success_rate_router --residual-scale 0.3   # a correction to the router's actions
 
 A run lives in ``<out>/<algo>-<scenario>-seed<seed>/``: ``config.json`` (every resolved setting),
 ``model.zip`` and ``vecnormalize.pkl`` (the final agent), ``best_model.zip`` (best periodic evaluation),
 ``checkpoints/``, ``tb/`` (TensorBoard) and ``evaluations.npz``. Hyper-parameters come from
-``agents/hyperparams/<algo>.yml``; ``--hyperparams key=value`` overrides them. Training environments are
+``agents/hyperparams/<algo>.yml`` (RL Zoo's format: RL Zoo trains on the same files); ``--hyperparams
+key=value`` overrides them. Training environments are
 seeded ``seed .. seed + n_envs - 1``; periodic evaluation uses seeds from 2,000,000 and the final table seeds
 from ``--eval-seed`` (1000), all disjoint. Ctrl-C saves a checkpoint and exits; ``--resume`` picks it up.
 """
@@ -42,6 +44,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="start a new run from this model's weights and VecNormalize statistics (fine-tuning, curricula)",
     )
+    p.add_argument(
+        "--residual",
+        default=None,
+        metavar="HEURISTIC",
+        help="learn a correction to this heuristic's actions instead of a policy from scratch (success_rate_router)",
+    )
+    p.add_argument("--residual-scale", type=float, default=None, metavar="X",
+                   help="largest correction, in (0, 1] (default 1)")  # fmt: skip
     p.add_argument("--eval-freq", type=int, default=None, help="env steps between periodic evaluations")
     p.add_argument(
         "--eval-episodes",

@@ -15,6 +15,8 @@ from agents.deciders import Policy, PolicyError, load_policy
 from agents.deciders.heuristics import SuccessRateRouter
 from agents.deciders.residual import MODEL_ATTRIBUTE, ResidualPolicy, combine
 from agents.evaluation import run_policy
+from agents.training.hyperparams import RECORD_RESIDUAL_CALLBACK as RECORD
+from agents.training.hyperparams import RESIDUAL_WRAPPER as WRAPPER
 from agents.training.residual import ResidualVecEnv
 from payroute_env.sb3_vec_env import make_sb3_vec_env
 
@@ -77,7 +79,7 @@ def test_residual_wrapper_needs_continuous_actions(tiny: str) -> None:
 def test_train_saves_a_residual_model_that_loads_with_its_heuristic(tiny: str, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     argv = ["--scenario", tiny, "--timesteps", "128", "--n-envs", "2", "--out", str(out)]
-    hp = ["--hyperparams", "residual=success_rate_router", "residual_scale=0.5", *SMALL_PPO]
+    hp = ["--residual", "success_rate_router", "--residual-scale", "0.5", "--hyperparams", *SMALL_PPO]
     assert train.main(argv + hp + FAST) == 0
     run = out / "ppo-tiny-seed0"
     config = json.loads((run / "config.json").read_text())
@@ -101,8 +103,8 @@ def test_train_saves_a_residual_model_that_loads_with_its_heuristic(tiny: str, t
     resumed = load_policy(run / "model.zip", tiny)
     assert isinstance(resumed, ResidualPolicy) and resumed.scale == 0.5
     assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
-    # repeating the run's own command is fine, even a setting a residual run overrides (no status-quo start)
-    assert train.main(longer[:3] + ["320"] + longer[4:] + hp + ["start_at_status_quo=true"] + FAST + ["--resume"]) == 0
+    # repeating the run's own command is fine
+    assert train.main(longer[:3] + ["320"] + longer[4:] + hp + FAST + ["--resume"]) == 0
     assert algo_class("ppo").load(run / "model.zip").num_timesteps == 320
 
 
@@ -121,19 +123,24 @@ def test_bad_residual_settings_in_a_model_are_named(tiny: str, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("hyperparams", "message"),
     [
-        (["residual=nope"], "residual = 'nope': expected a heuristic name"),
-        (["residual=[aimd]"], "residual = ['aimd']: expected a heuristic name"),
-        (["residual=aimd", "residual_scale=2"], "residual_scale = 2: expected a number in (0, 1]"),
-        (["residual_scale=0.5"], "residual_scale = 0.5 needs residual"),
+        (["--residual", "nope"], "residual = 'nope': expected a heuristic name"),
+        (["--residual", "aimd", "--residual-scale", "2"], "residual_scale = 2.0: expected a number in (0, 1]"),
+        (["--residual-scale", "0.5"], "--residual-scale 0.5 needs --residual"),
+        (["--hyperparams", "residual=aimd"], "residual is no longer a setting of its own; it is now --residual"),
+        (["--hyperparams", f"vec_env_wrapper={{{WRAPPER}: {{base: [aimd]}}}}", f"callback={RECORD}"],
+         "residual = ['aimd']: expected a heuristic name"),  # fmt: skip
+        (["--hyperparams", f"vec_env_wrapper={{{WRAPPER}: {{base: aimd}}}}"], "go together"),
+        (["--hyperparams", f"vec_env_wrapper={{{WRAPPER}: {{bass: aimd}}}}"], "takes base (a heuristic) and scale"),
+        (["--hyperparams", "vec_env_wrapper=my.Wrapper"], "train.py applies agents.training.residual.ResidualVecEnv"),
     ],
 )
-def test_bad_residual_hyperparameters_exit_2(hyperparams: list[str], message: str, tmp_path: Path, capsys) -> None:
-    assert train.main(["--out", str(tmp_path), "--hyperparams", *hyperparams] + FAST) == 2
+def test_bad_residual_settings_exit_2(hyperparams: list[str], message: str, tmp_path: Path, capsys) -> None:
+    assert train.main(["--out", str(tmp_path), *hyperparams] + FAST) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
 
 
 def test_residual_needs_the_continuous_action_mode(tmp_path: Path, capsys) -> None:
-    argv = ["--algo", "dqn", "--out", str(tmp_path), "--hyperparams", "residual=aimd"]
+    argv = ["--algo", "dqn", "--out", str(tmp_path), "--residual", "aimd"]
     assert train.main(argv + FAST) == 2
     assert "needs the continuous action mode" in capsys.readouterr().err

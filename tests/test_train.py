@@ -20,6 +20,7 @@ from agents.algorithms import ALGOS, algo_class, load_model
 from agents.deciders import PolicyError, load_policy
 from agents.training import TrainRequest, resolve_config
 from agents.training.checkpoints import last_checkpoint
+from agents.training.hyperparams import RECORD_RESIDUAL_CALLBACK, RESIDUAL_WRAPPER, STATUS_QUO_CALLBACK
 from payroute_env.actions import status_quo
 from payroute_env.simulator import Simulator
 
@@ -243,7 +244,12 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--hyperparams", "n_steps=1" + "0" * 400], "expected a whole number >= 1"),  # an int beyond any float
         (["--hyperparams", "gamma=1" + "0" * 400], "expected a finite number in [0, 1]"),
         (["--hyperparams", "normalize={clip_obs: 1" + "0" * 400 + "}"], "expected a finite number > 0"),
-        (["--hyperparams", "start_at_status_quo=maybe"], "start_at_status_quo = 'maybe': expected true or false"),
+        (["--hyperparams", "start_at_status_quo=true"], "it is now callback: agents.training.callbacks.StartAt"),
+        (["--hyperparams", "callback=my.Callback"], "callback 'my.Callback': train.py runs payroute's own callbacks"),
+        (["--hyperparams", "callback=[{agents.training.callbacks.StartAtStatusQuo: {x: 1}}]"], "takes no options"),
+        (["--hyperparams", "callback=7"], "callback = 7: expected a class name"),
+        (["--hyperparams", "policy_kwargs=dict(net_arch=__import__('os'))"], "is not something train.py reads"),
+        (["--hyperparams", "policy_kwargs=dict(net_arch=[64"], "neither a YAML mapping nor an expression"),
         (["--timesteps", "inf"], "--timesteps must be a positive whole number"),
         (["--hyperparams", "policy_kwargs.activation_fn=sigmoid"], "activation_fn = 'sigmoid'"),
         (["--hyperparams", "policy_kwargs.features_extractor_class=nope"], "features_extractor_class = 'nope'"),
@@ -411,7 +417,7 @@ def test_short_ppo_run_improves_on_random(tmp_path: Path) -> None:
     scenario = tmp_path / "one_bank.toml"
     scenario.write_text(ONE_BANK)
     out = tmp_path / "runs"
-    hp = ["start_at_status_quo=false", "n_steps=128", "batch_size=256", "n_epochs=10", "learning_rate=0.001"]
+    hp = ["callback=null", "n_steps=128", "batch_size=256", "n_epochs=10", "learning_rate=0.001"]
     argv = ["--scenario", str(scenario), "--timesteps", "30000", "--n-envs", "8", "--out", str(out)]
     assert train.main(argv + ["--hyperparams", *hp] + FAST) == 0
     run = out / "ppo-one_bank-seed0"
@@ -465,7 +471,8 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
         ("dqn", ["target_update_interval=1e3", "gradient_steps=-1", "learning_rate=5e-4"]),
         (
             "ppo",
-            ["n_steps=6.4e1", "clip_range=lin_0.2", "clip_range_vf=lin_0.2", "use_sde=true", "action_mode=continuous"],
+            ["n_steps=6.4e1", "clip_range=lin_0.2", "clip_range_vf=lin_0.2", "use_sde=true",
+             "env_kwargs.action_mode=continuous"],
         ),  # fmt: skip
         ("recurrent_ppo", ["policy_kwargs.lstm_hidden_size=32", "sde_sample_freq=4"]),
     ],
@@ -484,6 +491,29 @@ def test_rl_zoo_style_settings_are_accepted(algo: str, overrides: list[str], tin
     if isinstance(config["algo_kwargs"].get("train_freq"), list):  # RL Zoo's [n, step] becomes SB3's tuple
         assert kwargs["train_freq"] == tuple(config["algo_kwargs"]["train_freq"])
     assert algo_class(algo)  # the class the settings were checked against
+
+
+def test_rl_zoo_expressions_and_hooks_resolve_like_their_yaml_forms(tiny: str) -> None:
+    """RL Zoo's ``policy_kwargs: "dict(...)"`` and ``normalize: "{...}"`` strings are read, not run, into the same
+    settings as YAML mappings; its ``callback`` and ``vec_env_wrapper`` hooks set the status-quo start and the
+    residual; ``env_kwargs.action_mode`` picks the action mode."""
+
+    def config(*overrides: str, algo: str = "ppo") -> dict:
+        args = train.parse_args(["--algo", algo, "--scenario", tiny, "--hyperparams", *overrides])
+        return resolve_config(TrainRequest(**vars(args)))
+
+    zoo = config('policy_kwargs=dict(net_arch=dict(pi=[32, -(-32)], vf=[16]), activation_fn=nn.ReLU, ortho_init=False)',
+                 "normalize={'norm_obs': True, 'norm_reward': False}")  # fmt: skip
+    mapped = config("policy_kwargs={net_arch: {pi: [32, 32], vf: [16]}, activation_fn: relu, ortho_init: false}",
+                    "normalize={norm_obs: true, norm_reward: false}")  # fmt: skip
+    assert zoo["policy_kwargs"] == mapped["policy_kwargs"] and zoo["normalize"] == mapped["normalize"]
+    assert config()["start_at_status_quo"] is True and config("callback=null")["start_at_status_quo"] is False
+    residual = config(f"vec_env_wrapper={{{RESIDUAL_WRAPPER}: {{base: aimd, scale: 0.25}}}}",
+                      f"callback=[{STATUS_QUO_CALLBACK}, {RECORD_RESIDUAL_CALLBACK}]")  # fmt: skip
+    assert (residual["residual"], residual["residual_scale"]) == ("aimd", 0.25)
+    assert residual["start_at_status_quo"] is False  # a residual starts at its heuristic (zero correction)
+    assert config(algo="dqn")["action_mode"] == "discrete" and "action_mode" not in config(algo="dqn")["env_kwargs"]
+    assert config("env_kwargs.action_mode=multidiscrete")["action_mode"] == "multidiscrete"
 
 
 def test_hyperparameter_files_overrides_and_schedules() -> None:
@@ -601,7 +631,7 @@ def torch_equal(a, b) -> bool:
     [
         (["--resume"], "--init-model starts a new run"),
         (["--hyperparams", "policy_kwargs.net_arch=[8]"], "does not fit this run's network"),
-        (["--hyperparams", "residual=aimd"], "was trained with residual settings None"),
+        (["--residual", "aimd"], "was trained with residual settings None"),
         (["--algo", "a2c"], "is a PPO model; this run trains A2C"),
         (["--hyperparams", "normalize=false"], "was trained on normalised observations; this run feeds raw ones"),
         (["--hyperparams", "normalize={norm_obs: false}"], "trained on normalised observations; this run feeds raw"),

@@ -2,9 +2,10 @@
 
 :class:`SB3Policy` reads a model ``.zip`` saved by any of payroute's algorithms (PPO, A2C, SAC, TD3, DQN, or
 RecurrentPPO from sb3-contrib; the algorithm is read from the file unless given). VecNormalize statistics
-saved beside the model (``<model>_vecnormalize.pkl``, ``<model>.vecnormalize.pkl``, SB3 checkpoint naming
-``rl_model_vecnormalize_<N>_steps.pkl``, or ``vecnormalize.pkl`` in the same folder) are applied to
-observations. Anything wrong raises :class:`~agents.deciders.policy.PolicyError` with a one-line message.
+saved beside the model (``<model>_vecnormalize.pkl``, ``<model>.vecnormalize.pkl``, RL Zoo's
+``<model>/vecnormalize.pkl``, SB3 checkpoint naming ``rl_model_vecnormalize_<N>_steps.pkl``, or
+``vecnormalize.pkl`` in the same folder) are applied to observations. Anything wrong raises
+:class:`~agents.deciders.policy.PolicyError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def _vecnormalize_path(model_path: Path, own_only: bool = False) -> Path | None:
     (RL Zoo's folders share it between ``best_model.zip`` and the final model, so it is a fallback there).
     """
     stem = model_path.with_suffix("")
-    candidates = [Path(f"{stem}_vecnormalize.pkl"), Path(f"{stem}.vecnormalize.pkl")]
+    # train.py's and SB3's names beside the model; RL Zoo keeps them in a folder named as the model
+    candidates = [Path(f"{stem}_vecnormalize.pkl"), Path(f"{stem}.vecnormalize.pkl"), stem / "vecnormalize.pkl"]
     checkpoint = _checkpoint_stats_name(model_path)
     if checkpoint:
         candidates.append(model_path.parent / checkpoint)

@@ -7,11 +7,23 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from agents.deciders.residual import MODEL_ATTRIBUTE
 
 from .checkpoints import save_checkpoint
+from .residual import ResidualVecEnv
+from .status_quo import start_at_status_quo
 
-__all__ = ["BEST_STATS", "Checkpoints", "KpiEvalCallback", "SaveBestStats", "kpi_eval_callback"]
+__all__ = [
+    "BEST_STATS",
+    "Checkpoints",
+    "KpiEvalCallback",
+    "RecordResidual",
+    "SaveBestStats",
+    "StartAtStatusQuo",
+    "kpi_eval_callback",
+]
 
 BEST_STATS = "best_model_vecnormalize.pkl"  # agents.deciders finds <model>_vecnormalize.pkl beside <model>.zip
 
@@ -123,3 +135,40 @@ def kpi_eval_callback(
     if resumed_at is not None:
         callback.restore(resumed_at)
     return callback
+
+
+# ------------------------------------------------------------------------- hooks a hyper-parameter file names
+# RL Zoo builds these from a file's ``callback`` key; train.py reads the same key and does the same itself.
+
+
+def _untrained(model: Any) -> bool:
+    """A model no gradient step has touched yet (not one loaded to continue: RL Zoo's ``--trained-agent``)."""
+    return getattr(model, "_n_updates", 0) == 0
+
+
+class StartAtStatusQuo(BaseCallback):
+    """Before a fresh model's first step, centre its policy on the 2013 status quo (``start_at_status_quo``)."""
+
+    def _on_training_start(self) -> None:
+        if _untrained(self.model):
+            n_banks = self.training_env.get_attr("scenario")[0].n_banks
+            start_at_status_quo(self.model, n_banks)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class RecordResidual(BaseCallback):
+    """Save the residual's settings (its heuristic and scale) in the model trained through a ``ResidualVecEnv``,
+    so that ``agents.deciders.load_policy`` rebuilds heuristic + correction from the model file alone."""
+
+    def _on_training_start(self) -> None:
+        env = self.training_env
+        while isinstance(env, VecEnvWrapper) and not isinstance(env, ResidualVecEnv):
+            env = env.venv
+        if not isinstance(env, ResidualVecEnv) or env.base_name is None:
+            raise ValueError("RecordResidual needs the vec_env_wrapper agents.training.residual.ResidualVecEnv")
+        setattr(self.model, MODEL_ATTRIBUTE, {"base": env.base_name, "scale": env.scale})
+
+    def _on_step(self) -> bool:
+        return True

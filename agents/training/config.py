@@ -27,6 +27,8 @@ from .hyperparams import (
     check_normalize,
     is_whole_number,
     load_hyperparams,
+    payroute_hooks,
+    read_zoo_expression,
 )
 
 __all__ = [
@@ -72,6 +74,8 @@ class TrainRequest:
     no_eval: bool = False
     no_progress: bool = False
     threads: int = 1
+    residual: str | None = None  # train a correction to this heuristic (agents.deciders.residual)
+    residual_scale: float | None = None  # its scale in (0, 1] (default 1)
 
 
 def resolve_config(args: TrainRequest) -> dict[str, Any]:
@@ -83,7 +87,11 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
         hp = apply_overrides(load_hyperparams(args.algo, scenario.name), args.hyperparams)
     except (ScenarioError, HyperparamError) as exc:
         raise UsageError(str(exc)) from None
-    yaml_mode = hp.pop("action_mode", None)
+    env_kwargs = hp.pop("env_kwargs", {})
+    if not isinstance(env_kwargs, dict):
+        raise UsageError(f"env_kwargs = {env_kwargs!r}: expected a mapping (e.g. env_kwargs.beta=0.0)")
+    env_kwargs = dict(env_kwargs)
+    yaml_mode = env_kwargs.pop("action_mode", None)  # RL Zoo passes env_kwargs to the env, action mode included
     action_mode = args.action_mode or yaml_mode or ALGOS[args.algo].action_mode
     if action_mode not in COMPATIBLE_MODES[args.algo]:
         raise UsageError(
@@ -112,9 +120,14 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
         action_noise(args.algo, noise_type, noise_std)
     except HyperparamError as exc:
         raise UsageError(str(exc)) from None
-    residual, residual_scale = hp.pop("residual", None), hp.pop("residual_scale", 1.0)
-    if residual is None and residual_scale != 1.0:
-        raise UsageError(f"residual_scale = {residual_scale!r} needs residual (the heuristic to correct)")
+    try:  # payroute's own settings ride on RL Zoo's hooks
+        hooks = payroute_hooks(hp.pop("callback", None), hp.pop("vec_env_wrapper", None))
+    except HyperparamError as exc:
+        raise UsageError(str(exc)) from None
+    residual = args.residual if args.residual is not None else hooks.residual
+    if residual is None and args.residual_scale is not None:
+        raise UsageError(f"--residual-scale {args.residual_scale:g} needs --residual (the heuristic to correct)")
+    residual_scale = args.residual_scale if args.residual_scale is not None else hooks.residual_scale
     if residual is not None:
         if action_mode != "continuous":
             raise UsageError(f"residual = {residual!r} needs the continuous action mode; this run uses {action_mode!r}")
@@ -141,12 +154,13 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
         check_seeds(args.seed, int(n_envs), args.eval_seed, args.eval_episodes, int(periodic_episodes))
     policy_name = hp.pop("policy", "MlpPolicy")
     raw_policy_kwargs = hp.pop("policy_kwargs", {})
-    env_kwargs = hp.pop("env_kwargs", {})
     normalize = hp.pop("normalize", False)
-    status_quo = hp.pop("start_at_status_quo", False)
-    if not isinstance(status_quo, bool):
-        raise UsageError(f"start_at_status_quo = {status_quo!r}: expected true or false")
+    status_quo = hooks.start_at_status_quo
     try:  # what is left in hp goes to the algorithm
+        if _zoo_form(raw_policy_kwargs):  # RL Zoo's "dict(...)" form, read without running it
+            raw_policy_kwargs = read_zoo_expression(raw_policy_kwargs, "policy_kwargs")
+        if _zoo_form(normalize):
+            normalize = read_zoo_expression(normalize, "normalize")
         check_normalize(normalize)
         check_hyperparams(args.algo, hp, policy_name, raw_policy_kwargs, env_kwargs)
     except HyperparamError as exc:
@@ -181,6 +195,11 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
         "final_eval_seed": args.eval_seed,
         "threads": args.threads,
     }
+
+
+def _zoo_form(value: Any) -> bool:
+    """Whether a setting is written the way RL Zoo writes mappings: a ``dict(...)`` or ``{...}`` string."""
+    return isinstance(value, str) and value.strip().startswith(("dict(", "{"))
 
 
 def check_seeds(seed: int, n_envs: int, eval_seed: int, eval_episodes: int, periodic_episodes: int) -> None:
@@ -234,6 +253,16 @@ def resumed_config(config: dict[str, Any], args: TrainRequest) -> dict[str, Any]
         raise UsageError(f"--resume: {saved_file} is not a train.py configuration (no {', '.join(missing)})")
     given = apply_overrides({}, args.hyperparams)  # which settings the command sets (resolve_config checked them)
     target_given = given.pop("n_timesteps", None) is not None
+    # hooks and flags stand for the resolved settings they set (only the keys of ``given`` matter below)
+    hooks = {key: given.pop(key) for key in ("callback", "vec_env_wrapper") if key in given}
+    if "callback" in hooks or args.residual is not None:
+        given["start_at_status_quo"] = True
+    if "vec_env_wrapper" in hooks or args.residual is not None:
+        given["residual"] = given["residual_scale"] = True
+    if args.residual_scale is not None:
+        given["residual_scale"] = True
+    if isinstance(given.get("env_kwargs"), dict) and "action_mode" in given["env_kwargs"]:
+        given["action_mode"] = given["env_kwargs"].pop("action_mode")
     for key, value in (("n_envs", args.n_envs), ("action_mode", args.action_mode), ("eval_freq", args.eval_freq)):
         if value is not None:
             given[key] = value

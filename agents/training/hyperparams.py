@@ -16,10 +16,12 @@ out-of-range or non-finite values, counts that are not whole numbers, bad networ
 
 from __future__ import annotations
 
+import ast
 import copy
 import inspect
 import math
 import re
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -29,6 +31,7 @@ import yaml
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
 from agents.algorithms import ALGOS, AlgorithmError, algo_class
+from agents.deciders.residual import check_residual
 from payroute_env import ENV_IDS, load_scenario
 from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
 
@@ -254,6 +257,8 @@ def check_hyperparams(
     for key in sorted(set(algo_kwargs) & set(_RESERVED)):
         where = f"; use {_RESERVED[key]}" if _RESERVED[key] else ""
         raise HyperparamError(f"{key} is set by train.py itself, not by --hyperparams{where}")
+    for key in sorted(set(algo_kwargs) & set(_MOVED)):
+        raise HyperparamError(f"{key} is no longer a setting of its own; it is now {_MOVED[key]}")
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env"}
     unknown = sorted(set(algo_kwargs) - accepted)
     if unknown:
@@ -357,3 +362,120 @@ def _as_ints(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_ints(v) for v in value]
     return int(value)
+
+
+# ------------------------------------------------------------------------------------- RL Zoo's formats and hooks
+
+# payroute's own settings ride on RL Zoo's hooks, so that RL Zoo trains on the same files (it imports these by name)
+STATUS_QUO_CALLBACK = "agents.training.callbacks.StartAtStatusQuo"
+RECORD_RESIDUAL_CALLBACK = "agents.training.callbacks.RecordResidual"
+RESIDUAL_WRAPPER = "agents.training.residual.ResidualVecEnv"
+# what an older file's keys became (named in the error, so that such a file is easy to bring up to date)
+_MOVED = {
+    "start_at_status_quo": f"callback: {STATUS_QUO_CALLBACK}",
+    "residual": f"--residual, or vec_env_wrapper {RESIDUAL_WRAPPER} {{base: ...}} with its callback",
+    "residual_scale": "--residual-scale, or the scale option of the vec_env_wrapper",
+    "action_mode": "env_kwargs.action_mode, or --action-mode",
+}
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a file's RL Zoo hooks (``callback``, ``vec_env_wrapper``) ask of a payroute run."""
+
+    start_at_status_quo: bool = False
+    residual: str | None = None
+    residual_scale: float = 1.0
+
+
+def _hook_entries(value: Any, key: str) -> list[tuple[str, dict[str, Any]]]:
+    """RL Zoo's forms of a hook: a class name, ``{name: {options}}``, or a list of those."""
+    if value is None:
+        return []
+    entries = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            entries.append((item, {}))
+            continue
+        if isinstance(item, dict) and len(item) == 1:
+            ((name, options),) = item.items()
+            options = {} if options is None else options
+            if isinstance(name, str) and isinstance(options, dict):
+                entries.append((name, options))
+                continue
+        raise HyperparamError(f"{key} = {value!r}: expected a class name, {{name: {{options}}}} or a list of those")
+    return entries
+
+
+def payroute_hooks(callback: Any, vec_env_wrapper: Any) -> Hooks:
+    """Read the hooks train.py runs: the status-quo start (a callback) and a residual policy (a wrapper with the
+    callback that records it in the model). Anything else is a ``HyperparamError``: train.py imports no class
+    a file names."""
+    callbacks = _hook_entries(callback, "callback")
+    known = (STATUS_QUO_CALLBACK, RECORD_RESIDUAL_CALLBACK)
+    for name, options in callbacks:
+        if name not in known:
+            raise HyperparamError(f"callback {name!r}: train.py runs payroute's own callbacks ({', '.join(known)})")
+        if options:
+            raise HyperparamError(f"callback {name} takes no options; got {options!r}")
+    residual, scale = None, 1.0
+    for name, options in _hook_entries(vec_env_wrapper, "vec_env_wrapper"):
+        if name != RESIDUAL_WRAPPER:
+            raise HyperparamError(f"vec_env_wrapper {name!r}: train.py applies {RESIDUAL_WRAPPER} only")
+        unknown = sorted(set(options) - {"base", "scale"})
+        if unknown or "base" not in options:
+            raise HyperparamError(f"vec_env_wrapper {name} takes base (a heuristic) and scale; got {options!r}")
+        residual, scale = options["base"], options.get("scale", 1.0)
+        try:
+            check_residual(residual, scale)
+        except ValueError as exc:
+            raise HyperparamError(f"vec_env_wrapper {name}: {exc}") from None
+    recorded = RECORD_RESIDUAL_CALLBACK in (name for name, _ in callbacks)
+    if recorded != (residual is not None):
+        raise HyperparamError(
+            f"vec_env_wrapper {RESIDUAL_WRAPPER} and callback {RECORD_RESIDUAL_CALLBACK} go together: the callback "
+            "saves the heuristic's name in the model, so that evaluation rebuilds heuristic + correction"
+        )
+    started = STATUS_QUO_CALLBACK in (name for name, _ in callbacks)
+    return Hooks(started, residual, float(scale))
+
+
+_ZOO_ACTIVATIONS = {"Tanh": "tanh", "ReLU": "relu", "ELU": "elu", "LeakyReLU": "leaky_relu", "GELU": "gelu",
+                    "SiLU": "silu"}  # fmt: skip
+_ZOO_NAMES = {f"{where}.{cls}": name for cls, name in _ZOO_ACTIVATIONS.items() for where in ("nn", "th.nn", "torch.nn")}
+
+
+def read_zoo_expression(text: str, key: str) -> Any:
+    """RL Zoo's Python-expression settings (``policy_kwargs: "dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``)
+    read without running them: numbers, strings, lists, ``dict(...)`` / ``{...}`` and ``nn.<activation>``
+    (as its name, e.g. ``relu``). RL Zoo ``eval``s these strings; train.py never runs code from a file."""
+
+    def value(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool | type(None)):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            number = value(node.operand)
+            if isinstance(number, int | float) and not isinstance(number, bool):
+                return -number if isinstance(node.op, ast.USub) else number
+        if isinstance(node, ast.List | ast.Tuple):
+            return [value(item) for item in node.elts]
+        if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
+            keys = [value(k) for k in node.keys]  # type: ignore[arg-type]
+            if all(isinstance(k, str) for k in keys):
+                return dict(zip(keys, (value(v) for v in node.values), strict=True))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+            if all(kw.arg is not None for kw in node.keywords):
+                return {kw.arg: value(kw.value) for kw in node.keywords}
+        dotted = ast.unparse(node)
+        if dotted in _ZOO_NAMES:
+            return _ZOO_NAMES[dotted]
+        raise HyperparamError(
+            f"{key}: {dotted!r} is not something train.py reads (numbers, strings, lists, dict(...), nn.<activation>); "
+            "write it as a YAML mapping"
+        )
+
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise HyperparamError(f"{key} = {text!r}: neither a YAML mapping nor an expression RL Zoo reads") from None
+    return value(tree.body)
