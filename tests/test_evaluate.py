@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import subprocess
@@ -63,7 +64,10 @@ def test_cli_writes_table_json_csv_and_plots(tmp_path: Path) -> None:
     b = data["bound"]
     assert b["lost"] + b["succeeded"] + b["pending"] == pytest.approx(b["arrived"], rel=1e-6)
     assert b["lost"] / b["arrived"] == pytest.approx(b["failed_payment_rate"])
-    assert set(data["timelines"]) == set(names) and len(data["timelines"]["aimd"]["arrived"]) == 360
+    assert "timelines" not in data  # the per-step series live in their own file
+    with np.load(out / "timelines.npz") as timelines:
+        assert list(timelines["policies"]) == names and timelines["aimd/arrived"].shape == (360,)
+        assert int(timelines["aimd/seed"]) == 5 and list(timelines["aimd/bank_names"])[0] == "ICBC"
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert sum(r["row"] == "episode" for r in rows) == 6
     means = {r["policy"]: float(r["failed_payment_rate"]) for r in rows if r["row"] == "mean"}
@@ -446,17 +450,18 @@ def test_randomised_scenario_gets_one_bound_per_episode(tmp_path: Path) -> None:
     assert result.policies[0].summary["gap_to_bound"] == pytest.approx(np.mean(gaps))
 
 
-def test_the_table_keeps_every_figure_whole_beside_a_long_policy_name(short_toml: Path) -> None:
-    """A model's path as the policy name folds onto more lines; no figure is cut to make room for it."""
+def test_the_table_keeps_every_figure_whole_and_names_a_model_by_its_run(short_toml: Path) -> None:
+    """Into a file the table is whole, however wide; a model is shown by its run's folder, not its long path."""
     from rich.console import Console
 
-    from agents.evaluation.report import TABLE_WIDTH, results_table
+    from agents.evaluation.report import print_results_table
 
     result = evaluate_policies(short_toml, ["random", "admit_all"], episodes=2, progress=False, timeline=False)
-    result.policies[0].name = "/a/very/long/absolute/path/to/an/output/folder/of/runs/" * 3 + "model.zip"
-    console = Console(width=TABLE_WIDTH, record=True)
-    console.print(results_table(result))
-    text = console.export_text()
+    result.policies[0].name = "/a/very/long/absolute/path/to/an/output/folder/of/runs/" * 3 + "ppo-x-seed0/model.zip"
+    console = Console(width=80, record=True, force_terminal=False, file=io.StringIO())
+    print_results_table(result, console)
+    text = console.file.getvalue()
+    assert "ppo-x-seed0" in text and "/a/very" not in text
     s = result.policies[0].summary
     lo, hi = s["failed_payment_rate_ci"]
     for figure in (f"{100 * s['failed_payment_rate']:.2f}", f"[{100 * lo:.2f}, {100 * hi:.2f}]",
@@ -468,4 +473,23 @@ def test_the_table_keeps_every_figure_whole_beside_a_long_policy_name(short_toml
     assert f"{100 * vs['relative']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" in text, text
     assert f"{vs['better_episodes']}/2" in text
     assert "…" not in text
-    assert "model.zip" in text.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_in_a_narrow_terminal_the_table_fits_and_keeps_the_main_figures(short_toml: Path, width: int) -> None:
+    """A terminal gets a table as wide as it is: the lowest-priority columns go first, the caption says so, and
+    the best policy's marker stays on its row."""
+    from rich.console import Console
+
+    from agents.evaluation.report import print_results_table
+
+    result = evaluate_policies(short_toml, ["random", "admit_all"], episodes=2, progress=False, timeline=False)
+    console = Console(width=width, record=True, force_terminal=True, file=io.StringIO())
+    print_results_table(result, console)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= width
+    best = next(line for line in lines if "* admit_all" in line)  # marker and name on one row, with its rate
+    assert f"{100 * result.policies[1].summary['failed_payment_rate']:.2f}" in best
+    text = "\n".join(lines)
+    assert ("outage" not in text) and "left out to fit the terminal" in " ".join(text.split())
+    assert "failed" in text and "95% CI" in text

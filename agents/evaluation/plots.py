@@ -17,20 +17,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .report import short_names  # noqa: E402
 from .runner import EvaluationResult  # noqa: E402
 
 __all__ = ["plot_all", "plot_failed_rates", "plot_learning_curve", "plot_timeline", "slug"]
 
 
 def slug(name: str) -> str:
-    """A file-name-safe version of a policy name (model paths included)."""
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name if name.endswith(".zip") else name)
-    return s.strip("_") or "policy"
+    """A file-name-safe version of a policy's short name (``report.short_names``: a model by its run)."""
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return s.strip("_.") or "policy"
 
 
 def plot_failed_rates(result: EvaluationResult, path: str | Path) -> Path:
     """Bar chart of the mean failed-payment rate with 95% CIs; the bound as a dashed line."""
     names = [p.name for p in result.policies]
+    shown = short_names(names)
     means = np.array([100 * p.summary["failed_payment_rate"] for p in result.policies])
     ci = np.array([[100 * v for v in p.summary["failed_payment_rate_ci"]] for p in result.policies]).reshape(-1, 2)
     err = np.stack([means - ci[:, 0], ci[:, 1] - means]).clip(min=0)
@@ -44,7 +46,7 @@ def plot_failed_rates(result: EvaluationResult, path: str | Path) -> Path:
         b = 100 * result.bound["failed_payment_rate"]
         ax.axhline(b, color="black", linestyle="--", linewidth=1, label=f"fluid lower bound {b:.2f}%")
         ax.legend(loc="upper left", fontsize=8)
-    ax.set_xticks(x, [slug(n) for n in names], rotation=25, ha="right", fontsize=8)
+    ax.set_xticks(x, [shown[n] for n in names], rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("failed payments (% of intents)")
     n = len(result.seeds)
     ax.set_title(f"{result.scenario}: mean and 95% bootstrap CI over {n} episode{'s' if n != 1 else ''}")
@@ -56,8 +58,9 @@ def plot_failed_rates(result: EvaluationResult, path: str | Path) -> Path:
     return out
 
 
-def plot_timeline(result: EvaluationResult, policy: str, path: str | Path) -> Path:
-    """Timeline of one policy on the first seed: flows, outages per bank, admit rates."""
+def plot_timeline(result: EvaluationResult, policy: str, path: str | Path, label: str | None = None) -> Path:
+    """Timeline of one policy on the first seed: flows, outages per bank, admit rates (titled ``label``, by
+    default the policy's short name)."""
     p = next(r for r in result.policies if r.name == policy)
     tl = p.timeline
     if tl is None:
@@ -77,7 +80,8 @@ def plot_timeline(result: EvaluationResult, policy: str, path: str | Path) -> Pa
     ax.plot(t, np.asarray(tl["lost"]) / dt, label="lost", color="tab:red", linewidth=1)
     ax.set_ylabel("per second")
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"{result.scenario}, seed {tl['seed']}: {slug(policy)}")
+    label = label or short_names([r.name for r in result.policies])[policy]
+    ax.set_title(f"{result.scenario}, seed {tl['seed']}: {label}")
     ax = axes[1]
     labels = [*banks, "switch"][: down.shape[1]]
     step_min = dt / 60.0
@@ -113,15 +117,16 @@ def plot_all(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = [plot_failed_rates(result, out / "failed_payment_rate.png")]
+    shown = short_names([p.name for p in result.policies])  # distinct, so their file names are too
     used: set[str] = set()
     for p in result.policies:
         if p.timeline is None:
             continue
-        name = slug(p.name)
-        while name in used:
+        name = slug(shown[p.name])
+        while name in used:  # two names that differ only in characters a file name cannot hold
             name += "_"
         used.add(name)
-        files.append(plot_timeline(result, p.name, out / f"timeline_{name}.png"))
+        files.append(plot_timeline(result, p.name, out / f"timeline_{name}.png", shown[p.name]))
     return files
 
 

@@ -15,67 +15,127 @@ from rich.table import Table
 from .runner import SCALAR_KPIS, EvaluationResult, PolicyResult
 from .stats import isnan as _isnan
 
-__all__ = ["CSV_COLUMNS", "TABLE_WIDTH", "print_results_table", "results_table", "write_results"]
+__all__ = ["CSV_COLUMNS", "print_results_table", "results_table", "short_names", "write_results"]
 
 
 def _pct(x: float) -> str:
     return "-" if _isnan(x) else f"{100 * x:.2f}"
 
 
-def results_table(result: EvaluationResult) -> Any:
+def short_names(names: list[str]) -> dict[str, str]:
+    """How the table and the plots name each policy: a heuristic by its name, a model by its run.
+
+    ``runs/ppo-double11_2013-seed0/model.zip`` is ``ppo-double11_2013-seed0``, its ``best_model.zip``
+    ``ppo-double11_2013-seed0/best_model``, a checkpoint ``<run>/rl_model_<N>_steps``; where two policies would
+    get the same name, both keep more of their path.
+    """
+
+    def short(name: str, more: int) -> str:
+        path = Path(name)
+        if path.suffix != ".zip":
+            return name
+        parts = list(path.with_suffix("").parts)
+        keep = 2  # the run's folder and the file
+        if len(parts) > 1 and parts[-1] == "model":  # a train.py run's final agent: the run stands for it
+            parts.pop()
+            keep = 1
+        if len(parts) > 2 and parts[-2] == "checkpoints":
+            del parts[-2]
+        keep += more
+        return name if keep > len(parts) else "/".join(parts[-keep:]).lstrip("/")
+
+    out = {n: short(n, 0) for n in names}
+    for more in range(1, 64):
+        counts: dict[str, int] = {}
+        for v in out.values():
+            counts[v] = counts.get(v, 0) + 1
+        clashes = [n for n, v in out.items() if counts[v] > 1]
+        if not clashes:
+            break
+        out.update({n: short(n, more) for n in clashes})
+    return out
+
+
+# columns after the policy's name, most wanted first: a narrow terminal loses the last ones
+_COLUMNS: tuple[str, ...] = ("failed", "ci", "vs_ref", "better", "gap", "attempts", "paid", "p95", "outage")
+_HEADERS = {"failed": "failed\n%", "ci": "95% CI", "vs_ref": "vs ref\n%", "better": "better\nin",
+            "gap": "gap to\nbound pp", "attempts": "attempts\nfailed %", "paid": "paid/s",
+            "p95": "p95 time\nto pay s", "outage": "outage\nmin"}  # fmt: skip
+
+
+def results_table(result: EvaluationResult, width: int | None = None) -> Any:
     """A rich ``Table``: one row per policy (best marked) and the fluid bound.
 
-    It needs ``TABLE_WIDTH`` columns; in a narrower console rich squeezes the policy names out of sight, so
-    print it with ``print_results_table`` (or a ``Console(width=TABLE_WIDTH)``)."""
+    ``width`` (a terminal's): leave out the lowest-priority columns until the table fits, and say so in the
+    caption; the files (``write_results``) always hold every figure. Without ``width`` every column is there,
+    and no figure is ever cut or wrapped: a name too long for its column folds onto more lines.
+    """
+    columns = [c for c in _COLUMNS if result.reference is not None or c not in ("vs_ref", "better")]
+    table = _table(result, columns)
+    while width is not None and len(columns) > 2 and _width(table) > width:
+        columns.pop()
+        table = _table(result, columns, left_out=True)
+    return table
+
+
+def _width(table: Table) -> int:
+    console = Console(width=10_000)
+    return console.measure(table).maximum
+
+
+def _table(result: EvaluationResult, columns: list[str], left_out: bool = False) -> Table:
     n = len(result.seeds)
     caption = "failed % = lost / arrived intents (* = best); CI = 95% bootstrap of the mean; gap = mean - bound"
-    if result.reference is not None:
+    if result.reference is not None and "vs_ref" in columns:
         caption += (
             f"; vs ref = relative change of failed % from {result.reference}'s, on the same episodes, with the 95% "
             "bootstrap of the paired episodes; better in = episodes with fewer failed payments than it (ties count as "
             "neither)"
         )
+    if left_out:
+        caption += "; columns left out to fit the terminal are in results.csv"
     table = Table(
         title=f"{result.scenario}: {n} episode{'s' if n != 1 else ''}, seeds {result.seeds[0]}-{result.seeds[-1]}",
         caption=caption,
     )
-    # Numbers never shrink or wrap (a cut figure would be lost from the log); a long policy name (a model's
-    # path) folds onto more lines instead.
-    table.add_column("policy", overflow="fold", min_width=24)
-    headers = ["failed\n%", "95% CI", "attempts\nfailed %", "paid/s", "p95 time\nto pay s", "outage\nmin"]
-    headers += ["gap to\nbound pp"]
-    if result.reference is not None:
-        headers += ["vs ref\n%", "better\nin"]
-    for header in headers:
-        table.add_column(header, justify="right", no_wrap=True)
+    # Numbers never shrink or wrap (a cut figure would be lost from the log); a long policy name folds instead.
+    names = short_names([r.name for r in result.policies])
+    table.add_column("policy", overflow="fold")
+    for column in columns:
+        table.add_column(_HEADERS[column], justify="right", no_wrap=True)
     for r in result.policies:
         s = r.summary
         lo, hi = s["failed_payment_rate_ci"]
         best = r.name == result.best
         gap = s.get("gap_to_bound")
-        table.add_row(
-            f"* {r.name}" if best else r.name,
-            _pct(s["failed_payment_rate"]),
-            f"[{_pct(lo)}, {_pct(hi)}]",
-            _pct(s["attempt_failure_rate"]),
-            f"{s['successful_payments_per_s']:.0f}",
-            f"{s['p95_time_to_success_s']:.0f}",
-            f"{s['outage_minutes']:.1f}",
-            "-" if gap is None else f"{100 * gap:.2f}",
-            *(_versus(r, result.reference, n) if result.reference is not None else []),
-            style="bold green" if best else None,
-        )
+        versus = _versus(r, result.reference, n) if result.reference is not None else ["", ""]
+        cells = {
+            "failed": _pct(s["failed_payment_rate"]),
+            "ci": f"[{_pct(lo)}, {_pct(hi)}]",
+            "vs_ref": versus[0],
+            "better": versus[1],
+            "gap": "-" if gap is None else f"{100 * gap:.2f}",
+            "attempts": _pct(s["attempt_failure_rate"]),
+            "paid": f"{s['successful_payments_per_s']:.0f}",
+            "p95": f"{s['p95_time_to_success_s']:.0f}",
+            "outage": f"{s['outage_minutes']:.1f}",
+        }
+        label = names[r.name]
+        style = "bold green" if best else None
+        table.add_row(f"* {label}" if best else label, *(cells[c] for c in columns), style=style)
     if result.bound is not None:
         table.add_row("fluid bound (LP)", _pct(result.bound["failed_payment_rate"]), style="italic")
     return table
 
 
-TABLE_WIDTH = 150  # columns: every figure of ``results_table`` fits whole beside a 24-character policy name
-
-
-def print_results_table(result: EvaluationResult) -> None:
-    """Print ``results_table`` at least ``TABLE_WIDTH`` wide (a log file or a narrow terminal gets it whole)."""
-    Console(width=max(Console().width, TABLE_WIDTH)).print(results_table(result))
+def print_results_table(result: EvaluationResult, console: Console | None = None) -> None:
+    """Print ``results_table``: fitted to a terminal's width; whole, however wide, into a file or a pipe."""
+    console = console or Console()
+    if console.is_terminal:
+        console.print(results_table(result, width=console.width))
+        return
+    table = results_table(result)
+    Console(file=console.file, width=max(console.width, _width(table))).print(table)
 
 
 def _versus(r: PolicyResult, reference: str, episodes: int) -> list[str]:
@@ -125,14 +185,23 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_results(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
-    """Write ``results.json`` (everything, timelines included) and ``results.csv`` (episodes and aggregates)."""
+    """Write ``results.json`` (summaries and episodes), ``results.csv`` (episodes and aggregates) and, if any
+    policy recorded one, ``timelines.npz`` (the per-step series of the first seed: ``<policy>/<series>``, with
+    ``policies`` listing the names; bulky, so kept out of the JSON)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = result.to_dict()
-    data["timelines"] = {p.name: p.timeline for p in result.policies if p.timeline is not None}
     json_path = out / "results.json"
-    json_path.write_text(json.dumps(_finite(data), default=_json_default, indent=1), encoding="utf-8")
-    csv_path = out / "results.csv"
+    json_path.write_text(json.dumps(_finite(result.to_dict()), default=_json_default, indent=1), encoding="utf-8")
+    files = [json_path, _write_csv(result, out / "results.csv")]
+    timelines = {p.name: p.timeline for p in result.policies if p.timeline is not None}
+    if timelines:
+        series = {f"{name}/{key}": np.asarray(value) for name, tl in timelines.items() for key, value in tl.items()}
+        np.savez_compressed(out / "timelines.npz", policies=np.array(list(timelines)), **series)
+        files.append(out / "timelines.npz")
+    return files
+
+
+def _write_csv(result: EvaluationResult, csv_path: Path) -> Path:
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
@@ -172,7 +241,7 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
             w.writerow(
                 {"policy": "fluid_bound", "row": "bound", "failed_payment_rate": result.bound["failed_payment_rate"]}
             )
-    return [json_path, csv_path]
+    return csv_path
 
 
 def _finite(obj: Any) -> Any:
