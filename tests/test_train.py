@@ -39,11 +39,18 @@ def _small_hp(algo: str) -> list[str]:
 
 
 @pytest.mark.parametrize("algo", list(ALGOS))
-def test_every_algorithm_trains_saves_and_reloads(algo: str, tiny: str, tmp_path: Path) -> None:
+def test_every_algorithm_trains_saves_and_reloads(algo: str, tiny: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
     argv = ["--algo", algo, "--scenario", tiny, "--timesteps", "256", "--n-envs", "2", "--out", str(out)]
     assert train.main(argv + ["--eval-freq", "128", "--hyperparams", *_small_hp(algo)] + FAST) == 0
     run = out / f"{algo}-tiny-seed0"
+    # without a progress bar, one line per periodic evaluation, each counting to the steps the run took
+    lines = [line for line in capsys.readouterr().out.splitlines() if "evaluation:" in line]
+    with np.load(run / "learning_curve.npz") as curve:
+        assert len(lines) == len(curve["timesteps"]) >= 2
+        for line, steps, rate in zip(lines, curve["timesteps"], curve["failed_payment_rate"], strict=True):
+            assert line.startswith(f"{algo} on tiny: {steps:,}/") and f"{100 * rate:.2f}% failed" in line
+    assert lines[-1].split("/")[1].split(" ")[0] == f"{load_model(algo, run / 'model.zip').num_timesteps:,}"
     config = json.loads((run / "config.json").read_text())
     assert config["algo"] == algo and config["n_envs"] == 2
     for name in ("model.zip", "best_model.zip", "vecnormalize.pkl", "learning_curve.npz", "config.json"):

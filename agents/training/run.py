@@ -30,7 +30,7 @@ from agents.evaluation.plots import plot_learning_curve
 from payroute_env._cli import one_line
 from payroute_env.sb3_vec_env import make_sb3_vec_env
 
-from .callbacks import Checkpoints, kpi_eval_callback
+from .callbacks import Checkpoints, TrainingProgress, kpi_eval_callback, planned_steps
 from .checkpoints import (
     checkpoint_file,
     continue_replay_buffer,
@@ -167,16 +167,20 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         if config.get("init_model"):
             start_from(model, env, Path(config["init_model"]))
     setattr(model, NORMALISED_OBS_ATTRIBUTE, normalises_observations(config["normalize"]))  # saved in every zip
-    n_envs = config["n_envs"]
+    remaining = config["timesteps"] - done_steps
+    planned = planned_steps(model, remaining) if remaining > 0 else 0
+    label = f"{config['algo']} on {config['scenario_name']}"
+    evaluation = kpi_eval_callback(eval_env, run_dir, config, resumed_at=done_steps if resume else None)
     callbacks = CallbackList(
         [
-            Checkpoints(env, run_dir, every=max(config["eval_freq"] // n_envs, 1)),
-            kpi_eval_callback(eval_env, run_dir, config, resumed_at=done_steps if resume else None),
+            Checkpoints(env, run_dir, every=max(config["eval_freq"] // config["n_envs"], 1)),
+            evaluation,
+            TrainingProgress(evaluation, planned, label, bar=progress),  # after the evaluation: it reports it
         ]
     )
-    remaining = config["timesteps"] - done_steps
     if remaining > 0:
-        print(f"training {config['algo']} on {config['scenario_name']} for {remaining} steps -> {run_dir}", flush=True)
+        whole = f" ({planned:,} in whole rollouts)" if planned != remaining else ""
+        print(f"training {label} for {remaining:,} steps{whole} -> {run_dir}", flush=True)
     else:  # a finished run resumed without a new --timesteps: keep it, re-save it, and show its table again
         print(f"{run_dir} already has {done_steps} steps (target {config['timesteps']}): nothing to train", flush=True)
     start = time.perf_counter()
@@ -186,7 +190,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
                 total_timesteps=remaining,
                 callback=callbacks,
                 reset_num_timesteps=not resume,
-                progress_bar=progress,
+                progress_bar=False,  # TrainingProgress: a bar to the steps SB3 will take, or lines
                 tb_log_name="run",
             )
     except KeyboardInterrupt:
