@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 
 from agents.evaluation.folder import EvaluationError, evaluate_to_folder, print_catalog
-from payroute_env._cli import OneLineArgumentParser, fail, run
+from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
 
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(
         prog="evaluate.py",
         description="Evaluate payroute policies on common seeds and compare them with the fluid lower bound.",
+        formatter_class=DefaultsHelpFormatter,  # every option's default in --help
     )
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or path to a TOML file")
     p.add_argument(
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reference",
         default=None,
-        help="policy every other is compared with, episode by episode (default: the best heuristic evaluated)",
+        help="policy every other is compared with, episode by episode (none given: the best heuristic evaluated)",
     )
     p.add_argument("--no-bound", action="store_true", help="skip the fluid lower bound LP")
     p.add_argument(

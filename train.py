@@ -23,17 +23,17 @@ import os
 
 from agents.algorithms import ALGOS
 from agents.training import FINAL_EVAL_EPISODES, FINAL_EVAL_SEED, TrainRequest, UsageError, run_training
-from payroute_env._cli import OneLineArgumentParser, fail, run
+from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = OneLineArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
+    p = OneLineArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)}")
     p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
     p.add_argument("--timesteps", type=float, default=None, help="total environment steps (default: YAML)")
     p.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: YAML)")
     p.add_argument("--seed", type=int, default=0, help="training seed (environments seed .. seed+n_envs-1)")
-    p.add_argument("--out", default="runs", help="folder for runs (default runs/)")
+    p.add_argument("--out", default="runs", help="folder for runs")
     p.add_argument("--action-mode", default=None, help="continuous, multidiscrete or discrete (default: algo's)")
     p.add_argument("--hyperparams", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="override YAML settings (may be given more than once)")  # fmt: skip
@@ -52,22 +52,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--residual-scale", type=float, default=None, metavar="X",
                    help="largest correction, in (0, 1] (default 1)")  # fmt: skip
-    p.add_argument("--eval-freq", type=int, default=None, help="env steps between periodic evaluations")
+    p.add_argument("--eval-freq", type=int, default=None,
+                   help="env steps between evaluations (default: YAML, or a tenth of the run)")  # fmt: skip
     p.add_argument(
         "--eval-episodes",
         type=int,
         default=FINAL_EVAL_EPISODES,
-        help="episodes in the final table (default %(default)s)",
+        help="episodes in the final table",
     )
     p.add_argument(
         "--eval-seed",
         type=int,
         default=FINAL_EVAL_SEED,
-        help="first seed of the final table (default %(default)s)",
+        help="first seed of the final table",
     )
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: envs use the other core)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: the envs use the other core)")
     return p.parse_args(argv)
 
 

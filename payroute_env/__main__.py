@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         sim.step(action)
     banks = sim.scenario.bank_names
     print(f"status quo (admit all, quick-enabled users to quick) on {sim.scenario.name}, {sim.params.n_steps} steps")
-    print(f"{'seed':>6} {'failed%':>8} " + " ".join(f"{b:>7}" for b in banks) + "  outage minutes per bank")
+    width = 8 * len(banks) - 1
+    print(f"{'':>6} {'':>8} {'failed payments % by bank':^{width}}  outage min by bank")
+    print(f"{'seed':>6} {'failed %':>8} " + " ".join(f"{b:>7}" for b in banks) + "  " + " ".join(banks))
     for i, seed in enumerate(args.seeds):
         k = sim.kpis(i)
         rates = " ".join(f"{100 * k['failed_payment_rate_by_bank'][b]:7.1f}" for b in banks)
-        outages = " ".join(f"{k['outage_seconds'][b] / 60:.0f}" for b in banks)
+        outages = " ".join(f"{k['outage_seconds'][b] / 60:>{len(b)}.0f}" for b in banks)
         print(f"{seed:>6} {100 * k['failed_payment_rate']:8.2f} {rates}  {outages}")
     return 0
 

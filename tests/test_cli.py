@@ -69,3 +69,21 @@ def test_one_line_folds_whitespace_and_cuts_long_messages() -> None:
     long = one_line("x " * 500, limit=50)
     assert len(long) == 50 and long.endswith("...")
     assert one_line(AssertionError()) == "AssertionError (no message)"  # never an empty error line
+
+
+@pytest.mark.parametrize(("name", "shown"), [("evaluate.py", ["--episodes", "(default: 20)", "(default: 1000)"]),
+                                             ("train.py", ["(default: ppo)", "(default: 0)", "(default: 1000)"])])
+def test_help_names_every_default_there_is(name: str, shown: list[str]) -> None:
+    proc = subprocess.run(COMMANDS[name] + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    text = " ".join(proc.stdout.split())
+    assert proc.returncode == 0 and all(s in text for s in shown), text
+    assert "(default: None)" not in text and "(default: False)" not in text and "(default: [])" not in text
+
+
+def test_the_status_quo_table_names_its_units() -> None:
+    proc = subprocess.run(COMMANDS["python -m payroute_env"] + ["--scenario", "steady", "--seeds", "3"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    header, columns, row = proc.stdout.splitlines()[1:4]
+    assert "failed payments % by bank" in header and "outage min by bank" in header
+    assert columns.split()[:3] == ["seed", "failed", "%"] and columns.split().count("ICBC") == 2
+    assert len(row.split()) == len(columns.split()) - 1  # "failed %" is two words over one number
