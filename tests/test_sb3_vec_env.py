@@ -170,19 +170,31 @@ def test_make_sb3_vec_env_monitors_episodes(short_scenario: Path) -> None:
         assert infos[i]["episode"]["r"] == pytest.approx(total[i], rel=1e-5)
 
 
+def _parameters(model: PPO | DQN) -> list[np.ndarray]:
+    return [p.detach().clone().numpy() for p in model.policy.parameters()]
+
+
 @pytest.mark.parametrize("mode", ["continuous", "multidiscrete"])
-def test_ppo_learns_on_adapter(short_scenario: Path, mode: str) -> None:
+def test_ppo_trains_on_the_adapter(short_scenario: Path, mode: str) -> None:
+    """SB3 runs its whole loop on the adapter: episodes reported, gradient steps taken on its data. (Whether
+    an agent learns is checked in test_train.py: a short PPO run beats random.)"""
     env: VecEnv = make_sb3_vec_env(short_scenario, n_envs=4, seed=0, action_mode=mode)
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    before = _parameters(model)
     model.learn(total_timesteps=256)
     assert model.num_timesteps >= 256
     assert len(model.ep_info_buffer) > 0  # VecMonitor reported finished episodes to SB3
+    after = _parameters(model)
+    assert model._n_updates > 0 and any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
-def test_dqn_learns_on_adapter(short_scenario: Path) -> None:
+def test_dqn_trains_on_the_adapter(short_scenario: Path) -> None:
     env: VecEnv = make_sb3_vec_env(short_scenario, n_envs=2, seed=0, action_mode="discrete")
     model = DQN("MlpPolicy", env, learning_starts=64, buffer_size=1000, batch_size=32, seed=0, device="cpu")
+    before = _parameters(model)
     model.learn(total_timesteps=256)
     assert model.num_timesteps >= 256
     assert len(model.ep_info_buffer) > 0
     assert model.replay_buffer.size() > 0
+    after = _parameters(model)
+    assert model._n_updates > 0 and any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
