@@ -1,17 +1,21 @@
 """The hyper-parameter files of payroute's stable-baselines3 algorithms: reading, overriding and checking them.
 
-Hyper-parameters live in ``agents/hyperparams/<algo>.yml`` in RL Zoo's layout: one mapping per Gymnasium id
-(``payroute/Double11-2013-v0``) or ``default``, holding ``n_envs``, ``n_timesteps``, ``policy``,
-``policy_kwargs``, ``normalize`` and the algorithm's own keyword arguments. Unlike RL Zoo, ``policy_kwargs``
-is a YAML mapping (never a Python string to ``eval``); ``activation_fn`` is a name (``tanh``, ``relu``).
-``env_kwargs`` (as in RL Zoo) go to the training environments, e.g. the reward weights ``beta`` and
-``lost_weight``; evaluation always reports the failed-payment rate, whatever the training reward.
-``noise_type`` / ``noise_std`` (RL Zoo's keys) give TD3 and SAC exploration noise; ``start_at_status_quo``
-centres a fresh policy on "admit all, quick"; ``features_extractor_class`` in ``policy_kwargs`` may name
-``per_bank`` (``agents.training.networks.PerBankExtractor``); ``residual: <heuristic>`` (with ``residual_scale``)
-trains a correction to that heuristic instead of a policy from scratch (``agents.deciders.residual``).
-``check_hyperparams`` rejects, before anything is built, what SB3 would only choke on later (unknown keys,
-out-of-range or non-finite values, counts that are not whole numbers, bad network options).
+Hyper-parameters live in ``agents/hyperparams/<algo>.yml`` in RL Zoo's format, and RL Zoo 3 trains on them
+unmodified: one mapping per Gymnasium id (``payroute/Double11-2013-v0``) or ``default``, holding ``n_envs``,
+``n_timesteps``, ``policy``, ``policy_kwargs``, ``normalize``, ``env_kwargs`` (to the training environments:
+the reward weights ``beta`` and ``lost_weight``, the ``action_mode``), ``noise_type`` / ``noise_std`` (TD3 and
+SAC exploration noise) and the algorithm's own keyword arguments. ``policy_kwargs`` is a YAML mapping
+(``activation_fn`` by name: ``tanh``, ``relu``; ``features_extractor_class: per_bank`` for
+``agents.training.networks.PerBankExtractor``) or RL Zoo's ``"dict(...)"`` string, which is read, never run.
+
+payroute's own settings ride on RL Zoo's hooks, so that both tools do the same: ``callback:
+agents.training.callbacks.StartAtStatusQuo`` centres a fresh policy on "admit all, quick";
+``vec_env_wrapper: {agents.training.residual.ResidualVecEnv: {base: <heuristic>, scale: <x>}}`` with
+``callback: agents.training.callbacks.RecordResidual`` trains a correction to that heuristic instead of a
+policy from scratch (``agents.deciders.residual``). train.py runs these hooks itself and no other class a file
+names (``payroute_hooks``). ``check_hyperparams`` rejects, before anything is built, what SB3 would only choke
+on later (unknown keys, out-of-range or non-finite values, counts that are not whole numbers, bad network
+options).
 """
 
 from __future__ import annotations
