@@ -198,6 +198,7 @@ def test_more_capacity_never_raises_the_bound() -> None:
     assert hi.lost < lo.lost
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", BUILTIN_SCENARIOS)
 def test_bound_below_evaluated_heuristics(scenario: str) -> None:
     seeds = [7, 8]
@@ -295,6 +296,7 @@ def test_bank_throttle_ties_the_pools_of_a_bank() -> None:
     assert both.lost == pytest.approx(arrived - (60.0 * 600.0 + 60.0 * 5.0) / 2, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_cuts_only_raise_the_bound_on_double11_2013() -> None:
     plain = fluid_bound("double11_2013")
     cut = fluid_bound("double11_2013", no_collapse=True, bank_throttle=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import evaluate
 from agents.deciders import PolicyError, SB3Policy, load_policy
 from agents.evaluation import bootstrap_ci, evaluate_policies, interquartile_mean, paired_comparison
 from payroute_env import PaymentRoutingEnv
@@ -25,10 +27,23 @@ end_s = 120.0
 """
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """evaluate.py as a user runs it, in its own process."""
     return subprocess.run(
         [sys.executable, str(ROOT / "evaluate.py"), *args], capture_output=True, text=True, cwd=cwd, timeout=300
     )
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """evaluate.py's ``main`` in this process (no second start-up of Python, numba and matplotlib per case);
+    test_cli.py and ``run_process`` cover the real command line."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = evaluate.main(list(args))
+        except SystemExit as exc:  # argparse's own errors
+            status = int(exc.code or 0)
+    return subprocess.CompletedProcess(["evaluate.py", *args], status, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +55,7 @@ def short_toml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cli_writes_table_json_csv_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "res"
-    proc = run(
+    proc = run_process(
         "--scenario", "steady", "--policies", "admit_all,aimd,random", "--episodes", "2", "--seed", "5",
         "--out", str(out), "--quiet",
     )  # fmt: skip

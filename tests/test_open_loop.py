@@ -207,6 +207,7 @@ def test_cli_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert Plan.load(out).controls.shape[1] == load_scenario("steady").n_banks
 
 
+@pytest.mark.slow
 def test_cli_searches_margins(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--scenario", "steady", "--init", "bound", "--bound-cuts", "--bound-capacity", "0.9", "--search-margins"]
     assert (

@@ -358,6 +358,7 @@ def test_unwritable_output_folder_exits_2(tmp_path: Path, capsys) -> None:
     assert "cannot write to output folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_loadable_checkpoint(tiny: str, tmp_path: Path) -> None:
     # Step once here so numba's on-disk cache holds the kernel: the run below must spend its few seconds
     # training, not compiling (a checkout whose cache is cold compiles for about half a minute).
@@ -419,6 +420,7 @@ def _failed_rate(policy, scenario: str, seeds: list[int]) -> float:
     return float(np.mean([sim.kpis(i)["failed_payment_rate"] for i in range(len(seeds))]))
 
 
+@pytest.mark.slow
 def test_short_ppo_run_improves_on_random(tmp_path: Path) -> None:
     """A real learning check: PPO starting from SB3's default policy (not the status quo) beats random."""
     scenario = tmp_path / "one_bank.toml"
@@ -590,6 +592,7 @@ def test_start_at_status_quo_leaves_discrete_policies_alone() -> None:
     assert not start_at_status_quo(model, 6)
 
 
+@pytest.mark.slow
 def test_td3_explores_with_the_configured_action_noise(tiny: str, tmp_path: Path) -> None:
     from stable_baselines3.common.noise import NormalActionNoise
 
