@@ -47,7 +47,7 @@ class PerBankExtractor(BaseFeaturesExtractor):
     """One encoder shared by all banks, plus a pooled summary of all banks (see the module docstring).
 
     ``bank_id=False`` leaves out the one-hot bank id: every bank is then encoded from what it shows alone,
-    which cannot memorise one scenario's banks (see README, "Results").
+    which cannot memorise one scenario's banks (see docs/RESULTS.md, "Other agents").
 
     Output: every bank's final encoding (``hidden`` values each, bank-major) followed by the global values
     (balance traffic, episode progress, and the switch's hidden state with ``observe_internal``).
