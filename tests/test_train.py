@@ -18,7 +18,7 @@ import pytest
 import train
 from agents.algorithms import ALGOS, algo_class, load_model
 from agents.deciders import PolicyError, load_policy
-from agents.training import TrainRequest, resolve_config
+from agents.training import TrainRequest, UsageError, resolve_config
 from agents.training.checkpoints import last_checkpoint
 from agents.training.hyperparams import RECORD_RESIDUAL_CALLBACK, RESIDUAL_WRAPPER, STATUS_QUO_CALLBACK
 from payroute_env.actions import status_quo
@@ -679,3 +679,23 @@ def test_periodic_evaluations_replay_the_same_episodes(tiny: str, tmp_path: Path
     curve = np.load(tmp_path / "runs" / "ppo-tiny_random-seed0" / "learning_curve.npz")
     rates = curve["failed_payment_rate"]
     assert len(rates) == 4 and np.all(rates == rates[0]), rates
+
+
+def test_training_runs_from_python_as_from_the_command_line(tiny: str, tmp_path: Path) -> None:
+    """``run_training(TrainRequest(...))`` (a notebook) is ``python train.py`` (the same run, bit for bit)."""
+    from agents.training import run_training
+
+    hp = ["n_steps=32", "batch_size=64", "n_epochs=1"]
+    request = TrainRequest(scenario=tiny, timesteps=128, n_envs=2, out=str(tmp_path / "py"), hyperparams=hp,
+                           no_eval=True, no_progress=True)  # fmt: skip
+    run = run_training(request)
+    argv = ["--scenario", tiny, "--timesteps", "128", "--n-envs", "2", "--out", str(tmp_path / "cli")]
+    assert train.main(argv + ["--hyperparams", *hp] + FAST) == 0
+    cli = tmp_path / "cli" / run.name
+    ours, theirs = (json.loads((d / "config.json").read_text()) for d in (run, cli))
+    assert {**ours, "run_dir": None} == {**theirs, "run_dir": None}
+    a, b = (load_model("ppo", d / "model.zip", device="cpu").policy.state_dict() for d in (run, cli))
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    with pytest.raises(UsageError, match="--timesteps must be a positive whole number"):
+        run_training(TrainRequest(scenario=tiny, timesteps=-1, out=str(tmp_path / "bad")))
+    assert not (tmp_path / "bad").exists()
