@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from payroute_env import observations as env_observations
+from payroute_env.actions import encode
 from payroute_env.scenario import Scenario, load_scenario
 
 from .policy import Policy
@@ -46,7 +47,6 @@ __all__ = [
     "SREThrottle",
     "StaticCapacity",
     "SuccessRateRouter",
-    "encode",
     "sre_reject_probability",
 ]
 
@@ -145,19 +145,6 @@ class Observed:
     def errors(self) -> np.ndarray:
         """[N, B, 3] overload errors: timeouts and rejects (a decline is the bank's answer, not an error)."""
         return self.timed_out + self.rejected
-
-
-def encode(admit: np.ndarray, route: np.ndarray) -> np.ndarray:
-    """``admit [N, B]`` and ``route [N, B, 3]`` weights to continuous actions ``[N, 4B]`` (float32).
-
-    Route weights are normalised to shares (all zero means quick), so any non-negative amounts may be given.
-    """
-    N, B = admit.shape
-    route = np.maximum(route, 0.0)
-    total = route.sum(2, keepdims=True)
-    route = np.where(total > 0, route / np.where(total > 0, total, 1.0), np.array([1.0, 0.0, 0.0]))
-    out = np.concatenate([np.clip(admit, 0.0, 1.0)[:, :, None], route], axis=2)
-    return out.reshape(N, 4 * B).astype(np.float32)
 
 
 def sre_reject_probability(requests: np.ndarray, accepts: np.ndarray, k: float = 2.0) -> np.ndarray:
