@@ -3,8 +3,9 @@
 Every heuristic reads only the observation (what a platform sees: per bank and channel the attempts sent,
 successes, declines, timeouts, rejects, queue and wait of the last step) and the scenario's *published*
 figures (declared capacities, channel timeouts, the step length and the observation scale). None reads true
-capacities, stress or outage timers. All output ``continuous`` actions: per bank ``[admit, w_quick,
-w_switch, w_netbank]``.
+capacities, stress or outage timers. Each decides per bank an admit rate and route shares (quick, switch,
+netbank), output as ``continuous`` actions through ``payroute_env.actions.encode`` (``Box(-1, 1)``, zero = the
+status quo).
 
 =====================  ===================================================================================
 ``admit_all``          the 2013 status quo: admit everything, quick-enabled cards to ``quick``
@@ -14,7 +15,7 @@ w_switch, w_netbank]``.
 ``circuit_breaker``    Hystrix circuit breaker defaults (10 s window, 20 calls, 50% errors, 5 s open, probe)
 ``success_rate_router``  Juspay-style success-rate routing (last 200 transactions, 5% hedging, prior 0.5)
                        with SRE throttling
-``random``             uniform random actions (a sanity floor)
+``random``             uniform random controls (a sanity floor)
 =====================  ===================================================================================
 
 Sources and figures: the project's ``SOURCES.md`` ("Overload and control practice"; outside this repository),
@@ -232,7 +233,7 @@ class AdmitAll(HeuristicPolicy):
 
 
 class RandomPolicy(HeuristicPolicy):
-    """Uniform random continuous actions: admit rate and route weights each uniform in [0, 1] (a sanity floor).
+    """Uniform random controls: admit rate and route weights each uniform in [0, 1] (a sanity floor).
 
     Seeded (``seed``), one stream per environment of the batch, so environment ``i`` acts the same however
     many environments run beside it (an episode's result does not depend on ``--episodes``); the draw does
