@@ -3,10 +3,9 @@
 ============== ======================================================= ==========================================
 mode           space                                                   meaning per bank
 ============== ======================================================= ==========================================
-continuous     ``Box(0, 1, (4B,), float32)``, bank-major               ``[admit_rate, w_quick, w_switch,
-                                                                       w_netbank]``; weights are normalised, all
-                                                                       zero = quick; values outside [0, 1] are
-                                                                       clipped
+continuous     ``Box(-1, 1, (4B,), float32)``, bank-major, the zero    ``[a_admit, a_quick, a_switch,
+               action is the status quo                                a_netbank]``, decoded as below; values
+                                                                       outside [-1, 1] are clipped
 multidiscrete  ``MultiDiscrete([11, 5] * B)``                          admit level ``i / 10``; route preset
                                                                        (see ``ROUTE_PRESETS``)
 discrete       ``Discrete(1 + 4B)``                                    0 = no change; ``1 + 4b + j``: j = 0 raise
@@ -15,7 +14,26 @@ discrete       ``Discrete(1 + 4B)``                                    0 = no ch
 ============== ======================================================= ==========================================
 
 Route weights only matter for quick-enabled users; online-banking-only users always go to ``netbank``.
-``[1, 1, 0, 0]`` for every bank is the 2013 status quo: admit all, quick-enabled users to ``quick``.
+
+The continuous action follows stable-baselines3's convention (a symmetric, normalised box) with the 2013 status
+quo at its centre: the all-zero action admits everything and sends quick-enabled users to ``quick``, so a fresh
+policy centred on zero starts from what the platform did, and the extremes reach every control:
+
+=================  ========================================  ===========================================
+component          decoded                                   at -1 / 0 / +1
+=================  ========================================  ===========================================
+``a_admit``        ``admit = clip(1 + a_admit, 0, 1)``        admit nothing / all / all
+``a_quick``        weight ``clip(1 + a_quick, 0, 2)``          0 / 1 / 2
+``a_switch``       weight ``clip(a_switch, 0, 1)``             0 / 0 / 1
+``a_netbank``      weight ``clip(a_netbank, 0, 1)``            0 / 0 / 1
+=================  ========================================  ===========================================
+
+The three weights are normalised into the route shares (all zero: quick). Throttling and rerouting are each
+one side of zero: the other side is the status quo's own value (admit all, no switch, no online banking), so a
+small step from zero in any direction is a small change of control. ``encode`` is the inverse, for
+hand-written policies: admit rate ``x`` is ``x - 1``, route shares ``(q, s, n)`` are ``(q - 1, s, n)``.
+The previous encoding (``Box(0, 1)``, ``[admit, w_quick, w_switch, w_netbank]``) is retired; models trained
+with it are refused on loading (docs/MODEL.md, section 7, decision 14).
 """
 
 from __future__ import annotations
@@ -37,6 +55,7 @@ __all__ = [
     "action_space",
     "check",
     "decode",
+    "encode",
     "status_quo",
 ]
 
@@ -93,7 +112,7 @@ def action_space(mode: str, n_banks: int) -> spaces.Space:
     """The single-environment action space for ``mode``."""
     check_mode(mode)
     if mode == "continuous":
-        return BoundedBox(0.0, 1.0, (n_banks * 4,), dtype=np.float32)
+        return BoundedBox(-1.0, 1.0, (n_banks * 4,), dtype=np.float32)
     if mode == "multidiscrete":
         return spaces.MultiDiscrete(np.tile([len(ADMIT_LEVELS), len(ROUTE_PRESETS)], n_banks))
     return spaces.Discrete(1 + 4 * n_banks)
@@ -103,10 +122,22 @@ def status_quo(mode: str, n_banks: int) -> np.ndarray:
     """The single-env action meaning "admit all, quick-enabled users to quick" (no change for discrete)."""
     check_mode(mode)
     if mode == "continuous":
-        return np.tile(np.array([1, 1, 0, 0], dtype=np.float32), n_banks)
+        return np.zeros(4 * n_banks, dtype=np.float32)
     if mode == "multidiscrete":
         return np.tile(np.array([len(ADMIT_LEVELS) - 1, 0], dtype=np.int64), n_banks)
     return np.array(0, dtype=np.int64)
+
+
+def encode(admit: np.ndarray, route: np.ndarray) -> np.ndarray:
+    """Controls to continuous actions: ``admit [N, B]`` rates and ``route [N, B, 3]`` amounts (quick, switch,
+    netbank; normalised to shares, all zero = quick, so any non-negative amounts may be given) to ``[N, 4B]``
+    float32 actions that decode back to them."""
+    N, B = admit.shape
+    route = np.maximum(route, 0.0)
+    total = route.sum(2, keepdims=True)
+    shares = np.where(total > 0, route / np.where(total > 0, total, 1.0), np.array([1.0, 0.0, 0.0]))
+    out = np.concatenate([np.clip(admit, 0.0, 1.0)[:, :, None] - 1.0, shares - [1.0, 0.0, 0.0]], axis=2)
+    return out.reshape(N, 4 * B).astype(np.float32)
 
 
 def check(mode: str, actions: np.ndarray, n_banks: int, n_envs: int) -> np.ndarray:
@@ -118,10 +149,10 @@ def check(mode: str, actions: np.ndarray, n_banks: int, n_envs: int) -> np.ndarr
     if mode == "continuous":
         _expect(a, (N, 4 * n_banks), "continuous")
         if a.dtype.kind not in "biuf":  # strings, complex numbers, None: refused rather than coerced
-            raise ValueError(f"continuous action must hold real numbers in [0, 1]; got dtype {a.dtype}")
+            raise ValueError(f"continuous action must hold real numbers in [-1, 1]; got dtype {a.dtype}")
         a = np.array(a, dtype=np.float64, order="C")
         if not np.isfinite(a).all():
-            raise ValueError("continuous action contains NaN or inf; expected finite values in [0, 1]")
+            raise ValueError("continuous action contains NaN or inf; expected finite values in [-1, 1]")
         return a
     if mode == "multidiscrete":
         _expect(a, (N, 2 * n_banks), "multidiscrete")

@@ -29,15 +29,17 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
 
     | mode | space | per bank b |
     |---|---|---|
-    | ``continuous`` (default) | ``Box(0, 1, (4B,), float32)`` | index ``4b``: admit rate, ``4b+1``: weight quick, ``4b+2``: weight switch, ``4b+3``: weight netbank |
+    | ``continuous`` (default) | ``Box(-1, 1, (4B,), float32)``, zero = status quo | index ``4b``: admit rate ``clip(1 + a, 0, 1)``, ``4b+1``: weight quick ``clip(1 + a, 0, 2)``, ``4b+2``: weight switch ``clip(a, 0, 1)``, ``4b+3``: weight netbank ``clip(a, 0, 1)`` |
     | ``multidiscrete`` | ``MultiDiscrete([11, 5] * B)`` | index ``2b``: admit level (rate = level / 10), ``2b+1``: route preset (quick, 75/25 quick/switch, 50/50, switch, netbank) |
     | ``discrete`` | ``Discrete(1 + 4B)`` | 0: no change; ``1+4b``: admit +0.1, ``2+4b``: admit -0.1, ``3+4b``: next preset, ``4+4b``: previous preset |
 
     The admit rate is the share of the bank's new and retrying attempts let through this step; the rest
     get "busy, try later" (a failed attempt). Route weights are normalised over the three channels and
     apply to quick-enabled users; all-zero weights mean "quick". Online-banking-only users always use
-    ``netbank``. Continuous values outside [0, 1] are clipped; a wrong shape, NaN or an out-of-range
-    integer raises ``ValueError``. ``[1, 1, 0, 0]`` for every bank is the 2013 status quo.
+    ``netbank``. Continuous values outside [-1, 1] are clipped; a wrong shape, NaN or an out-of-range
+    integer raises ``ValueError``. The zero action is the 2013 status quo (admit all, quick-enabled users to
+    quick), as SB3's convention of a symmetric box centred on the neutral action asks; ``actions.encode`` turns
+    admit rates and route shares into actions.
 
     ## Observation space: ``Box(0, 1e6, (28B + 4,), float32)``
 

@@ -742,9 +742,11 @@ def _sum_k(x, row):
 def decode(admit, route, action, mode, admit_levels, route_presets):
     """Set one environment's control ``admit [B]``, ``route [B, 3]`` from one (already checked) action row.
 
-    continuous: per bank ``[admit, w_quick, w_switch, w_netbank]`` clipped to [0, 1], weights normalised
-    (all zero = quick); multidiscrete: per bank ``[admit level, route preset]``; discrete: ``[index]``, one
-    change of one bank; CONTROL: per bank ``[admit, route_quick, route_switch, route_netbank]`` as given.
+    continuous: per bank ``[a_admit, a_quick, a_switch, a_netbank]`` in [-1, 1], zero the status quo:
+    ``admit = clip(1 + a_admit, 0, 1)``; route weights ``clip(1 + a_quick, 0, 2)``, ``clip(a_switch, 0, 1)``,
+    ``clip(a_netbank, 0, 1)``, normalised (all zero = quick) (``actions`` module docstring); multidiscrete: per
+    bank ``[admit level, route preset]``; discrete: ``[index]``, one change of one bank; CONTROL: per bank
+    ``[admit, route_quick, route_switch, route_netbank]`` as given.
     """
     B = admit.shape[0]
     if mode == CONTINUOUS or mode == CONTROL:
@@ -754,13 +756,16 @@ def decode(admit, route, action, mode, admit_levels, route_presets):
                 for r in range(3):
                     route[b, r] = action[4 * b + 1 + r]
                 continue
-            admit[b] = min(max(action[4 * b], 0.0), 1.0)
-            total = 0.0
-            for r in range(3):
-                total += min(max(action[4 * b + 1 + r], 0.0), 1.0)
-            for r in range(3):
-                weight = min(max(action[4 * b + 1 + r], 0.0), 1.0)
-                route[b, r] = weight / total if total > 0 else route_presets[0, r]
+            admit[b] = min(max(1.0 + action[4 * b], 0.0), 1.0)
+            quick = min(max(1.0 + action[4 * b + 1], 0.0), 2.0)
+            switch = min(max(action[4 * b + 2], 0.0), 1.0)
+            netbank = min(max(action[4 * b + 3], 0.0), 1.0)
+            total = quick + switch + netbank
+            if total > 0:
+                route[b, 0], route[b, 1], route[b, 2] = quick / total, switch / total, netbank / total
+            else:
+                for r in range(3):
+                    route[b, r] = route_presets[0, r]
     elif mode == MULTIDISCRETE:
         for b in range(B):
             admit[b] = admit_levels[int(action[2 * b])]

@@ -19,6 +19,7 @@ from agents.deciders.heuristics import (
     SuccessRateRouter,
     sre_reject_probability,
 )
+from payroute_env import actions as env_actions
 from payroute_env.observations import observation_space
 from payroute_env.simulator import Simulator
 
@@ -50,9 +51,9 @@ def make_obs(n: int = 1, **values: object) -> np.ndarray:
 
 
 def split(action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = action.reshape(action.shape[0], B, 4)
-    w = a[:, :, 1:]
-    return a[:, :, 0], w / w.sum(2, keepdims=True)
+    """The admit rates ``[N, B]`` and route shares ``[N, B, 3]`` an action means, as the kernel decodes it."""
+    n = action.shape[0]
+    return env_actions.decode("continuous", action, B, np.ones((n, B)), np.zeros((n, B, 3)))
 
 
 def per_route(quick: float = 0.0, switch: float = 0.0, netbank: float = 0.0) -> np.ndarray:
@@ -72,7 +73,9 @@ def test_admit_all_is_the_status_quo() -> None:
     pol = AdmitAll(SC)
     action, _ = pol.predict(make_obs(3, offered=1e6, timed_out=per_route(1e5, 1e5, 1e5)))
     assert action.shape == (3, 4 * B) and action.dtype == np.float32
-    assert np.array_equal(action, np.tile([1, 1, 0, 0], (3, B)).astype(np.float32))
+    assert np.array_equal(action, np.zeros((3, 4 * B), dtype=np.float32))  # the zero action: the status quo
+    admit, route = split(action)
+    assert (admit == 1).all() and (route == [1, 0, 0]).all()
     single, _ = pol.predict(make_obs(1)[0])
     assert single.shape == (4 * B,)
 
@@ -239,7 +242,7 @@ def test_random_policy_is_seeded_and_in_range() -> None:
     a1, _ = RandomPolicy(SC, seed=3).predict(make_obs(4))
     a2, _ = RandomPolicy(SC, seed=3).predict(make_obs(4))
     a3, _ = RandomPolicy(SC, seed=4).predict(make_obs(4))
-    assert a1.shape == (4, 4 * B) and (a1 >= 0).all() and (a1 <= 1).all()
+    assert a1.shape == (4, 4 * B) and (a1 >= -1).all() and (a1 <= 1).all()
     assert np.array_equal(a1, a2) and not np.array_equal(a1, a3)
     # one stream per environment: the first two act the same in a batch of 2 as in a batch of 4, step after step
     big, small = RandomPolicy(SC, seed=3), RandomPolicy(SC, seed=3)
@@ -271,7 +274,7 @@ def test_heuristics_are_batched_and_match_single_env_runs(name: str) -> None:
     solo_obs = [s.reset(seeds=[seed]) for s, seed in zip(sims, seeds, strict=True)]
     for _ in range(60):
         act, _ = pol.predict(obs)
-        assert act.shape == (3, 4 * B) and np.isfinite(act).all() and (act >= 0).all() and (act <= 1).all()
+        assert act.shape == (3, 4 * B) and np.isfinite(act).all() and (act >= -1).all() and (act <= 1).all()
         if name != "random":  # random draws a stream per batch position (test_random_policy_is_seeded...)
             for i in range(3):
                 a_i, _ = solo[i].predict(solo_obs[i])

@@ -144,7 +144,8 @@ def ccb_throttle(fraction: float = 0.9):
         a = action.copy()
         cap = env.state.capacity[0, [CCB, B + CCB]].sum()  # true quick + netbank attempts/s
         offered = env.state.seen_bank[0, CCB, 0]
-        a[4 * CCB] = 1.0 if offered <= 0 else min(1.0, fraction * cap * env.scenario.dt_s / offered)
+        admit = 1.0 if offered <= 0 else min(1.0, fraction * cap * env.scenario.dt_s / offered)
+        a[4 * CCB] = admit - 1.0  # the continuous action's admit component: 0 admits all, -1 nothing
         return a
 
     return policy

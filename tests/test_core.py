@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from payroute_env import BUILTIN_SCENARIOS, core
-from payroute_env.actions import ACTION_MODES, status_quo
+from payroute_env.actions import ACTION_MODES, encode, status_quo
 from payroute_env.core import SEEN_FIELDS
 from payroute_env.scenario import Scenario, load_scenario, scenario_from_dict
 from payroute_env.simulator import Simulator
@@ -116,8 +116,8 @@ def run_sim(
 
 
 def fixed(admit: float = 1.0, route: tuple[float, float, float] = (1.0, 0.0, 0.0), n_banks: int = 1):
-    """A constant continuous batch action."""
-    per_bank = np.array([admit, *route], dtype=np.float32)
+    """A constant continuous batch action: this admit rate and these route weights for every bank."""
+    per_bank = encode(np.array([[admit]]), np.array([[route]], dtype=np.float64))[0]
 
     def policy(sim: Simulator, t: int) -> np.ndarray:
         return np.tile(per_bank, (sim.num_envs, n_banks))
@@ -392,7 +392,7 @@ def test_admit_zero_throttles_everything() -> None:
 def test_admit_zero_for_one_bank_only() -> None:
     sc = make_scenario(two_banks(), end_s=60.0, traffic={"base_rate": 200.0, "surges": []})
     sim = Simulator(sc, num_envs=1)
-    act = np.array([[0.0, 1, 0, 0, 1.0, 1, 0, 0]], dtype=np.float32)
+    act = np.array([[-1.0, 0, 0, 0, 0.0, 0, 0, 0]], dtype=np.float32)  # bank A admits nothing, bank B all
     steps = run_sim(sim, [5], lambda s, t: act)
     for state, _ in steps:
         assert np.array_equal(state.seen_bank[0, 0, 1], state.seen_bank[0, 0, 0])
@@ -575,8 +575,8 @@ def test_warm_up_is_linear_to_full_capacity() -> None:
     )
     sim = Simulator(sc, num_envs=1)
     sim.reset([0])
-    load_on = np.array([[1.0, 1, 0, 0]], dtype=np.float32)
-    load_off = np.array([[0.0, 1, 0, 0]], dtype=np.float32)
+    load_on = np.array([[0.0, 0, 0, 0]], dtype=np.float32)  # the status quo
+    load_off = np.array([[-1.0, 0, 0, 0]], dtype=np.float32)  # admit nothing
     while sim.state.down_left[0, 0] == 0:
         sim.step(load_on)
     while sim.state.down_left[0, 0] > 0:
@@ -760,7 +760,7 @@ def test_tiny_positive_capacity_keeps_the_state_finite() -> None:
     sim = Simulator(sc, num_envs=1, observe_internal=True)
     sim.reset([0])
     for _ in range(sim.params.n_steps):
-        obs, reward, _, _ = sim.step(np.array([[1.0, 1.0, 0.0, 0.0]], dtype=np.float32))
+        obs, reward, _, _ = sim.step(np.zeros((1, 4), dtype=np.float32))
         s = sim.state
         assert np.all(np.isfinite(s.stress)), s.stress
         assert np.all(np.isfinite(obs)) and np.all(np.isfinite(reward))

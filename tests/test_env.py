@@ -26,7 +26,7 @@ from test_core import valid_scenarios
 
 import payroute_env
 from payroute_env import BUILTIN_SCENARIOS, ENV_IDS, PaymentRoutingEnv
-from payroute_env.actions import ACTION_MODES, ROUTE_PRESETS, status_quo
+from payroute_env.actions import ACTION_MODES, ROUTE_PRESETS, encode, status_quo
 from payroute_env.core import PARALLEL_FROM
 from payroute_env.simulator import Simulator
 from payroute_env.vector_env import PaymentRoutingVectorEnv
@@ -302,6 +302,21 @@ def test_gymnasium_and_sb3_checkers_pass(env_id: str, mode: str, internal: bool)
     env.close()
 
 
+def test_sb3_check_env_has_no_action_space_warning() -> None:
+    """SB3 asks for a symmetric, normalised Box; the continuous action space is one (it warned on Box(0, 1))."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sb3_check_env(gym.make("payroute/Double11-2013-v0"), warn=True)
+    action_warnings = [w for w in caught if "action space" in str(w.message).lower()]
+    assert action_warnings == [], [str(w.message) for w in action_warnings]
+    with warnings.catch_warnings(record=True) as caught:  # the check itself can fail: the retired box warned
+        warnings.simplefilter("always")
+        env = gym.make("payroute/Double11-2013-v0")
+        env.unwrapped.action_space = gym.spaces.Box(0.0, 1.0, (24,), dtype=np.float32)
+        sb3_check_env(env.unwrapped, warn=True)
+    assert any("symmetric and normalized" in str(w.message) for w in caught)
+
+
 def test_checkers_pass_for_a_scenario_file(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
     path.write_text(builtin_text("outage_drill"), encoding="utf-8")
@@ -341,7 +356,7 @@ def test_observation_layout(internal: bool) -> None:
     names = payroute_env.observations.feature_names(B, env.scenario.bank_names, internal)
     assert len(names) == n and len(set(names)) == n
     obs, _ = env.reset(seed=0)
-    a = np.tile(np.array([0.3, 0.2, 0.6, 0.2], dtype=np.float32), B)
+    a = np.tile(encode(np.array([[0.3]]), np.array([[[0.2, 0.6, 0.2]]]))[0], B)  # admit 0.3, 60% to the switch
     for _ in range(10):
         obs, *_ = env.step(a)
     idx = {name: i for i, name in enumerate(names)}
@@ -364,7 +379,8 @@ def test_observation_layout(internal: bool) -> None:
 def test_action_spaces() -> None:
     cont = PaymentRoutingEnv("steady").action_space
     assert isinstance(cont, gym.spaces.Box) and cont.shape == (4 * B,) and cont.dtype == np.float32
-    assert np.all(cont.low == 0) and np.all(cont.high == 1)
+    assert np.all(cont.low == -1) and np.all(cont.high == 1)  # SB3's convention: symmetric, normalised
+    assert np.array_equal(status_quo("continuous", B), np.zeros(4 * B))  # the zero action is the status quo
     md = PaymentRoutingEnv("steady", action_mode="multidiscrete").action_space
     assert isinstance(md, gym.spaces.MultiDiscrete) and md.nvec.tolist() == [11, 5] * B
     disc = PaymentRoutingEnv("steady", action_mode="discrete").action_space
@@ -410,7 +426,7 @@ def test_continuous_nan_or_inf_raises(value: float) -> None:
     a[5] = value
     with pytest.raises(ValueError, match="NaN") as exc:
         env.step(a)
-    assert "[0, 1]" in str(exc.value)
+    assert "[-1, 1]" in str(exc.value)
 
 
 @pytest.mark.parametrize(
@@ -425,13 +441,13 @@ def test_continuous_non_numbers_raise_naming_the_dtype(bad: np.ndarray, dtype: s
     env = PaymentRoutingEnv("steady")
     env.reset(seed=0)
     before = env.sim.state.copy()
-    with pytest.raises(ValueError, match=rf"must hold real numbers in \[0, 1\]; got dtype {dtype}$"):
+    with pytest.raises(ValueError, match=rf"must hold real numbers in \[-1, 1\]; got dtype {dtype}$"):
         env.step(bad)
     assert all(np.array_equal(before[f], env.sim.state[f]) for f in before.dtype.names)  # nothing moved
     env.step(np.ones(4 * B, dtype=bool))  # booleans are 0 and 1: accepted
 
 
-@pytest.mark.parametrize(("out_of_range", "inside"), [(5.0, 1.0), (-3.0, 0.0)])
+@pytest.mark.parametrize(("out_of_range", "inside"), [(5.0, 1.0), (-3.0, -1.0)])
 def test_out_of_range_continuous_actions_are_clipped(out_of_range: float, inside: float) -> None:
     def const(v: float):
         a = np.full(4 * B, v, dtype=np.float32)
@@ -442,8 +458,8 @@ def test_out_of_range_continuous_actions_are_clipped(out_of_range: float, inside
     b = run_episode(PaymentRoutingEnv("steady"), seed=1, policy=const(inside))
     assert_same_trajectory(a, b)
     # and the admit column itself
-    adm_out = np.tile(np.array([out_of_range, 1, 0, 0], dtype=np.float32), B)
-    adm_in = np.tile(np.array([inside, 1, 0, 0], dtype=np.float32), B)
+    adm_out = np.tile(np.array([out_of_range, 0, 0, 0], dtype=np.float32), B)
+    adm_in = np.tile(np.array([inside, 0, 0, 0], dtype=np.float32), B)
     a = run_episode(PaymentRoutingEnv("steady"), seed=1, policy=lambda env, t: adm_out)
     b = run_episode(PaymentRoutingEnv("steady"), seed=1, policy=lambda env, t: adm_in)
     assert_same_trajectory(a, b)
@@ -453,7 +469,7 @@ def test_random_out_of_range_actions_equal_their_clipped_version() -> None:
     rng = np.random.default_rng(0)
     acts = rng.uniform(-2, 3, (400, 4 * B)).astype(np.float32)
     a = run_episode(PaymentRoutingEnv("steady"), seed=2, policy=lambda env, t: acts[t])
-    b = run_episode(PaymentRoutingEnv("steady"), seed=2, policy=lambda env, t: np.clip(acts[t], 0, 1))
+    b = run_episode(PaymentRoutingEnv("steady"), seed=2, policy=lambda env, t: np.clip(acts[t], -1, 1))
     assert_same_trajectory(a, b)
     env = PaymentRoutingEnv("steady")
     env.reset(seed=0)
@@ -465,17 +481,25 @@ def test_random_out_of_range_actions_equal_their_clipped_version() -> None:
 def test_continuous_decoding_normalises_weights_and_zero_means_quick() -> None:
     env = PaymentRoutingEnv("steady")
     env.reset(seed=0)
-    a = np.tile(np.array([0.3, 0.5, 0.25, 0.25], dtype=np.float32), B)
-    a[4:8] = [0.7, 0.0, 0.0, 0.0]  # CCB: all-zero weights
+    # admit 1 - 0.7; weights: quick 1 - 0.5, switch 0.25, netbank 0.25
+    a = np.tile(np.array([-0.7, -0.5, 0.25, 0.25], dtype=np.float32), B)
+    a[4:8] = [-0.3, -1.0, -0.5, 0.0]  # CCB: every weight clipped to zero
+    a[8:12] = [0.8, 1.0, 1.0, 0.5]  # CMB: the largest weights: quick 2, switch 1, netbank 0.5
     env.step(a)
-    assert env.state.admit[0].tolist() == pytest.approx([0.3, 0.7, 0.3, 0.3, 0.3, 0.3])
+    assert env.state.admit[0].tolist() == pytest.approx([0.3, 0.7, 1.0, 0.3, 0.3, 0.3])
     assert env.state.route[0, 0].tolist() == pytest.approx([0.5, 0.25, 0.25])
     assert env.state.route[0, 1].tolist() == [1.0, 0.0, 0.0]
+    assert env.state.route[0, 2].tolist() == pytest.approx([2 / 3.5, 1 / 3.5, 0.5 / 3.5])
+    # the corners reach every control: admit nothing, all to the switch, all to online banking
+    for action, admit, route in (([-1, 0, 0, 0], 0.0, [1, 0, 0]), ([0, -1, 1, 0], 1.0, [0, 1, 0]),
+                                 ([0, -1, 0, 1], 1.0, [0, 0, 1])):  # fmt: skip
+        env.step(np.tile(np.array(action, dtype=np.float32), B))
+        assert env.state.admit[0, 0] == admit and env.state.route[0, 0].tolist() == route
 
 
 def test_all_zero_route_weights_behave_like_quick() -> None:
-    zero = np.tile(np.array([1, 0, 0, 0], dtype=np.float32), B)
-    quick = np.tile(np.array([1, 1, 0, 0], dtype=np.float32), B)
+    zero = np.tile(np.array([0, -1, 0, 0], dtype=np.float32), B)  # every route weight zero
+    quick = np.tile(np.array([0, 0, 0, 0], dtype=np.float32), B)
     a = run_episode(PaymentRoutingEnv("double11_2013"), seed=8, policy=lambda env, t: zero)
     b = run_episode(PaymentRoutingEnv("double11_2013"), seed=8, policy=lambda env, t: quick)
     assert_same_trajectory(a, b)
@@ -645,7 +669,7 @@ def test_render_rgb_array_draws_each_banks_status_queues_and_control() -> None:
         return tuple(frame[strip_y, b * render.PANEL_W + render.MARGIN + 1])
 
     seen, frames = set(), []
-    half = np.tile([0.5, 0.0, 1.0, 0.0], B)  # admit half, quick-enabled users to the switch
+    half = np.tile([-0.5, -1.0, 1.0, 0.0], B)  # admit half, quick-enabled users to the switch
     for t in range(env.scenario.n_steps):
         env.step(half if t == 30 else status_quo("continuous", B))
         frame = env.render()
@@ -772,7 +796,7 @@ def test_the_continuous_action_space_samples_what_gymnasiums_box_samples() -> No
 
     ours = action_space("continuous", 6)
     assert isinstance(ours, BoundedBox) and isinstance(ours, spaces.Box)
-    theirs = spaces.Box(0.0, 1.0, (24,), dtype=np.float32)
+    theirs = spaces.Box(-1.0, 1.0, (24,), dtype=np.float32)
     ours.seed(123)
     theirs.seed(123)
     for _ in range(200):
@@ -782,7 +806,7 @@ def test_the_continuous_action_space_samples_what_gymnasiums_box_samples() -> No
     with pytest.raises(Exception, match="mask"):
         ours.sample(mask=np.ones(24))
     # other bounds too (the shortcut is low + range * u, with the bounds as the Box stores them)
-    for low, high, dtype in [(-1.0, 1.0, np.float32), (0.1, 0.7, np.float32), (-3.3, 2.9, np.float64)]:
+    for low, high, dtype in [(0.0, 1.0, np.float32), (0.1, 0.7, np.float32), (-3.3, 2.9, np.float64)]:
         ours, theirs = BoundedBox(low, high, (7,), dtype), spaces.Box(low, high, (7,), dtype=dtype)
         ours.seed(5)
         theirs.seed(5)

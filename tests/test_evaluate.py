@@ -307,6 +307,24 @@ def test_model_for_another_scenario_is_refused(models: dict[str, Path], tmp_path
     assert result.bound is not None and len(result.policies[0].episodes) == 1
 
 
+def test_a_model_of_the_retired_action_encoding_is_refused_saying_so(short_toml: Path, tmp_path: Path) -> None:
+    """A model trained on Box(0, 1) actions would misread every action now: refused with a message, not run."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    class RetiredBox(gym.Wrapper):
+        def __init__(self, env: gym.Env) -> None:
+            super().__init__(env)
+            self.action_space = gym.spaces.Box(0.0, 1.0, env.action_space.shape, dtype=np.float32)
+
+    old = PPO("MlpPolicy", RetiredBox(PaymentRoutingEnv(short_toml)), n_steps=32, batch_size=32, device="cpu")
+    old.save(tmp_path / "old.zip")
+    with pytest.raises(PolicyError, match=r"previous continuous actions, Box\(0, 1\).*retrain it"):
+        load_policy(tmp_path / "old.zip", short_toml)
+    proc = run("--scenario", str(short_toml), "--policies", str(tmp_path / "old.zip"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "previous continuous actions" in proc.stderr
+
+
 def test_recurrent_ppo_state_is_carried(short_toml: Path, tmp_path: Path) -> None:
     from sb3_contrib import RecurrentPPO
 

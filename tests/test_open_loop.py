@@ -66,9 +66,10 @@ def test_plan_policy_counts_steps_and_restarts_with_the_episode() -> None:
     controls[:, 0, 0] = [0.2, 0.5, 0.9]  # admit rate by block
     pol = PlanPolicy(Plan(2, controls))
     obs = np.zeros((2, 32))
-    seen = [pol.predict(obs)[0][:, 0] for _ in range(7)]  # steps 0..6: blocks 0,0,1,1,2,2, then the last block
+    seen = [pol.predict(obs)[0][:, 0] + 1 for _ in range(7)]  # admit = 1 + the action's admit component
+    # steps 0..6: blocks 0,0,1,1,2,2, then the last block
     np.testing.assert_allclose([s[0] for s in seen], [0.2, 0.2, 0.5, 0.5, 0.9, 0.9, 0.9], atol=1e-6)
-    restarted = pol.predict(obs, episode_start=np.array([True, False]))[0][:, 0]
+    restarted = pol.predict(obs, episode_start=np.array([True, False]))[0][:, 0] + 1
     np.testing.assert_allclose(restarted, [0.2, 0.9], atol=1e-6)
 
 

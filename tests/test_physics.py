@@ -91,7 +91,7 @@ def test_a_channel_serves_its_capacity_and_the_rest_waits_or_times_out() -> None
     """2.4 as documented: served = min(Q, c h dt) (within one, by rounding), timed out = max(left - c h T, 0)."""
     sim = Simulator("double11_2013", num_envs=4)
     sim.reset(list(range(4)))
-    status_quo = np.tile(np.array([1.0, 1.0, 0.0, 0.0], dtype=np.float32), (4, 6))
+    status_quo = np.zeros((4, 24), dtype=np.float32)
     params = sim.params
     B = params.n_banks
     congested = 0
@@ -151,9 +151,10 @@ def test_pure_step_keeps_its_input_and_matches_the_simulator() -> None:
     sim.reset(list(range(4)))
     params = sim.params
     state = sim.state.copy()
-    admit = np.full((4, 6), 0.7)
+    admit = np.full((4, 6), 0.75)
     route = np.tile(np.array([0.5, 0.3, 0.2]), (4, 6, 1))
-    control = np.tile(np.array([0.7, 0.5, 0.3, 0.2]), (4, 6))  # the same control, as a continuous action
+    # the same control as a continuous action (admit 1 - 0.25, quick weight 1 - 0.5: exact in binary)
+    control = np.tile(np.array([-0.25, -0.5, 0.3, 0.2]), (4, 6))
     for _ in range(100):
         before = state.copy()
         new, _ = core.step(params, state, admit, route)

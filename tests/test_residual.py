@@ -18,6 +18,7 @@ from agents.evaluation import run_policy
 from agents.training.hyperparams import RECORD_RESIDUAL_CALLBACK as RECORD
 from agents.training.hyperparams import RESIDUAL_WRAPPER as WRAPPER
 from agents.training.residual import ResidualVecEnv
+from payroute_env.actions import decode
 from payroute_env.sb3_vec_env import make_sb3_vec_env
 
 FAST = ["--no-eval", "--no-progress"]
@@ -35,14 +36,15 @@ class Constant(Policy):
 
 
 def test_combine_adds_the_scaled_correction_and_clips() -> None:
-    base = np.array([[1.0, 0.95, 0.05, 0.0]])
-    out = combine(base, np.array([[-0.25, 2.0, -0.5, 0.5]]), scale=0.5)
+    base = np.array([[0.0, -0.05, 0.05, 0.0], [-0.9, 0.0, 0.0, 0.9]])  # admit all, 95/5 quick/switch; ...
+    out = combine(base, np.array([[-0.25, 2.0, -0.5, 0.5], [-1.0, 0.5, 0.5, 0.5]]), scale=0.5)
     assert out.dtype == np.float32
-    assert np.allclose(out, [[0.875, 1.0, 0.0, 0.25]])  # 2.0 is clipped to 1 before scaling; sums to [0, 1]
+    # 2.0 is clipped to 1 before scaling; sums are clipped to the action box [-1, 1]
+    assert np.allclose(out, [[-0.125, 0.45, -0.2, 0.25], [-1.0, 0.25, 0.25, 1.0]])
     with pytest.raises(ValueError, match="does not fit"):
         combine(base, np.zeros((1, 3)), 1.0)
     with pytest.raises(ValueError, match="NaN"):
-        combine(base, np.array([[np.nan, 0, 0, 0]]), 1.0)
+        combine(base[:1], np.array([[np.nan, 0, 0, 0]]), 1.0)
 
 
 def test_zero_correction_is_exactly_the_heuristic(tiny: str) -> None:
@@ -66,9 +68,11 @@ def test_a_full_correction_overrides_the_heuristic(tiny: str) -> None:
     policy = ResidualPolicy(Constant(1.0), SuccessRateRouter(tiny), 1.0)
     obs = np.zeros((3, 172), dtype=np.float32)
     action, _ = policy.predict(obs)
-    assert np.array_equal(action, np.ones((3, 24), dtype=np.float32))  # admit all, equal route weights
+    admit, _ = decode("continuous", action, 6, np.ones((3, 6)), np.zeros((3, 6, 3)))
+    assert (admit == 1).all() and (action[:, 2::4] == 1).all()  # admit all, the switch at its largest weight
     down, _ = ResidualPolicy(Constant(-1.0), SuccessRateRouter(tiny), 1.0).predict(obs)
-    assert np.array_equal(down, np.zeros((3, 24), dtype=np.float32))  # throttle everything
+    admit, _ = decode("continuous", down, 6, np.ones((3, 6)), np.zeros((3, 6, 3)))
+    assert (admit == 0).all()  # throttle everything
 
 
 def test_residual_wrapper_needs_continuous_actions(tiny: str) -> None:

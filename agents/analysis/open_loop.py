@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 
 from agents.deciders import Policy, PolicyError, load_policy
-from agents.deciders.heuristics import encode
 from agents.evaluation import bootstrap_ci, run_policy
 from payroute_env import core
 from payroute_env._cli import OneLineArgumentParser, fail, run
+from payroute_env.actions import encode
 from payroute_env.bounds import fluid_bound, nominal_state
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
@@ -95,12 +95,12 @@ class Plan:
 
 
 def continuous_actions(controls: np.ndarray) -> np.ndarray:
-    """``[..., B, 3]`` plan controls to continuous actions ``[..., 4B]`` (admit, w_quick, w_switch, w_netbank)."""
+    """``[..., B, 3]`` plan controls to continuous actions ``[..., 4B]`` (``payroute_env.actions.encode``)."""
     admit, quick, switch = controls[..., 0], controls[..., 1], controls[..., 2]
     rest = 1.0 - quick
     route = np.stack([quick, rest * switch, rest * (1.0 - switch)], axis=-1)
     B = controls.shape[-2]
-    actions = encode(admit.reshape(-1, B), route.reshape(-1, B, 3))  # the heuristics' encoder
+    actions = encode(admit.reshape(-1, B), route.reshape(-1, B, 3))
     return actions.reshape(*controls.shape[:-2], 4 * B)
 
 

@@ -128,13 +128,13 @@ def rollout_episode(
         for k in range(min(horizon, n_steps - t)):
             action = _act(base, look_obs)
             if k < block:
-                action = np.clip(action + candidate_deltas, 0.0, 1.0)
+                action = np.clip(action + candidate_deltas, -1.0, 1.0)
             look_obs, *_ = lookahead.step(action)
         expected_lost = (lookahead.state.lost - lost_before).reshape(m, futures).mean(1)
         best = int(np.argmin(expected_lost))  # ties go to the base action (row 0)
         blocks, corrected = blocks + 1, corrected + int(best != 0)
         for _ in range(min(block, n_steps - t)):
-            obs, *_ = real.step(np.clip(_act(base, obs) + deltas[best], 0.0, 1.0))
+            obs, *_ = real.step(np.clip(_act(base, obs) + deltas[best], -1.0, 1.0))
     return RolloutResult(
         seed=int(seed),
         base_failed_rate=float(base_run.kpis(0)["failed_payment_rate"]),

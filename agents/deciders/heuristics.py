@@ -3,8 +3,9 @@
 Every heuristic reads only the observation (what a platform sees: per bank and channel the attempts sent,
 successes, declines, timeouts, rejects, queue and wait of the last step) and the scenario's *published*
 figures (declared capacities, channel timeouts, the step length and the observation scale). None reads true
-capacities, stress or outage timers. All output ``continuous`` actions: per bank ``[admit, w_quick,
-w_switch, w_netbank]``.
+capacities, stress or outage timers. Each decides per bank an admit rate and route shares (quick, switch,
+netbank), output as ``continuous`` actions through ``payroute_env.actions.encode`` (``Box(-1, 1)``, zero = the
+status quo).
 
 =====================  ===================================================================================
 ``admit_all``          the 2013 status quo: admit everything, quick-enabled cards to ``quick``
@@ -14,7 +15,7 @@ w_switch, w_netbank]``.
 ``circuit_breaker``    Hystrix circuit breaker defaults (10 s window, 20 calls, 50% errors, 5 s open, probe)
 ``success_rate_router``  Juspay-style success-rate routing (last 200 transactions, 5% hedging, prior 0.5)
                        with SRE throttling
-``random``             uniform random actions (a sanity floor)
+``random``             uniform random controls (a sanity floor)
 =====================  ===================================================================================
 
 Sources and figures: the project's ``SOURCES.md`` ("Overload and control practice"; outside this repository),
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from payroute_env import observations as env_observations
+from payroute_env.actions import encode
 from payroute_env.scenario import Scenario, load_scenario
 
 from .policy import Policy
@@ -46,7 +48,6 @@ __all__ = [
     "SREThrottle",
     "StaticCapacity",
     "SuccessRateRouter",
-    "encode",
     "sre_reject_probability",
 ]
 
@@ -147,19 +148,6 @@ class Observed:
         return self.timed_out + self.rejected
 
 
-def encode(admit: np.ndarray, route: np.ndarray) -> np.ndarray:
-    """``admit [N, B]`` and ``route [N, B, 3]`` weights to continuous actions ``[N, 4B]`` (float32).
-
-    Route weights are normalised to shares (all zero means quick), so any non-negative amounts may be given.
-    """
-    N, B = admit.shape
-    route = np.maximum(route, 0.0)
-    total = route.sum(2, keepdims=True)
-    route = np.where(total > 0, route / np.where(total > 0, total, 1.0), np.array([1.0, 0.0, 0.0]))
-    out = np.concatenate([np.clip(admit, 0.0, 1.0)[:, :, None], route], axis=2)
-    return out.reshape(N, 4 * B).astype(np.float32)
-
-
 def sre_reject_probability(requests: np.ndarray, accepts: np.ndarray, k: float = 2.0) -> np.ndarray:
     """Google SRE client-side throttling: ``max(0, (requests - K * accepts) / (requests + 1))``."""
     return np.maximum(0.0, (requests - k * accepts) / (requests + 1.0))
@@ -245,7 +233,7 @@ class AdmitAll(HeuristicPolicy):
 
 
 class RandomPolicy(HeuristicPolicy):
-    """Uniform random continuous actions: admit rate and route weights each uniform in [0, 1] (a sanity floor).
+    """Uniform random controls: admit rate and route weights each uniform in [0, 1] (a sanity floor).
 
     Seeded (``seed``), one stream per environment of the batch, so environment ``i`` acts the same however
     many environments run beside it (an episode's result does not depend on ``--episodes``); the draw does

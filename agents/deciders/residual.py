@@ -2,7 +2,7 @@
 
 Residual policy learning (Silver et al. 2018, Johannink et al. 2019): the action sent to the environment is
 
-    action = clip(heuristic_action + scale * clip(correction, -1, 1), 0, 1)
+    action = clip(heuristic_action + scale * clip(correction, -1, 1), -1, 1)
 
 per component of the continuous action (admit rate, then the quick / switch / netbank weights of each bank,
 which the environment normalises). The agent's own action space is the correction, ``Box(-1, 1)``; a fresh
@@ -45,7 +45,7 @@ def make_base(base: str, scenario: Any) -> Policy:
 
 
 def combine(base_action: np.ndarray, correction: np.ndarray, scale: float) -> np.ndarray:
-    """``clip(base + scale * clip(correction, -1, 1), 0, 1)`` as float32; shapes must match."""
+    """``clip(base + scale * clip(correction, -1, 1), -1, 1)`` as float32; shapes must match."""
     base_action = np.asarray(base_action, dtype=np.float64)
     correction = np.asarray(correction, dtype=np.float64)
     if base_action.shape != correction.shape:
@@ -53,7 +53,7 @@ def combine(base_action: np.ndarray, correction: np.ndarray, scale: float) -> np
     if not np.isfinite(correction).all():
         raise ValueError("residual correction contains NaN or inf")
     out = base_action + scale * np.clip(correction, -1.0, 1.0)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
 class ResidualPolicy(Policy):

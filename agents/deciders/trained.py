@@ -170,6 +170,12 @@ class SB3Policy(Policy):
         mode = _mode_of(self.model.action_space)
         if mode is None:
             raise PolicyError(f"{self.path}: unsupported action space {self.model.action_space}")
+        if _previous_encoding(self.model.action_space):
+            raise PolicyError(
+                f"{self.path}: trained with payroute's previous continuous actions, Box(0, 1) with [admit, w_quick, "
+                "w_switch, w_netbank]; actions are now Box(-1, 1) with the zero action the status quo "
+                "(payroute_env.actions); retrain it"
+            )
         self.action_mode = mode
         self.name = str(path)
         shape = getattr(self.model.observation_space, "shape", None)
@@ -229,6 +235,12 @@ class SB3Policy(Policy):
     def describe(self) -> str:
         norm = f", VecNormalize {self.vecnormalize_path.name}" if self.vecnormalize_path else ""
         return f"{self.algorithm} model {self.path} ({self.action_mode} actions{norm})"
+
+
+def _previous_encoding(space: Any) -> bool:
+    """A continuous space of the retired encoding: ``Box(0, 1)`` on every coordinate (a residual's corrections are
+    ``Box(-1, 1)`` in both, and mean the same in both but for a clip)."""
+    return isinstance(space, spaces.Box) and bool(np.all(space.low == 0.0) and np.all(space.high == 1.0))
 
 
 def _is_internal_shape(shape: tuple[int, ...] | None) -> bool:

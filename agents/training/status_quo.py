@@ -14,22 +14,21 @@ __all__ = ["start_at_status_quo"]
 
 
 def start_at_status_quo(model: Any, n_banks: int) -> bool:
-    """Centre a fresh continuous policy on the status quo (admit all, quick) instead of the box's middle.
+    """Centre a fresh continuous policy on the status quo (admit all, quick): the zero action.
 
-    SB3's policies start with mean actions near 0 (PPO, A2C: a Gaussian on the raw box, so "throttle
-    everything" on payroute's ``[0, 1]`` box) or near the middle of the box (SAC, TD3: a tanh squashed to
-    the box, so "admit half"): early episodes then teach little beyond "do not throttle". The output layer's
-    bias is set so the mean action is the status quo (for tanh heads, 0.5% inside the box edge, where the
-    tanh still has a gradient, and their weights are shrunk to 1% so the mean starts there whatever the
-    observation). Returns whether it applied (PPO, A2C,
-    RecurrentPPO, SAC and TD3 on a continuous action space).
+    The zero action is the status quo, so SB3's fresh Gaussian policies (PPO, A2C, RecurrentPPO) already start
+    there, within 0.01: for them this only confirms it (the output bias is set to zero), and their
+    hyper-parameter files no longer ask for it. SAC's and TD3's tanh actors start up to about 0.12 away
+    (admit 0.88 for some bank): their output layer's bias is set to the status quo and its weights shrunk to
+    1%, so the mean starts there whatever the observation. Returns whether it applied (PPO, A2C, RecurrentPPO,
+    SAC and TD3 on a continuous action space).
 
     SAC needs two more things. Its state-dependent log-std head starts near 0, a spread of 1 *before* the
     tanh: around the status quo that throttles and reroutes at random, far more than TD3's noise of 0.1, and
     the critic learns from little else. The head is set like the mean's, to the actor's ``log_std_init``
     (SB3's default -3, a spread of 0.05; ``policy_kwargs.log_std_init``), and the entropy coefficient then
     moves it. With gSDE, SB3 clips the mean to ``+-clip_mean`` (2) before the tanh, where the clip has no
-    gradient, so the mean starts 5% inside the clip instead (admit 0.98 for ``clip_mean=2``).
+    gradient; a target beyond it is kept 5% inside (the status quo, 0, lies well inside).
     """
     if not isinstance(model.action_space, spaces.Box):
         return False
