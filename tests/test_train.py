@@ -17,6 +17,7 @@ import pytest
 
 import train
 from agents.algorithms import ALGOS, algo_class, load_model
+from agents.analysis.plain_sb3 import failed_rate
 from agents.deciders import PolicyError, load_policy
 from agents.training import TrainRequest, UsageError, resolve_config
 from agents.training.checkpoints import last_checkpoint
@@ -412,14 +413,6 @@ netbank_declared = 200.0
 """
 
 
-def _failed_rate(policy, scenario: str, seeds: list[int]) -> float:
-    sim = Simulator(scenario, num_envs=len(seeds))
-    obs = sim.reset(seeds=seeds)
-    for _ in range(sim.params.n_steps):
-        obs, _, _, _ = sim.step(np.clip(policy(obs), -1.0, 1.0))
-    return float(np.mean([sim.kpis(i)["failed_payment_rate"] for i in range(len(seeds))]))
-
-
 @pytest.mark.slow
 def test_short_ppo_run_improves_on_random(tmp_path: Path) -> None:
     """A real learning check: PPO started far from the status quo (at "admit nothing", where the retired
@@ -441,13 +434,13 @@ def test_short_ppo_run_improves_on_random(tmp_path: Path) -> None:
         model.policy.action_net.bias[0::4] = -1.0  # every bank's admit component: admit nothing
     seeds = list(range(1000, 1008))
     env.training = False
-    start = _failed_rate(lambda o: model.predict(env.normalize_obs(o), deterministic=True)[0], str(scenario), seeds)
+    start = failed_rate(lambda o: model.predict(env.normalize_obs(o), deterministic=True)[0], str(scenario), seeds)
     env.training = True
     model.learn(30_000)
     env.training = False
-    learned = _failed_rate(lambda o: model.predict(env.normalize_obs(o), deterministic=True)[0], str(scenario), seeds)
+    learned = failed_rate(lambda o: model.predict(env.normalize_obs(o), deterministic=True)[0], str(scenario), seeds)
     rng = np.random.default_rng(0)  # random controls: admit rate and route weights uniform in [0, 1]
-    random = _failed_rate(lambda o: encode(rng.random((len(o), 1)), rng.random((len(o), 1, 3))), str(scenario), seeds)
+    random = failed_rate(lambda o: encode(rng.random((len(o), 1)), rng.random((len(o), 1, 3))), str(scenario), seeds)
     assert start > random + 0.1 and learned < random - 0.05, (start, learned, random)
 
 
