@@ -75,3 +75,18 @@ def test_rl_zoo_trains_a_residual_policy_that_evaluates_as_one(tiny: str, tmp_pa
     policy = load_policy(model, world)
     assert isinstance(policy, ResidualPolicy) and policy.scale == 0.5
     assert isinstance(policy.base, SuccessRateRouter)
+
+
+@pytest.mark.slow
+def test_rl_zoo_records_a_video_of_what_it_trained(tmp_path: Path) -> None:
+    """RL Zoo's own video recorder (``rl_zoo3.record_video``) on a payroute agent it trained. Unlike its train
+    command it takes no ``--gym-packages``: payroute is imported first (which registers the ids), then the
+    recorder runs as its command line would."""
+    rl_zoo("ppo", HYPERPARAMS / "ppo.yml", tmp_path / "logs")
+    record = "import runpy, payroute_env; runpy.run_module('rl_zoo3.record_video', run_name='__main__')"
+    command = [sys.executable, "-c", record, "--algo", "ppo", "--env", "payroute/Double11-2013-v0",
+               "-f", str(tmp_path / "logs"), "-o", str(tmp_path / "videos"), "-n", "20", "--deterministic"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (video,) = (tmp_path / "videos").rglob("*.mp4")
+    assert video.stat().st_size > 1000
