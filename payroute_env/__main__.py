@@ -1,15 +1,19 @@
 """``python -m payroute_env``: roll out the 2013 status quo (admit all, quick) and print its KPIs.
 
-This is the calibration check of the scenarios: the figures in docs/MODEL.md come from it.
+This is the calibration check of the scenarios: the figures in docs/MODEL.md come from it. ``--frame`` also
+saves the ``rgb_array`` dashboard of the first seed at a moment of the night (README's picture):
 
     python -m payroute_env --scenario double11_2013 --seeds 0 1 2
+    python -m payroute_env --seeds 0 --frame docs/img/double11_2013_status_quo_0005.png --frame-at-s 300
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from . import actions
+from . import actions, render
 from ._cli import OneLineArgumentParser, fail, run
 from .scenario import BUILTIN_SCENARIOS, ScenarioError
 from .simulator import Simulator
@@ -19,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="python -m payroute_env", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--scenario", default="double11_2013", help=f"{', '.join(BUILTIN_SCENARIOS)} or a TOML path")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one episode per seed")
+    parser.add_argument("--frame", default=None, metavar="PNG", help="save the first seed's dashboard frame here")
+    parser.add_argument("--frame-at-s", type=float, default=300.0, metavar="T",
+                        help="the frame's time, seconds after midnight (default 300: 00:05)")  # fmt: skip
     args = parser.parse_args(argv)
     outside = [seed for seed in args.seeds if not 0 <= seed < 2**64]
     if outside:
@@ -29,8 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ScenarioError, ValueError) as exc:
         return fail("python -m payroute_env", exc)
     action = np.tile(actions.status_quo("continuous", sim.n_banks), (sim.num_envs, 1))
-    for _ in range(sim.params.n_steps):
+    frame_step = round((args.frame_at_s - sim.scenario.start_s) / sim.scenario.dt_s)
+    if args.frame is not None and not 1 <= frame_step <= sim.params.n_steps:
+        first, last = sim.scenario.start_s + sim.scenario.dt_s, sim.scenario.end_s
+        night = f"{first:g} to {last:g} s"
+        return fail("python -m payroute_env", f"--frame-at-s {args.frame_at_s:g} is outside the night ({night})")
+    for step in range(1, sim.params.n_steps + 1):
         sim.step(action)
+        if args.frame is not None and step == frame_step:
+            try:
+                Path(args.frame).write_bytes(render.png(render.rgb_array(sim.params, sim.state, 0), scale=2))
+            except OSError as exc:
+                return fail("python -m payroute_env", f"cannot write --frame {args.frame}: {exc}")
     banks = sim.scenario.bank_names
     print(f"status quo (admit all, quick-enabled users to quick) on {sim.scenario.name}, {sim.params.n_steps} steps")
     width = 8 * len(banks) - 1

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
+import zlib
 
 import numpy as np
 
 from .core import OBS_BANK, SEEN_FIELDS, CoreParams, CoreState
 
-__all__ = ["ansi", "rgb_array"]
+__all__ = ["ansi", "png", "rgb_array"]
 
 _F = {name: i for i, name in enumerate(SEEN_FIELDS)}
 
@@ -151,3 +153,22 @@ def _stacked_bar(frame: np.ndarray, x: int, top: int, shares: list[float]) -> No
         h = int(round(share / total * BAR_H))
         frame[max(bottom - h, top) : bottom, x : x + BAR_W] = rgb
         bottom -= h
+
+
+def png(frame: np.ndarray, scale: int = 1) -> bytes:
+    """An ``rgb_array`` frame (``uint8 [H, W, 3]``) as PNG file bytes, each pixel ``scale`` x ``scale`` (for an
+    image in a document; no imaging library needed)."""
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or scale < 1:
+        got = f"{frame.dtype} {frame.shape}, scale {scale}"
+        raise ValueError(f"png takes a uint8 [H, W, 3] frame and a scale >= 1; got {got}")
+    big = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+    height, width = big.shape[:2]
+    rows = np.concatenate([np.zeros((height, 1), dtype=np.uint8), big.reshape(height, -1)], axis=1)  # filter 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(
+        b"IEND", b""
+    )

@@ -87,3 +87,35 @@ def test_the_status_quo_table_names_its_units() -> None:
     assert "failed payments % by bank" in header and "outage min by bank" in header
     assert columns.split()[:3] == ["seed", "failed", "%"] and columns.split().count("ICBC") == 2
     assert len(row.split()) == len(columns.split()) - 1  # "failed %" is two words over one number
+
+
+def test_the_status_quo_command_saves_a_frame_as_png(tmp_path: Path) -> None:
+    """``--frame``: the dashboard of the first seed at ``--frame-at-s``, as a PNG that decodes to that frame."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from payroute_env import render
+    from payroute_env.actions import status_quo
+    from payroute_env.simulator import Simulator
+
+    path = tmp_path / "frame.png"
+    command = COMMANDS["python -m payroute_env"] + ["--scenario", "steady", "--seeds", "4", "--frame", str(path),
+                                                    "--frame-at-s", "600"]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    idat_length = struct.unpack(">I", data[33:37])[0]
+    rows = np.frombuffer(zlib.decompress(data[41 : 41 + idat_length]), dtype=np.uint8).reshape(height, -1)
+    pixels = rows[:, 1:].reshape(height, width, 3)  # each row starts with its filter byte (0: none)
+    sim = Simulator("steady", num_envs=1)
+    sim.reset(seeds=[4])
+    for _ in range(round((600 - sim.scenario.start_s) / sim.scenario.dt_s)):
+        sim.step(status_quo("continuous", 6)[None])
+    frame = render.rgb_array(sim.params, sim.state, 0)
+    assert np.array_equal(pixels, np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1))
+    late = subprocess.run(command[:-1] + ["1e9"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert late.returncode == 2 and "outside the night" in late.stderr and len(late.stderr.splitlines()) == 1
