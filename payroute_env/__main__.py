@@ -41,11 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         first, last = sim.scenario.start_s + sim.scenario.dt_s, sim.scenario.end_s
         night = f"{first:g} to {last:g} s"
         return fail("python -m payroute_env", f"--frame-at-s {args.frame_at_s:g} is outside the night ({night})")
+    timelines = render.FailedRateTimelines(sim.num_envs, sim.params.n_steps)
     for step in range(1, sim.params.n_steps + 1):
         sim.step(action)
+        if args.frame is not None and step <= frame_step:  # every step drawn: the frame's timeline is whole
+            frame = timelines.frame(sim.params, sim.state, 0)
         if args.frame is not None and step == frame_step:
             try:
-                Path(args.frame).write_bytes(render.png(render.rgb_array(sim.params, sim.state, 0), scale=2))
+                Path(args.frame).write_bytes(render.png(frame, scale=2))
             except OSError as exc:
                 return fail("python -m payroute_env", f"cannot write --frame {args.frame}: {exc}")
     banks = sim.scenario.bank_names

@@ -92,7 +92,7 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
     | ``observe_internal`` | ``False`` | append hidden server state to the observation |
     | ``beta`` | ``0.1`` | reward weight of a failed attempt |
     | ``lost_weight`` | ``1.0`` | reward weight of a lost intent |
-    | ``render_mode`` | ``None`` | ``"ansi"``: a text dashboard of the last step; ``"rgb_array"``: the same as a ``uint8 [H, W, 3]`` frame (``payroute_env.render``) |
+    | ``render_mode`` | ``None`` | ``"ansi"``: a text dashboard of the last step; ``"rgb_array"``: the same as a ``uint8 [H, W, 3]`` frame, with the failed-payment rate so far on a timeline (``payroute_env.render``) |
 
     ``beta`` and ``lost_weight`` are also attributes that may be changed between steps, e.g. to anneal the
     reward: ``env.unwrapped.beta = 0.0`` (on a wrapper the assignment would only set the wrapper's own
@@ -121,6 +121,7 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
         self.action_mode = self.sim.action_mode
         self.observe_internal = self.sim.observe_internal
         self.render_mode = render_mode
+        self._timelines = render.FailedRateTimelines(1, self.sim.params.n_steps)  # the frames' failed-rate line
         self.action_space = self.sim.single_action_space
         self.observation_space = self.sim.single_observation_space
 
@@ -159,5 +160,5 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
         if self.sim.state is None:
             raise RuntimeError("call reset() before render()")
         if self.render_mode == "rgb_array":
-            return render.rgb_array(self.params, self.sim.state, 0)
+            return self._timelines.frame(self.params, self.sim.state, 0)
         return render.ansi(self.params, self.sim.state, 0)

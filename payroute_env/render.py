@@ -11,7 +11,7 @@ import numpy as np
 
 from .core import OBS_BANK, SEEN_FIELDS, CoreParams, CoreState
 
-__all__ = ["ansi", "png", "rgb_array"]
+__all__ = ["FailedRateTimelines", "ansi", "png", "rgb_array"]
 
 _F = {name: i for i, name in enumerate(SEEN_FIELDS)}
 
@@ -70,14 +70,20 @@ def ansi(params: CoreParams, state: CoreState, i: int = 0) -> str:
 # Counts come from the observation (per step, scaled by B / norm), shown as 1 - exp(-x) so that a bar fills
 # towards the top as a queue grows past the busiest step's mean demand. Only what the platform sees, plus the
 # up/degraded/down status the text dashboard shows, is drawn.
+#
+# Under the panels, the whole width: the failed-payment rate so far (lost / arrived intents) on a timeline of the
+# night, red, from 0 to TIMELINE_MAX (30%, twice the 2013 status quo's), with a grey mark every 10%; it shows the
+# steps at which frames were drawn (``FailedRateTimelines``). At the bottom, the night's progress.
 
-PANEL_W, BAR_W, BAR_H, STRIP_H, MARGIN = 64, 6, 120, 10, 4
-FRAME_H = MARGIN + STRIP_H + MARGIN + BAR_H + MARGIN + 6 + MARGIN
+PANEL_W, BAR_W, BAR_H, STRIP_H, MARGIN, TIMELINE_H, TIMELINE_MAX = 64, 6, 120, 10, 4, 30, 0.3
+_TIMELINE_Y = MARGIN + STRIP_H + MARGIN + BAR_H + MARGIN
+FRAME_H = _TIMELINE_Y + TIMELINE_H + MARGIN + 6 + MARGIN
 _BACKGROUND = (250, 250, 250)
 _STATUS_RGB = {"up": (60, 170, 80), "degraded": (240, 170, 30), "down": (210, 40, 40)}
 _QUEUE_RGB, _WAIT_RGB, _ADMIT_RGB = (50, 110, 200), (240, 130, 40), (120, 120, 120)
 _ROUTE_RGB = ((40, 160, 160), (130, 80, 170), (150, 150, 50))
 _TRACK_RGB = (225, 225, 225)
+_FAILED_RGB, _GRID_RGB = (210, 40, 40), (190, 190, 190)
 
 
 # where each bar of a bank's panel starts, from the panel's left margin (a gap between the groups)
@@ -92,8 +98,12 @@ def frame_width(n_banks: int) -> int:
     return PANEL_W * n_banks + PANEL_W // 2
 
 
-def rgb_array(params: CoreParams, state: CoreState, i: int = 0) -> np.ndarray:
-    """``uint8 [FRAME_H, frame_width(B), 3]``: the dashboard of environment ``i``'s last step."""
+def rgb_array(params: CoreParams, state: CoreState, i: int = 0, failed_so_far: np.ndarray | None = None) -> np.ndarray:
+    """``uint8 [FRAME_H, frame_width(B), 3]``: the dashboard of environment ``i``'s last step.
+
+    ``failed_so_far`` (``[n_steps + 1]``, NaN where unknown): the failed-payment rate so far at each step, for the
+    timeline (``FailedRateTimelines.frame`` keeps it); without it the timeline is empty.
+    """
     B = params.n_banks
     frame = _blank_frame(B).copy()
     record = state[i]  # one record: read once, not one batch-wide field per value drawn
@@ -111,15 +121,70 @@ def rgb_array(params: CoreParams, state: CoreState, i: int = 0) -> np.ndarray:
         _stacked_bar(frame, x0 + _ROUTE_X, bars, obs[o + 25 : o + 28])
     x0 = B * PANEL_W + MARGIN
     frame[top : top + STRIP_H, x0 : x0 + PANEL_W // 2 - 2 * MARGIN] = _STATUS_RGB[statuses[B]]
+    if failed_so_far is not None:
+        _timeline(frame, failed_so_far)
     progress = min(float(record["t"]) / params.n_steps, 1.0)
-    y = bars + BAR_H + MARGIN
+    y = _TIMELINE_Y + TIMELINE_H + MARGIN
     frame[y : y + 6, MARGIN : MARGIN + int(round(progress * (frame.shape[1] - 2 * MARGIN)))] = _ADMIT_RGB
     return frame
+
+
+def _timeline(frame: np.ndarray, rates: np.ndarray, steps: np.ndarray | None = None) -> None:
+    """Steps' rates as columns from the timeline's floor (the night's steps spread over the frame's width): the
+    known ``steps`` of ``rates``, or every known one. A column is cleared to the blank frame's before drawing."""
+    known = np.flatnonzero(~np.isnan(rates)) if steps is None else steps
+    if not known.size:
+        return
+    width = frame.shape[1] - 2 * MARGIN
+    xs = MARGIN + known * (width - 1) // max(len(rates) - 1, 1)
+    area = frame[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H]  # a view: drawing into it draws the frame
+    if steps is not None:
+        area[:, xs] = _blank_frame_of_width(frame.shape[1])[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H, xs]
+    heights = np.rint(np.clip(rates[known] / TIMELINE_MAX, 0.0, 1.0) * TIMELINE_H).astype(int)
+    filled = np.arange(TIMELINE_H)[:, None] >= TIMELINE_H - heights[None, :]  # [rows, known steps]
+    rows, columns = np.nonzero(filled)
+    area[rows, xs[columns]] = _FAILED_RGB
+
+
+class FailedRateTimelines:
+    """The failed-payment rate so far (lost / arrived intents) of each environment at every step a frame was drawn,
+    for the frames' timeline. A front end keeps one and draws through ``frame``, which draws only the new step's
+    column onto the environment's kept strip; an episode that starts again (its step count goes back) starts a
+    clean timeline."""
+
+    def __init__(self, num_envs: int, n_steps: int) -> None:
+        self.rates = np.full((num_envs, n_steps + 1), np.nan)
+        self._strips: list[np.ndarray | None] = [None] * num_envs  # each environment's timeline, drawn so far
+        self._last = [-1] * num_envs
+
+    def frame(self, params: CoreParams, state: CoreState, i: int) -> np.ndarray:
+        """Record environment ``i``'s rate at its current step, then draw its frame with the timeline."""
+        record = state[i]
+        t, arrived = int(record["t"]), float(record["arrived"])
+        row = self.rates[i]
+        if t < self._last[i]:  # a new episode: the steps drawn belong to the one before
+            row[:] = np.nan
+            self._strips[i] = None
+        row[t] = float(record["lost"]) / arrived if arrived > 0 else 0.0
+        frame = rgb_array(params, state, i)
+        if self._strips[i] is None:
+            _timeline(frame, row)
+        else:
+            frame[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H] = self._strips[i]
+            _timeline(frame, row, np.array([t]))
+        self._strips[i] = frame[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H].copy()
+        self._last[i] = t
+        return frame
 
 
 def _statuses(down_left: list[float], stress: list[float], warm: list[float]) -> list[str]:
     """``server_status`` of every server of one environment."""
     return [_status(d, s, w) for d, s, w in zip(down_left, stress, warm, strict=True)]
+
+
+def _blank_frame_of_width(width: int) -> np.ndarray:
+    """``_blank_frame`` of the bank count whose frames are ``width`` wide."""
+    return _blank_frame((width - PANEL_W // 2) // PANEL_W)
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,7 +197,11 @@ def _blank_frame(n_banks: int) -> np.ndarray:
         x0 = b * PANEL_W + MARGIN
         for x in (*_QUEUE_X, *_WAIT_X, _ADMIT_X):  # the route bar is always full: no track
             frame[top : top + BAR_H, x0 + x : x0 + x + BAR_W] = _TRACK_RGB
-    y = top + BAR_H + MARGIN
+    for level in np.arange(0.1, TIMELINE_MAX - 1e-9, 0.1):  # a grey mark every 10 points at the left edge
+        y = _TIMELINE_Y + TIMELINE_H - int(round(level / TIMELINE_MAX * TIMELINE_H))
+        frame[y, MARGIN : MARGIN + 6] = _GRID_RGB
+    frame[_TIMELINE_Y + TIMELINE_H - 1, MARGIN : frame.shape[1] - MARGIN] = _GRID_RGB  # the timeline's floor
+    y = _TIMELINE_Y + TIMELINE_H + MARGIN
     frame[y : y + 6, MARGIN : frame.shape[1] - MARGIN] = _TRACK_RGB
     frame.flags.writeable = False  # shared: every frame starts as a copy
     return frame

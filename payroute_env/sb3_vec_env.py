@@ -84,6 +84,7 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
         self.sim = Simulator(scenario, num_envs, action_mode, observe_internal, beta, lost_weight)
         self.num_envs = self.sim.num_envs
         self.render_mode = render_mode
+        self._timelines = render.FailedRateTimelines(self.num_envs, self.sim.params.n_steps)
         self.info_counters = bool(info_counters)
         self._actions: np.ndarray | None = None
         self._entropy = np.random.default_rng()
@@ -195,7 +196,7 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
         if method_name == "render":
             if self.render_mode is None:
                 return [None for _ in idx]
-            draw = render.rgb_array if self.render_mode == "rgb_array" else render.ansi
+            draw = self._timelines.frame if self.render_mode == "rgb_array" else render.ansi
             return [draw(self.params, self.sim.state, i) for i in idx]
         if method_name == "counters":
             return [self.sim.counters(i) for i in idx]

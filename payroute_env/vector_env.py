@@ -95,6 +95,7 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
         self.action_mode = self.sim.action_mode
         self.observe_internal = self.sim.observe_internal
         self.render_mode = render_mode
+        self._timelines = render.FailedRateTimelines(self.num_envs, self.sim.params.n_steps)
         self.single_observation_space = self.sim.single_observation_space
         self.single_action_space = self.sim.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -165,7 +166,7 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
             return None
         if self.sim.state is None:
             raise RuntimeError("call reset() before render()")
-        draw = render.rgb_array if self.render_mode == "rgb_array" else render.ansi
+        draw = self._timelines.frame if self.render_mode == "rgb_array" else render.ansi
         return tuple(draw(self.params, self.sim.state, i) for i in range(self.num_envs))
 
     def counters(self) -> dict[str, np.ndarray]:

@@ -113,9 +113,10 @@ def test_the_status_quo_command_saves_a_frame_as_png(tmp_path: Path) -> None:
     pixels = rows[:, 1:].reshape(height, width, 3)  # each row starts with its filter byte (0: none)
     sim = Simulator("steady", num_envs=1)
     sim.reset(seeds=[4])
+    timelines = render.FailedRateTimelines(1, sim.params.n_steps)  # every step drawn, as the command does
     for _ in range(round((600 - sim.scenario.start_s) / sim.scenario.dt_s)):
         sim.step(status_quo("continuous", 6)[None])
-    frame = render.rgb_array(sim.params, sim.state, 0)
+        frame = timelines.frame(sim.params, sim.state, 0)
     assert np.array_equal(pixels, np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1))
     late = subprocess.run(command[:-1] + ["1e9"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert late.returncode == 2 and "outside the night" in late.stderr and len(late.stderr.splitlines()) == 1

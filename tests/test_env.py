@@ -814,3 +814,31 @@ def test_the_continuous_action_space_samples_what_gymnasiums_box_samples() -> No
             assert ours.sample().tobytes() == theirs.sample().tobytes()
     with pytest.raises(ValueError, match="finite"):
         BoundedBox(0.0, np.inf, (2,))
+
+
+def test_the_frame_draws_the_failed_rate_so_far_on_a_timeline() -> None:
+    """Under the panels: lost / arrived intents so far, one column per drawn step, cleared when a new episode
+    starts."""
+    from payroute_env import render
+
+    env = PaymentRoutingEnv("double11_2013", render_mode="rgb_array")
+    env.reset(seed=0)
+    width = render.frame_width(B) - 2 * render.MARGIN
+    for _ in range(120):
+        env.step(status_quo("continuous", B))
+        frame = env.render()
+    area = frame[render._TIMELINE_Y : render._TIMELINE_Y + render.TIMELINE_H]
+    red = (area == render._FAILED_RGB).all(axis=2)
+    columns = np.flatnonzero(red.any(axis=0))
+    last_x = render.MARGIN + 120 * (width - 1) // env.scenario.n_steps
+    assert columns.min() >= render.MARGIN and columns.max() == last_x
+    state = env.sim.state
+    rate = float(state.lost[0] / state.arrived[0])
+    assert 0.01 < rate < render.TIMELINE_MAX  # the 2013 status quo by 00:08
+    assert red[:, last_x].sum() == round(rate / render.TIMELINE_MAX * render.TIMELINE_H)
+    # drawn a column a step, the frame is the one drawn whole from the recorded rates
+    whole = render.rgb_array(env.params, env.sim.state, 0, env._timelines.rates[0])
+    assert np.array_equal(frame, whole)
+    env.reset(seed=1)
+    fresh = env.render()[render._TIMELINE_Y : render._TIMELINE_Y + render.TIMELINE_H]
+    assert not (fresh == render._FAILED_RGB).all(axis=2)[:, render.MARGIN + 1 :].any()  # the old line is gone
