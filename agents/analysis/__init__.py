@@ -1,3 +1,4 @@
 """Research analyses, not policies a platform could run: open-loop schedules searched against the simulator
-(``open_loop``), one-step lookahead over a base policy (``rollout``) and model-predictive control from the fluid
-bound (``mpc``). Each runs as ``python -m agents.analysis.<name>``."""
+(``open_loop``), one-step lookahead over a base policy (``rollout``), model-predictive control from the fluid
+bound (``mpc``), and plain SB3 PPO at its defaults against the status quo (``plain_sb3``). Each runs as
+``python -m agents.analysis.<name>``."""
