@@ -67,6 +67,7 @@ def test_sb3_vec_video_recorder_records_the_adapter(tiny: str, tmp_path: Path) -
     assert size == (render.frame_width(6), 2 * render.FRAME_H)  # SB3 tiles the two frames, one above the other
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", list(ENV_IDS))
 def test_every_id_records_through_make_vec_env_and_both_record_videos(env_id: str, tmp_path: Path) -> None:
     """SB3's make_vec_env with its defaults (it asks for rgb_array) and both RecordVideos, unmodified, on every id:
