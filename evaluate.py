@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "and a longer solve (60 s: ~4 s, 10 s: ~4 min, one 5 s step: several minutes)",
     )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.add_argument("--video", action="store_true", help="write each policy's first episode as video_<policy>.mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list built-in scenarios and policies, then exit")
     return p
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             reference=args.reference,
             plots=not args.no_plots,
             progress=not args.quiet,
+            video=args.video,
         )
     except EvaluationError as exc:
         return fail("evaluate.py", exc)

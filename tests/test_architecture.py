@@ -15,8 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(ROOT / "agents").rglob("*.py"), *(ROOT / "payroute_env").rglob("*.py")])
 SCRIPTS = [ROOT / "train.py", ROOT / "evaluate.py"]
-# imports a function may make to keep an optional dependency optional (none today)
-OPTIONAL_IMPORTS: frozenset[str] = frozenset()
+# imports a function may make to keep an optional dependency optional (the video extra's encoder)
+OPTIONAL_IMPORTS: frozenset[str] = frozenset({"imageio_ffmpeg"})
 
 
 def module_name(path: Path) -> str:

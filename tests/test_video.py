@@ -93,3 +93,18 @@ def test_every_id_records_through_make_vec_env_and_both_record_videos(env_id: st
     for folder in ("single", "vector", "sb3"):
         (video,) = (tmp_path / folder).glob("*.mp4")
         assert frames_of(video)[0] == 5, folder  # the reset frame and four steps
+
+
+def test_evaluate_writes_each_policys_first_episode_as_a_video(tiny: str, tmp_path: Path) -> None:
+    """``evaluate.py --video``: one MP4 per policy, named as its plots, with every step of the first seed."""
+    import evaluate
+    from payroute_env.scenario import load_scenario
+
+    out = tmp_path / "results"
+    argv = ["--scenario", tiny, "--policies", "admit_all,aimd", "--episodes", "2", "--out", str(out), "--quiet",
+            "--no-bound", "--video"]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    steps = load_scenario(tiny).n_steps
+    for name in ("admit_all", "aimd"):
+        count, size = frames_of(out / f"video_{name}.mp4")
+        assert count == steps + 1 and size == (render.frame_width(6), render.FRAME_H)

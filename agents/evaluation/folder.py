@@ -73,9 +73,11 @@ def evaluate_to_folder(
     plots: bool = True,
     progress: bool = True,
     show_table: bool = True,
+    video: bool = False,
 ) -> tuple[EvaluationResult, list[Path]]:
     """Evaluate ``policies`` on seeds ``seed .. seed + episodes - 1`` and write ``results.json``,
-    ``results.csv`` and (``plots``) the PNG figures into ``out``; return the result and the files written."""
+    ``results.csv``, (``plots``) the PNG figures and (``video``) each policy's first episode as
+    ``video_<policy>.mp4`` into ``out``; return the result and the files written."""
     _check(episodes, seed, bound_layer_s, policies)
     out = Path(out)
     new_folder = _writable(out)
@@ -91,6 +93,7 @@ def evaluate_to_folder(
                 bound_layer_s=bound_layer_s,
                 progress=progress,
                 reference=reference,
+                video_dir=out if video else None,
             )
         except (PolicyError, ScenarioError, ValueError) as exc:
             raise EvaluationError(str(exc)) from None
@@ -100,6 +103,8 @@ def evaluate_to_folder(
             files = write_results(result, out)
             if plots:
                 files += plot_all(result, out)
+            if video:
+                files += sorted(out.glob("video_*.mp4"))
         except OSError as exc:
             raise EvaluationError(f"cannot write results to {out}: {exc}") from None
     finally:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -17,16 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .report import short_names  # noqa: E402
+from .names import short_names, slug  # noqa: E402
 from .runner import EvaluationResult  # noqa: E402
 
 __all__ = ["plot_all", "plot_failed_rates", "plot_learning_curve", "plot_timeline", "slug"]
-
-
-def slug(name: str) -> str:
-    """A file-name-safe version of a policy's short name (``report.short_names``: a model by its run)."""
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    return s.strip("_.") or "policy"
 
 
 def plot_failed_rates(result: EvaluationResult, path: str | Path) -> Path:

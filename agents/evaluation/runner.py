@@ -30,12 +30,15 @@ from tqdm import tqdm
 
 from agents.deciders import HEURISTICS, Policy, load_policy
 from agents.deciders.trained import policy_spaces_match
+from payroute_env import render
 from payroute_env.bounds import BoundError, BoundResult, fluid_bound
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
 
+from .names import short_names, slug
 from .stats import bootstrap_ci, interquartile_mean, paired_comparison
 from .stats import isnan as _isnan
+from .video import VideoWriter
 
 __all__ = ["SCALAR_KPIS", "EvaluationResult", "PolicyResult", "evaluate_policies", "machine_description", "run_policy"]
 
@@ -132,11 +135,13 @@ def run_policy(
     seeds: Sequence[int],
     timeline: bool = True,
     on_step: Callable[[int], None] | None = None,
+    on_frame: Callable[[np.ndarray], None] | None = None,
 ) -> PolicyResult:
     """Run ``policy`` for one episode per seed, all batched through one ``Simulator``; return its results.
 
     ``on_step(n)`` is called after each step (for progress bars). The first seed's per-step record is kept
-    in ``timeline`` when asked.
+    in ``timeline`` when asked. ``on_frame(frame)`` gets the first seed's ``rgb_array`` dashboard after the
+    reset and after every step (``evaluate.py --video``).
     """
     sc = load_scenario(scenario)
     n = len(seeds)
@@ -162,10 +167,15 @@ def run_policy(
             "route": np.zeros((T, B, 3)),
             "in_flight": np.zeros(T),
         }
+    timelines = render.FailedRateTimelines(1, T) if on_frame is not None else None
+    if timelines is not None:
+        on_frame(timelines.frame(p, sim.state, 0))
     start = time.perf_counter()
     for t in range(T):
         actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
         obs, reward, truncated, counts = sim.step(actions)
+        if timelines is not None:
+            on_frame(timelines.frame(p, sim.state, 0))
         returns += reward
         episode_start = truncated
         if rec is not None:
@@ -281,6 +291,7 @@ def evaluate_policies(
     progress: bool = True,
     timeline: bool = True,
     reference: str | None = None,
+    video_dir: str | Path | None = None,
 ) -> EvaluationResult:
     """Evaluate every policy on seeds ``seed .. seed + episodes - 1`` of ``scenario``.
 
@@ -289,6 +300,7 @@ def evaluate_policies(
     ``reference`` names the policy every policy is compared with episode by episode (``summary["vs_reference"]``,
     see ``paired_comparison``), as written in ``policies`` or as shown in the table; by default the best of the
     built-in heuristics evaluated (on a tie, the first listed), or none if no heuristic is among ``policies``.
+    ``video_dir``: also write each policy's first episode as ``video_<policy>.mp4`` there (``agents.evaluation.video``).
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an integer >= 1; got {episodes!r}")
@@ -310,10 +322,15 @@ def evaluate_policies(
     seeds = list(range(int(seed), int(seed) + episodes))
     results: list[PolicyResult] = []
     total = len(loaded) * sc.n_steps
+    shown = short_names(names)  # video files are named as the plots are
     with tqdm(total=total, disable=not progress, file=sys.stderr, unit="step", leave=False) as bar:
         for pol in loaded:
             bar.set_description(f"{pol.name} x{episodes}")
-            results.append(run_policy(pol, sc, seeds, timeline=timeline, on_step=bar.update))
+            if video_dir is None:
+                results.append(run_policy(pol, sc, seeds, timeline=timeline, on_step=bar.update))
+                continue
+            with VideoWriter(Path(video_dir) / f"video_{slug(shown[pol.name])}.mp4") as write:
+                results.append(run_policy(pol, sc, seeds, timeline=timeline, on_step=bar.update, on_frame=write))
     bound_info = None
     if bound:
         if progress:
