@@ -15,9 +15,11 @@ COMMANDS = {
     "python -m payroute_env": [sys.executable, "-m", "payroute_env"],
     "python -m agents.analysis.open_loop": [sys.executable, "-m", "agents.analysis.open_loop"],
 }
+# train.py's process starts torch (3-5 s a case): its command-line cases are in the slow set, the rest are fast
+NAMES = [pytest.param(name, marks=pytest.mark.slow) if name == "train.py" else name for name in COMMANDS]
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("bad", [["--no-such-flag"], ["--scenario"]], ids=["unknown flag", "missing value"])
 def test_bad_arguments_give_one_line_and_status_2(name: str, bad: list[str]) -> None:
     proc = subprocess.run(COMMANDS[name] + bad, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -27,7 +29,7 @@ def test_bad_arguments_give_one_line_and_status_2(name: str, bad: list[str]) -> 
     assert len(lines) == 1 and "error:" in lines[0] and bad[0] in lines[0], proc.stderr
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.parametrize("name", NAMES)
 def test_bad_input_found_after_parsing_gives_one_line_naming_the_command(name: str, tmp_path: Path) -> None:
     # a scenario file whose error message spans lines: the front end must still print exactly one
     bad = tmp_path / "bad.toml"
@@ -71,8 +73,13 @@ def test_one_line_folds_whitespace_and_cuts_long_messages() -> None:
     assert one_line(AssertionError()) == "AssertionError (no message)"  # never an empty error line
 
 
-@pytest.mark.parametrize(("name", "shown"), [("evaluate.py", ["--episodes", "(default: 20)", "(default: 1000)"]),
-                                             ("train.py", ["(default: ppo)", "(default: 0)", "(default: 1000)"])])
+HELP_CASES = [
+    ("evaluate.py", ["--episodes", "(default: 20)", "(default: 1000)"]),
+    pytest.param("train.py", ["(default: ppo)", "(default: 0)", "(default: 1000)"], marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("name", "shown"), HELP_CASES)
 def test_help_names_every_default_there_is(name: str, shown: list[str]) -> None:
     proc = subprocess.run(COMMANDS[name] + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     text = " ".join(proc.stdout.split())
