@@ -121,7 +121,9 @@ class PaymentRoutingEnv(RewardWeights, gym.Env):
         self.action_mode = self.sim.action_mode
         self.observe_internal = self.sim.observe_internal
         self.render_mode = render_mode
-        self._timelines = render.FailedRateTimelines(1, self.sim.params.n_steps)  # the frames' failed-rate line
+        self._timelines = None  # the frames' failed-rate timeline, kept only when frames are drawn
+        if render_mode == "rgb_array":
+            self._timelines = render.FailedRateTimelines(1, self.sim.params.n_steps)
         self.action_space = self.sim.single_action_space
         self.observation_space = self.sim.single_observation_space
 

@@ -84,7 +84,9 @@ class PaymentRoutingSB3VecEnv(RewardWeights, VecEnv):
         self.sim = Simulator(scenario, num_envs, action_mode, observe_internal, beta, lost_weight)
         self.num_envs = self.sim.num_envs
         self.render_mode = render_mode
-        self._timelines = render.FailedRateTimelines(self.num_envs, self.sim.params.n_steps)
+        self._timelines = None  # the frames' failed-rate timeline, kept only when frames are drawn
+        if render_mode == "rgb_array":
+            self._timelines = render.FailedRateTimelines(self.num_envs, self.sim.params.n_steps)
         self.info_counters = bool(info_counters)
         self._actions: np.ndarray | None = None
         self._entropy = np.random.default_rng()

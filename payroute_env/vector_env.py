@@ -95,7 +95,9 @@ class PaymentRoutingVectorEnv(RewardWeights, VectorEnv):
         self.action_mode = self.sim.action_mode
         self.observe_internal = self.sim.observe_internal
         self.render_mode = render_mode
-        self._timelines = render.FailedRateTimelines(self.num_envs, self.sim.params.n_steps)
+        self._timelines = None  # the frames' failed-rate timeline, kept only when frames are drawn
+        if render_mode == "rgb_array":
+            self._timelines = render.FailedRateTimelines(self.num_envs, self.sim.params.n_steps)
         self.single_observation_space = self.sim.single_observation_space
         self.single_action_space = self.sim.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
