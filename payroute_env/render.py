@@ -122,14 +122,14 @@ def rgb_array(params: CoreParams, state: CoreState, i: int = 0, failed_so_far: n
     x0 = B * PANEL_W + MARGIN
     frame[top : top + STRIP_H, x0 : x0 + PANEL_W // 2 - 2 * MARGIN] = _STATUS_RGB[statuses[B]]
     if failed_so_far is not None:
-        _timeline(frame, failed_so_far)
+        _timeline(frame, B, failed_so_far)
     progress = min(float(record["t"]) / params.n_steps, 1.0)
     y = _TIMELINE_Y + TIMELINE_H + MARGIN
     frame[y : y + 6, MARGIN : MARGIN + int(round(progress * (frame.shape[1] - 2 * MARGIN)))] = _ADMIT_RGB
     return frame
 
 
-def _timeline(frame: np.ndarray, rates: np.ndarray, steps: np.ndarray | None = None) -> None:
+def _timeline(frame: np.ndarray, n_banks: int, rates: np.ndarray, steps: np.ndarray | None = None) -> None:
     """Steps' rates as columns from the timeline's floor (the night's steps spread over the frame's width): the
     known ``steps`` of ``rates``, or every known one. A column is cleared to the blank frame's before drawing."""
     known = np.flatnonzero(~np.isnan(rates)) if steps is None else steps
@@ -139,7 +139,7 @@ def _timeline(frame: np.ndarray, rates: np.ndarray, steps: np.ndarray | None = N
     xs = MARGIN + known * (width - 1) // max(len(rates) - 1, 1)
     area = frame[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H]  # a view: drawing into it draws the frame
     if steps is not None:
-        area[:, xs] = _blank_frame_of_width(frame.shape[1])[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H, xs]
+        area[:, xs] = _blank_frame(n_banks)[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H, xs]
     heights = np.rint(np.clip(rates[known] / TIMELINE_MAX, 0.0, 1.0) * TIMELINE_H).astype(int)
     filled = np.arange(TIMELINE_H)[:, None] >= TIMELINE_H - heights[None, :]  # [rows, known steps]
     rows, columns = np.nonzero(filled)
@@ -168,10 +168,10 @@ class FailedRateTimelines:
         row[t] = float(record["lost"]) / arrived if arrived > 0 else 0.0
         frame = rgb_array(params, state, i)
         if self._strips[i] is None:
-            _timeline(frame, row)
+            _timeline(frame, params.n_banks, row)
         else:
             frame[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H] = self._strips[i]
-            _timeline(frame, row, np.array([t]))
+            _timeline(frame, params.n_banks, row, np.array([t]))
         self._strips[i] = frame[_TIMELINE_Y : _TIMELINE_Y + TIMELINE_H].copy()
         self._last[i] = t
         return frame
@@ -180,11 +180,6 @@ class FailedRateTimelines:
 def _statuses(down_left: list[float], stress: list[float], warm: list[float]) -> list[str]:
     """``server_status`` of every server of one environment."""
     return [_status(d, s, w) for d, s, w in zip(down_left, stress, warm, strict=True)]
-
-
-def _blank_frame_of_width(width: int) -> np.ndarray:
-    """``_blank_frame`` of the bank count whose frames are ``width`` wide."""
-    return _blank_frame((width - PANEL_W // 2) // PANEL_W)
 
 
 @functools.lru_cache(maxsize=8)
