@@ -20,6 +20,7 @@ from agents.algorithms import ALGOS, algo_class, load_model
 from agents.analysis.plain_sb3 import failed_rate
 from agents.deciders import PolicyError, load_policy
 from agents.training import TrainRequest, UsageError, resolve_config
+from agents.training.callbacks import CtrlCStops, ctrl_c_ignored
 from agents.training.checkpoints import last_checkpoint
 from agents.training.hyperparams import RECORD_RESIDUAL_CALLBACK, RESIDUAL_WRAPPER, STATUS_QUO_CALLBACK
 from payroute_env.actions import status_quo
@@ -357,6 +358,30 @@ def test_unwritable_output_folder_exits_2(tmp_path: Path, capsys) -> None:
     blocker.write_text("x")  # a file where the run folder's parent should be
     assert train.main(["--out", str(blocker), "--timesteps", "64"] + FAST) == 2
     assert "cannot write to output folder" in capsys.readouterr().err
+
+
+def test_first_ctrl_c_asks_training_to_stop_and_the_second_interrupts(capsys) -> None:
+    # A KeyboardInterrupt raised wherever the main thread happens to be can be swallowed (numba's compiler) or
+    # tear a file; the first Ctrl-C only sets a flag that the callback turns into a stop at the next step.
+    before = signal.getsignal(signal.SIGINT)
+    stops = CtrlCStops()
+    with stops:
+        assert stops._on_step()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs between bytecodes of the main thread
+        assert stops.requested and not stops._on_step()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert "stopping at the next step" in capsys.readouterr().out
+
+
+def test_ctrl_c_during_a_save_is_ignored() -> None:
+    with ctrl_c_ignored():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # would raise KeyboardInterrupt here without the block
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.slow

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +28,13 @@ from .status_quo import start_at_status_quo
 __all__ = [
     "BEST_STATS",
     "Checkpoints",
+    "CtrlCStops",
     "KpiEvalCallback",
     "RecordResidual",
     "SaveBestStats",
     "StartAtStatusQuo",
     "TrainingProgress",
+    "ctrl_c_ignored",
     "kpi_eval_callback",
     "planned_steps",
 ]
@@ -47,6 +53,53 @@ class Checkpoints(BaseCallback):
         if self.n_calls % self.every == 0:
             save_checkpoint(self.model, self.env, self.run_dir)
         return True
+
+
+class CtrlCStops(BaseCallback):
+    """Ctrl-C ends ``model.learn`` at the next step instead of raising inside it.
+
+    Python raises ``KeyboardInterrupt`` wherever the main thread happens to be: inside numba's compiler (which
+    can swallow it, so training goes on), a TensorBoard write, or a half-written file. Used as a context
+    manager around ``learn``, this callback makes the first Ctrl-C only set ``requested``; ``_on_step`` then
+    stops training at a step boundary, and the caller saves. A second Ctrl-C raises ``KeyboardInterrupt`` as
+    usual, for a run that does not reach its next step. Outside the main thread (where signal handlers cannot
+    be installed) it does nothing and Ctrl-C behaves as Python's default.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requested = False
+        self._previous: Any = None
+
+    def _on_ctrl_c(self, signum: int, frame: object) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the second Ctrl-C interrupts at once
+        print("\nCtrl-C: stopping at the next step to save a checkpoint (Ctrl-C again to abort at once)", flush=True)
+
+    def __enter__(self) -> CtrlCStops:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_step(self) -> bool:
+        return not self.requested
+
+
+@contextmanager
+def ctrl_c_ignored() -> Iterator[None]:
+    """Ctrl-C does nothing inside the block (a save it interrupted would leave a torn file); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class KpiEvalCallback(EvalCallback):

@@ -30,7 +30,7 @@ from agents.evaluation.plots import plot_learning_curve
 from payroute_env._cli import one_line
 from payroute_env.sb3_vec_env import make_sb3_vec_env
 
-from .callbacks import Checkpoints, TrainingProgress, kpi_eval_callback, planned_steps
+from .callbacks import Checkpoints, CtrlCStops, TrainingProgress, ctrl_c_ignored, kpi_eval_callback, planned_steps
 from .checkpoints import (
     checkpoint_file,
     continue_replay_buffer,
@@ -171,8 +171,10 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     planned = planned_steps(model, remaining) if remaining > 0 else 0
     label = f"{config['algo']} on {config['scenario_name']}"
     evaluation = kpi_eval_callback(eval_env, run_dir, config, resumed_at=done_steps if resume else None)
+    ctrl_c = CtrlCStops()
     callbacks = CallbackList(
         [
+            ctrl_c,  # first: a step after Ctrl-C neither evaluates nor checkpoints
             Checkpoints(env, run_dir, every=max(config["eval_freq"] // config["n_envs"], 1)),
             evaluation,
             TrainingProgress(evaluation, planned, label, bar=progress),  # after the evaluation: it reports it
@@ -186,15 +188,19 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     start = time.perf_counter()
     try:
         if remaining > 0:
-            model.learn(
-                total_timesteps=remaining,
-                callback=callbacks,
-                reset_num_timesteps=not resume,
-                progress_bar=False,  # TrainingProgress: a bar to the steps SB3 will take, or lines
-                tb_log_name="run",
-            )
+            with ctrl_c:
+                model.learn(
+                    total_timesteps=remaining,
+                    callback=callbacks,
+                    reset_num_timesteps=not resume,
+                    progress_bar=False,  # TrainingProgress: a bar to the steps SB3 will take, or lines
+                    tb_log_name="run",
+                )
+        if ctrl_c.requested:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
-        path = save_checkpoint(model, env, run_dir)
+        with ctrl_c_ignored():
+            path = save_checkpoint(model, env, run_dir)
         scenario, out = shlex.quote(str(config["scenario"])), shlex.quote(str(run_dir.parent))
         seed = config["seed"]
         again = f"python train.py --algo {config['algo']} --scenario {scenario} --seed {seed} --out {out} --resume"
