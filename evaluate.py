@@ -12,6 +12,8 @@ input exits with status 2 and a one-line message.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 from agents.evaluation.folder import EvaluationError, evaluate_to_folder, print_catalog
 from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--video", action="store_true", help="write each policy's first episode as video_<policy>.mp4")
+    p.add_argument(
+        "--report", action="store_true", help="also write report.html: table, figures, scenario, machine, command"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list built-in scenarios and policies, then exit")
     return p
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             plots=not args.no_plots,
             progress=not args.quiet,
             video=args.video,
+            report=args.report,
+            command=shlex.join(["python", "evaluate.py", *(sys.argv[1:] if argv is None else argv)]),
         )
     except EvaluationError as exc:
         return fail("evaluate.py", exc)

@@ -14,6 +14,7 @@ COMMANDS = {
     "evaluate.py": [sys.executable, str(ROOT / "evaluate.py")],
     "python -m payroute_env": [sys.executable, "-m", "payroute_env"],
     "python -m agents.analysis.open_loop": [sys.executable, "-m", "agents.analysis.open_loop"],
+    "python -m agents.datasets": [sys.executable, "-m", "agents.datasets"],
 }
 # train.py's process starts torch (3-5 s a case): its command-line cases are in the slow set, the rest are fast
 NAMES = [pytest.param(name, marks=pytest.mark.slow) if name == "train.py" else name for name in COMMANDS]
@@ -75,6 +76,7 @@ def test_one_line_folds_whitespace_and_cuts_long_messages() -> None:
 
 HELP_CASES = [
     ("evaluate.py", ["--episodes", "(default: 20)", "(default: 1000)"]),
+    ("python -m agents.datasets", ["(default: success_rate_router)", "(default: 10)", "(default: 0.0)"]),
     pytest.param("train.py", ["(default: ppo)", "(default: 0)", "(default: 1000)"], marks=pytest.mark.slow),
 ]
 

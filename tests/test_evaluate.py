@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +19,9 @@ import pytest
 import evaluate
 from agents.deciders import PolicyError, SB3Policy, load_policy
 from agents.evaluation import bootstrap_ci, evaluate_policies, interquartile_mean, paired_comparison
+from agents.evaluation.html_report import write_report
 from payroute_env import PaymentRoutingEnv
+from payroute_env.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = """extends = "steady"
@@ -526,3 +530,40 @@ def test_in_a_narrow_terminal_the_table_fits_and_keeps_the_main_figures(short_to
     text = "\n".join(lines)
     assert ("outage" not in text) and "left out to fit the terminal" in " ".join(text.split())
     assert "failed" in text and "95% CI" in text
+
+
+def test_report_is_one_self_contained_page_with_the_table_figures_scenario_and_command(
+    tmp_path: Path, short_toml: Path
+) -> None:
+    out = tmp_path / "res"
+    args = ["--scenario", str(short_toml), "--policies", "admit_all,aimd", "--episodes", "2", "--out", str(out)]
+    proc = run(*args, "--report", "--quiet", "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert not list(out.glob("*.png"))  # --no-plots: the figures are drawn for the report alone, embedded
+    figures = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(figures) == 3  # the failed-payment rates, and each policy's timeline
+    assert all(base64.b64decode(f).startswith(b"\x89PNG") for f in figures)
+    # self-contained: nothing it links to or loads from anywhere else
+    assert not re.search(r'(src|href)="(?!data:)', html)
+    results = json.loads((out / "results.json").read_text())
+    for policy in results["policies"]:  # every policy's failed % as the table prints it
+        assert f'<td class="num">{100 * policy["summary"]["failed_payment_rate"]:.2f}</td>' in html
+    assert f'<td class="num">{100 * results["bound"]["failed_payment_rate"]:.2f}</td>' in html
+    assert results["meta"]["machine"] in html and html.count("<tr") == 4  # header, two policies, the bound
+    assert "python evaluate.py --scenario" in html and "--report" in html
+    assert "steady_short" in html and "&#34;base_rate&#34;" in html  # the scenario's parameters, escaped
+
+
+def test_report_escapes_what_it_is_given(tmp_path: Path) -> None:
+    result = evaluate_policies("steady", ["admit_all"], episodes=1, seed=0, bound=False, progress=False)
+    path = write_report(result, load_scenario("steady"), [], tmp_path / "r.html", command="x <script>alert(1)</script>")
+    html = path.read_text(encoding="utf-8")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_no_report_unless_asked(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    proc = run("--scenario", "steady", "--policies", "admit_all", "--episodes", "1", "--out", str(out), "--quiet",
+               "--no-bound", "--no-plots")  # fmt: skip
+    assert proc.returncode == 0 and not (out / "report.html").exists()

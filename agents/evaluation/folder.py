@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from agents.algorithms import ALGOS
 from agents.deciders import Policy, PolicyError, available_policies
 from payroute_env.scenario import BUILTIN_SCENARIOS, Scenario, ScenarioError, load_scenario
 
+from .html_report import REPORT_FILE, write_report
 from .plots import plot_all
 from .report import print_results_table, write_results
 from .runner import EvaluationResult, evaluate_policies
@@ -74,18 +76,25 @@ def evaluate_to_folder(
     progress: bool = True,
     show_table: bool = True,
     video: bool = False,
+    report: bool = False,
+    command: str = "",
 ) -> tuple[EvaluationResult, list[Path]]:
     """Evaluate ``policies`` on seeds ``seed .. seed + episodes - 1`` and write ``results.json``,
-    ``results.csv``, (``plots``) the PNG figures and (``video``) each policy's first episode as
-    ``video_<policy>.mp4`` into ``out``; return the result and the files written."""
+    ``results.csv``, (``plots``) the PNG figures, (``video``) each policy's first episode as
+    ``video_<policy>.mp4`` and (``report``) ``report.html``, naming ``command``, into ``out``; return the
+    result and the files written. The report embeds the figures, drawn for it even without ``plots``."""
     _check(episodes, seed, bound_layer_s, policies)
+    try:
+        checked = load_scenario(scenario)  # checked once, here; a Scenario passes through
+    except ScenarioError as exc:
+        raise EvaluationError(str(exc)) from None
     out = Path(out)
     new_folder = _writable(out)
     files: list[Path] = []
     try:
         try:
             result = evaluate_policies(
-                scenario,
+                checked,
                 list(policies),
                 episodes=episodes,
                 seed=seed,
@@ -103,6 +112,10 @@ def evaluate_to_folder(
             files = write_results(result, out)
             if plots:
                 files += plot_all(result, out)
+            if report:
+                with tempfile.TemporaryDirectory() as drawn:  # the plots above, or drawn for the report alone
+                    figures = [f for f in (files if plots else plot_all(result, drawn)) if f.suffix == ".png"]
+                    files.append(write_report(result, checked, figures, out / REPORT_FILE, command))
             if video:
                 files += sorted(out.glob("video_*.mp4"))
         except OSError as exc:

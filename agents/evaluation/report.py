@@ -16,7 +16,18 @@ from .names import short_names
 from .runner import SCALAR_KPIS, EvaluationResult, PolicyResult
 from .stats import isnan as _isnan
 
-__all__ = ["CSV_COLUMNS", "print_results_table", "results_table", "short_names", "write_results"]
+__all__ = [
+    "COLUMNS",
+    "CSV_COLUMNS",
+    "HEADERS",
+    "print_results_table",
+    "results_table",
+    "short_names",
+    "table_caption",
+    "table_rows",
+    "table_title",
+    "write_results",
+]
 
 
 def _pct(x: float) -> str:
@@ -28,6 +39,9 @@ _COLUMNS: tuple[str, ...] = ("failed", "ci", "vs_ref", "better", "gap", "attempt
 _HEADERS = {"failed": "failed\n%", "ci": "95% CI", "vs_ref": "vs ref\n%", "better": "better\nin",
             "gap": "gap to\nbound pp", "attempts": "attempts\nfailed %", "paid": "paid/s",
             "p95": "p95 time\nto pay s", "outage": "outage\nmin"}  # fmt: skip
+
+
+COLUMNS, HEADERS = _COLUMNS, _HEADERS  # for other drawings of the same table (the HTML report)
 
 
 def results_table(result: EvaluationResult, width: int | None = None) -> Any:
@@ -51,29 +65,48 @@ def _width(table: Table) -> int:
 
 
 def _table(result: EvaluationResult, columns: list[str], left_out: bool = False) -> Table:
+    caption = table_caption(result, versus="vs_ref" in columns)
+    if left_out:
+        caption += "; columns left out to fit the terminal are in results.csv"
+    table = Table(title=table_title(result), caption=caption)
+    # Numbers never shrink or wrap (a cut figure would be lost from the log); a long policy name folds instead.
+    table.add_column("policy", overflow="fold")
+    for column in columns:
+        table.add_column(_HEADERS[column], justify="right", no_wrap=True)
+    for label, cells, best in table_rows(result):
+        style = "bold green" if best else None
+        table.add_row(f"* {label}" if best else label, *(cells[c] for c in columns), style=style)
+    if result.bound is not None:
+        table.add_row("fluid bound (LP)", _pct(result.bound["failed_payment_rate"]), style="italic")
+    return table
+
+
+def table_title(result: EvaluationResult) -> str:
     n = len(result.seeds)
+    return f"{result.scenario}: {n} episode{'s' if n != 1 else ''}, seeds {result.seeds[0]}-{result.seeds[-1]}"
+
+
+def table_caption(result: EvaluationResult, versus: bool = True) -> str:
+    """What the columns mean (``versus``: including the two that compare with the reference)."""
     caption = "failed % = lost / arrived intents (* = best); CI = 95% bootstrap of the mean; gap = mean - bound"
-    if result.reference is not None and "vs_ref" in columns:
+    if result.reference is not None and versus:
         caption += (
             f"; vs ref = relative change of failed % from {result.reference}'s, on the same episodes, with the 95% "
             "bootstrap of the paired episodes; better in = episodes with fewer failed payments than it (ties count as "
             "neither)"
         )
-    if left_out:
-        caption += "; columns left out to fit the terminal are in results.csv"
-    table = Table(
-        title=f"{result.scenario}: {n} episode{'s' if n != 1 else ''}, seeds {result.seeds[0]}-{result.seeds[-1]}",
-        caption=caption,
-    )
-    # Numbers never shrink or wrap (a cut figure would be lost from the log); a long policy name folds instead.
+    return caption
+
+
+def table_rows(result: EvaluationResult) -> list[tuple[str, dict[str, str], bool]]:
+    """Each policy's row as the table shows it: its short name, its cells by column (``_COLUMNS``), and
+    whether it is the best; the terminal table and the HTML report both draw these."""
+    n = len(result.seeds)
     names = short_names([r.name for r in result.policies])
-    table.add_column("policy", overflow="fold")
-    for column in columns:
-        table.add_column(_HEADERS[column], justify="right", no_wrap=True)
+    rows = []
     for r in result.policies:
         s = r.summary
         lo, hi = s["failed_payment_rate_ci"]
-        best = r.name == result.best
         gap = s.get("gap_to_bound")
         versus = _versus(r, result.reference, n) if result.reference is not None else ["", ""]
         cells = {
@@ -87,12 +120,8 @@ def _table(result: EvaluationResult, columns: list[str], left_out: bool = False)
             "p95": f"{s['p95_time_to_success_s']:.0f}",
             "outage": f"{s['outage_minutes']:.1f}",
         }
-        label = names[r.name]
-        style = "bold green" if best else None
-        table.add_row(f"* {label}" if best else label, *(cells[c] for c in columns), style=style)
-    if result.bound is not None:
-        table.add_row("fluid bound (LP)", _pct(result.bound["failed_payment_rate"]), style="italic")
-    return table
+        rows.append((names[r.name], cells, r.name == result.best))
+    return rows
 
 
 def print_results_table(result: EvaluationResult, console: Console | None = None) -> None:
