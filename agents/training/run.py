@@ -174,7 +174,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
     ctrl_c = CtrlCStops()
     callbacks = CallbackList(
         [
-            ctrl_c,  # first: a step after Ctrl-C neither evaluates nor checkpoints
+            ctrl_c,  # after a Ctrl-C its False ends learn() at this step (the others still see the step)
             Checkpoints(env, run_dir, every=max(config["eval_freq"] // config["n_envs"], 1)),
             evaluation,
             TrainingProgress(evaluation, planned, label, bar=progress),  # after the evaluation: it reports it
