@@ -24,7 +24,15 @@ from gymnasium.envs.registration import register, registry
 from .env import PaymentRoutingEnv
 from .scenario import BUILTIN_SCENARIOS, Scenario, ScenarioError, load_scenario
 
-__all__ = ["ENV_IDS", "BUILTIN_SCENARIOS", "PaymentRoutingEnv", "Scenario", "ScenarioError", "load_scenario"]
+__all__ = [
+    "ENV_IDS",
+    "BUILTIN_SCENARIOS",
+    "PaymentRoutingEnv",
+    "Scenario",
+    "ScenarioError",
+    "env_id_for",
+    "load_scenario",
+]
 __version__ = "0.1.0"
 
 ENV_IDS: dict[str, str | None] = {
@@ -36,6 +44,16 @@ ENV_IDS: dict[str, str | None] = {
     "payroute/Randomized-v0": "randomized",
     "payroute/PaymentRouting-v0": None,
 }
+
+
+
+def env_id_for(scenario: str) -> str:
+    """The registered id of a built-in scenario (``payroute/PaymentRouting-v0`` for TOML files)."""
+    for env_id, name in ENV_IDS.items():
+        if name == scenario:
+            return env_id
+    return "payroute/PaymentRouting-v0"
+
 
 for _env_id, _scenario in ENV_IDS.items():
     if _env_id not in registry:

@@ -25,13 +25,12 @@ from minari.dataset.minari_dataset import parse_dataset_id
 
 from agents.deciders import Policy, PolicyError, load_policy
 from agents.evaluation.names import short_names, slug
-from payroute_env import ENV_IDS
+from payroute_env import ENV_IDS, env_id_for
 from payroute_env.scenario import BUILTIN_SCENARIOS, Scenario, ScenarioError, load_scenario
 
 __all__ = ["AUTHOR", "DatasetError", "default_dataset_id", "make_recording_env", "record_dataset"]
 
 AUTHOR = "payroute"
-_ID_OF_SCENARIO = {scenario: env_id for env_id, scenario in ENV_IDS.items() if scenario is not None}
 
 
 class DatasetError(ValueError):
@@ -41,11 +40,11 @@ class DatasetError(ValueError):
 def make_recording_env(scenario: str | Path, policy: Policy) -> gym.Env:
     """The Gymnasium environment a policy's episodes are recorded in (registered id, so Minari stores its spec)."""
     kwargs = {"action_mode": policy.action_mode, "observe_internal": policy.observe_internal}
-    name = str(scenario)
-    if name in _ID_OF_SCENARIO:
-        return gym.make(_ID_OF_SCENARIO[name], **kwargs)
+    env_id = env_id_for(str(scenario))
+    if ENV_IDS[env_id] is not None:  # a built-in scenario: its id says it all
+        return gym.make(env_id, **kwargs)
     # a TOML file: by its absolute path, so that recover_environment works from any folder on this machine
-    return gym.make("payroute/PaymentRouting-v0", scenario=str(Path(scenario).resolve()), **kwargs)
+    return gym.make(env_id, scenario=str(Path(scenario).resolve()), **kwargs)
 
 
 def default_dataset_id(scenario: str | Path, policy: str, random_share: float) -> str:

@@ -36,7 +36,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 
 from agents.algorithms import ALGOS, AlgorithmError, algo_class
 from agents.deciders.residual import check_residual
-from payroute_env import ENV_IDS, load_scenario
+from payroute_env import env_id_for, load_scenario
 from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
 
 from .networks import PerBankExtractor
@@ -47,7 +47,6 @@ __all__ = [
     "apply_overrides",
     "check_hyperparams",
     "check_normalize",
-    "env_id_for",
     "is_whole_number",
     "load_hyperparams",
     "policy_kwargs",
@@ -59,14 +58,6 @@ NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
 
 class HyperparamError(ValueError):
     """A hyper-parameter file or override is invalid."""
-
-
-def env_id_for(scenario: str) -> str:
-    """The registered id of a built-in scenario (``payroute/PaymentRouting-v0`` for TOML files)."""
-    for env_id, name in ENV_IDS.items():
-        if name == scenario:
-            return env_id
-    return "payroute/PaymentRouting-v0"
 
 
 # YAML 1.1 (PyYAML) reads 5e-4 or 1e6 as strings: a float needs a dot there. Read them as the numbers they are.
