@@ -378,10 +378,15 @@ def test_first_ctrl_c_asks_training_to_stop_and_the_second_interrupts(capsys) ->
 
 
 def test_ctrl_c_during_a_save_is_ignored() -> None:
-    with ctrl_c_ignored():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.01)  # would raise KeyboardInterrupt here without the block
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler first: a suite started in the background (``pytest &``) inherits SIGINT ignored
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with ctrl_c_ignored():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # would raise KeyboardInterrupt here without the block
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler before the block
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 @pytest.mark.slow
