@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report", action="store_true", help="also write report.html: table, figures, scenario, machine, command"
     )
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load model files whose pickles run code as they load (older files, other tools); only files you trust",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list built-in scenarios and policies, then exit")
     return p
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
             video=args.video,
             report=args.report,
+            trust_models=args.trust_model,
             command=shlex.join(["python", "evaluate.py", *(sys.argv[1:] if argv is None else argv)]),
         )
     except EvaluationError as exc:

@@ -69,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the envs use the other core)")
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="let --init-model / --resume read files whose pickles run code (older runs, other tools); only yours",
+    )
     return p.parse_args(argv)
 
 

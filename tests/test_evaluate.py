@@ -20,6 +20,7 @@ import evaluate
 from agents.deciders import PolicyError, SB3Policy, load_policy
 from agents.evaluation import bootstrap_ci, evaluate_policies, interquartile_mean, paired_comparison
 from agents.evaluation.html_report import write_report
+from agents.model_files import STATISTICS_ENTRY, save_model, statistics_of, write_json
 from payroute_env import PaymentRoutingEnv
 from payroute_env.scenario import load_scenario
 
@@ -125,23 +126,25 @@ def test_cli_bound_layers_are_chosen(tmp_path: Path, short_toml: Path) -> None:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, short_toml: Path) -> dict[str, Path]:
-    """Untrained SB3 models saved to disk: fitting ones (PPO with VecNormalize, DQN) and a foreign one."""
+    """Untrained SB3 models saved to disk as payroute saves them: fitting ones (PPO with VecNormalize statistics
+    beside it, DQN) and a foreign one; ``ppo_vecnormalize.pkl``, the same statistics as SB3 pickles them."""
     import gymnasium as gym
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     d = tmp_path_factory.mktemp("models")
     ppo = PPO("MlpPolicy", PaymentRoutingEnv(short_toml), n_steps=64, batch_size=64, device="cpu", seed=0)
-    ppo.save(d / "ppo.zip")
+    save_model(ppo, d / "ppo.zip")
     venv = VecNormalize(DummyVecEnv([lambda: PaymentRoutingEnv(short_toml)]))
     venv.reset()
     for _ in range(5):
         venv.step(np.ones((1, 24), dtype=np.float32))
+    write_json(d / "ppo_vecnormalize.json", statistics_of(venv))
     venv.save(d / "ppo_vecnormalize.pkl")
     dqn = DQN("MlpPolicy", PaymentRoutingEnv(short_toml, action_mode="discrete"), device="cpu", seed=0)
-    dqn.save(d / "dqn.zip")
+    save_model(dqn, d / "dqn.zip")
     other = PPO("MlpPolicy", gym.make("Pendulum-v1"), n_steps=64, batch_size=64, device="cpu")
-    other.save(d / "pendulum.zip")
+    save_model(other, d / "pendulum.zip")
     bad = d / "corrupt.zip"
     bad.write_bytes(b"PK\x03\x04 this is not really a zip")
     return {"ppo": d / "ppo.zip", "dqn": d / "dqn.zip", "pendulum": d / "pendulum.zip", "corrupt": bad}
@@ -204,7 +207,10 @@ def test_sb3_models_load_into_the_policy_interface(models: dict[str, Path], shor
     assert not np.allclose(z, obs) and np.abs(z).max() <= ppo.clip_obs
     dqn = load_policy(models["dqn"], short_toml)
     assert dqn.algorithm == "dqn" and dqn.action_mode == "discrete"
-    forced = load_policy(f"a2c:{models['ppo']}", short_toml)
+    assert load_policy(f"ppo:{models['ppo']}", short_toml).algorithm == "ppo"
+    with pytest.raises(PolicyError, match="ppo.zip: the blueprint says 'ppo', the file was opened as a2c"):
+        load_policy(f"a2c:{models['ppo']}", short_toml)  # the blueprint knows better than the prefix
+    forced = load_policy(f"a2c:{models['ppo']}", short_toml, trust=True)  # SB3's own reading, pickles and all
     assert forced.algorithm == "a2c"
     with pytest.raises(PolicyError, match="unknown algorithm prefix 'foo'"):
         load_policy(f"foo:{models['ppo']}", short_toml)
@@ -223,12 +229,12 @@ def test_model_whose_run_normalised_needs_its_statistics(models: dict[str, Path]
     config = {"algo": "ppo", "algo_kwargs": {}, "normalize": {"norm_obs": True, "norm_reward": True}}
     (run / "config.json").write_text(json.dumps(config))
     cases = [
-        (run / "model.zip", "model_vecnormalize.pkl or vecnormalize.pkl"),
-        (run / "checkpoints" / "rl_model_64_steps.zip", "rl_model_vecnormalize_64_steps.pkl"),
+        (run / "model.zip", "no model_vecnormalize or vecnormalize.json or .pkl beside it"),
+        (run / "checkpoints" / "rl_model_64_steps.zip", "no rl_model_vecnormalize_64_steps.json or .pkl beside it"),
     ]
     for target, wanted in cases:
         target.write_bytes(models["ppo"].read_bytes())
-        with pytest.raises(PolicyError, match=f"statistics saved with this model are missing; put {wanted}"):
+        with pytest.raises(PolicyError, match=f"statistics saved with this model are missing .not inside it, {wanted}"):
             SB3Policy(target)
     other = tmp_path / "not_a_run"  # a config.json that train.py did not write says nothing
     other.mkdir()
@@ -236,16 +242,26 @@ def test_model_whose_run_normalised_needs_its_statistics(models: dict[str, Path]
     (other / "model.zip").write_bytes(models["ppo"].read_bytes())
     assert SB3Policy(other / "model.zip").obs_rms is None
     (run / "vecnormalize.pkl").write_bytes((models["ppo"].parent / "ppo_vecnormalize.pkl").read_bytes())
-    assert SB3Policy(run / "model.zip").obs_rms is not None
+    with pytest.raises(PolicyError, match="vecnormalize.pkl: VecNormalize statistics as a pickle.*--trust-model"):
+        SB3Policy(run / "model.zip")  # a pickle runs code as it loads
+    assert SB3Policy(run / "model.zip", trust=True).obs_rms is not None
+    (run / "vecnormalize.json").write_bytes((models["ppo"].parent / "ppo_vecnormalize.json").read_bytes())
+    loaded = SB3Policy(run / "model.zip")  # the data file comes before the pickle
+    assert loaded.vecnormalize_path == run / "vecnormalize.json"
+    np.testing.assert_array_equal(loaded.obs_rms.mean, SB3Policy(run / "model.zip", trust=True).obs_rms.mean)
     (run / "config.json").write_text(json.dumps({**config, "normalize": False}))  # a run without normalisation
     (run / "vecnormalize.pkl").unlink()
+    (run / "vecnormalize.json").unlink()
     assert SB3Policy(run / "model.zip").obs_rms is None
 
 
 def test_a_model_records_its_normalisation_for_when_it_leaves_its_run_folder(
     tiny: str, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    """train.py saves in the model whether it normalised observations, so a lone copy is refused without stats."""
+    """train.py saves in the model whether it normalised observations, and its statistics inside it: a lone copy
+    brings them along, and one stripped of them is refused."""
+    import zipfile
+
     import train
 
     hp = ["--hyperparams", "n_steps=32", "batch_size=64"]
@@ -256,20 +272,21 @@ def test_a_model_records_its_normalisation_for_when_it_leaves_its_run_folder(
     lone.mkdir()
     for name in ("model.zip", "best_model.zip"):
         shutil.copy(run / name, lone / name)
-    with pytest.raises(PolicyError, match="the model records it.*put model_vecnormalize.pkl or vecnormalize.pkl"):
-        SB3Policy(lone / "model.zip")
-    shutil.copy(run / "vecnormalize.pkl", lone / "vecnormalize.pkl")
-    assert SB3Policy(lone / "model.zip").vecnormalize_path == lone / "vecnormalize.pkl"
-    # the folder's vecnormalize.pkl belongs to the final model: best_model.zip needs its own statistics
-    with pytest.raises(PolicyError, match="put best_model_vecnormalize.pkl beside it"):
-        SB3Policy(lone / "best_model.zip")
-    assert SB3Policy(run / "best_model.zip").vecnormalize_path == run / "best_model_vecnormalize.pkl"
+        assert SB3Policy(lone / name).vecnormalize_path == lone / name  # inside the copy
+    stripped = lone / "stripped" / "model.zip"
+    stripped.parent.mkdir()
+    with zipfile.ZipFile(run / "model.zip") as source, zipfile.ZipFile(stripped, "w") as out:
+        for item in source.infolist():
+            if item.filename != STATISTICS_ENTRY:
+                out.writestr(item, source.read(item))
+    with pytest.raises(PolicyError, match="the model records it.*no model_vecnormalize or vecnormalize.json or .pkl"):
+        SB3Policy(stripped)
     # a model train.py did not save (RL Zoo's layout: one vecnormalize.pkl for best_model.zip and the final model)
     zoo = tmp_path / "zoo"
     zoo.mkdir()
     shutil.copy(models["ppo"], zoo / "best_model.zip")
     shutil.copy(models["ppo"].parent / "ppo_vecnormalize.pkl", zoo / "vecnormalize.pkl")
-    assert SB3Policy(zoo / "best_model.zip").vecnormalize_path == zoo / "vecnormalize.pkl"
+    assert SB3Policy(zoo / "best_model.zip", trust=True).vecnormalize_path == zoo / "vecnormalize.pkl"
 
 
 TWO_BANKS = """extends = "steady"
@@ -322,7 +339,7 @@ def test_a_model_of_the_retired_action_encoding_is_refused_saying_so(short_toml:
             self.action_space = gym.spaces.Box(0.0, 1.0, env.action_space.shape, dtype=np.float32)
 
     old = PPO("MlpPolicy", RetiredBox(PaymentRoutingEnv(short_toml)), n_steps=32, batch_size=32, device="cpu")
-    old.save(tmp_path / "old.zip")
+    save_model(old, tmp_path / "old.zip")
     with pytest.raises(PolicyError, match=r"previous continuous actions, Box\(0, 1\).*retrain it"):
         load_policy(tmp_path / "old.zip", short_toml)
     proc = run("--scenario", str(short_toml), "--policies", str(tmp_path / "old.zip"), "--out", str(tmp_path / "o"))
@@ -333,7 +350,7 @@ def test_recurrent_ppo_state_is_carried(short_toml: Path, tmp_path: Path) -> Non
     from sb3_contrib import RecurrentPPO
 
     model = RecurrentPPO("MlpLstmPolicy", PaymentRoutingEnv(short_toml), n_steps=32, batch_size=32, device="cpu")
-    model.save(tmp_path / "rppo.zip")
+    save_model(model, tmp_path / "rppo.zip")
     pol = load_policy(tmp_path / "rppo.zip", short_toml)
     assert pol.algorithm == "recurrent_ppo"
     actions, state = pol.predict(np.zeros((2, 172), dtype=np.float32), episode_start=np.ones(2, dtype=bool))
@@ -427,7 +444,8 @@ def test_without_a_heuristic_nothing_is_compared_and_a_model_is_a_reference_as_w
 
     run = tmp_path / "run"
     run.mkdir()
-    PPO("MlpPolicy", PaymentRoutingEnv(short_toml), n_steps=64, batch_size=64, device="cpu").save(run / "model.zip")
+    untrained = PPO("MlpPolicy", PaymentRoutingEnv(short_toml), n_steps=64, batch_size=64, device="cpu")
+    save_model(untrained, run / "model.zip")
     result = evaluate_policies(short_toml, [run / "model.zip"], episodes=1, bound=False, progress=False)
     assert result.reference is None and "vs_reference" not in result.policies[0].summary
     # a run folder stands for its model.zip, as a reference too, whether named as written or as shown

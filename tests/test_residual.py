@@ -115,11 +115,12 @@ def test_train_saves_a_residual_model_that_loads_with_its_heuristic(tiny: str, t
 def test_bad_residual_settings_in_a_model_are_named(tiny: str, tmp_path: Path) -> None:
     from stable_baselines3 import PPO
 
+    from agents.model_files import save_model
     from payroute_env import PaymentRoutingEnv
 
     model = PPO("MlpPolicy", PaymentRoutingEnv(tiny), n_steps=32, batch_size=32, device="cpu")
     setattr(model, MODEL_ATTRIBUTE, {"base": "no_such_heuristic", "scale": 1.0})
-    model.save(tmp_path / "bad.zip")
+    save_model(model, tmp_path / "bad.zip")
     with pytest.raises(PolicyError, match="bad residual settings.*no_such_heuristic"):
         load_policy(tmp_path / "bad.zip", tiny)
 

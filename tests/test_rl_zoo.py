@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.deciders import SB3Policy, load_policy
+from agents.deciders import PolicyError, SB3Policy, load_policy
 from agents.deciders.heuristics import SuccessRateRouter
 from agents.deciders.residual import ResidualPolicy
 from payroute_env.actions import decode
@@ -40,7 +40,9 @@ def test_every_shipped_file_has_an_rl_zoo_algorithm() -> None:
 @pytest.mark.parametrize("name", sorted(ZOO_ALGOS))
 def test_rl_zoo_trains_on_the_shipped_file(name: str, tmp_path: Path) -> None:
     model = rl_zoo(ZOO_ALGOS[name], HYPERPARAMS / f"{name}.yml", tmp_path)
-    policy = load_policy(model, "double11_2013")  # RL Zoo's model with its VecNormalize statistics
+    with pytest.raises(PolicyError, match="--trust-model"):  # RL Zoo's files are pickles: trusted only if told
+        load_policy(model, "double11_2013")
+    policy = load_policy(model, "double11_2013", trust=True)  # RL Zoo's model with its VecNormalize statistics
     assert isinstance(policy, SB3Policy) and policy.obs_rms is not None
     assert policy.vecnormalize_path == model.with_suffix("") / "vecnormalize.pkl"
     obs = make_sb3_vec_env("double11_2013", 2, seed=5, action_mode=policy.action_mode).reset()

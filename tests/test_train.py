@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import train
 from agents.algorithms import ALGOS, algo_class, load_model
 from agents.analysis.plain_sb3 import failed_rate
 from agents.deciders import PolicyError, load_policy
+from agents.model_files import load_replay_buffer, load_trained_model
 from agents.training import TrainRequest, UsageError, resolve_config
 from agents.training.callbacks import CtrlCStops, ctrl_c_ignored
 from agents.training.checkpoints import last_checkpoint
@@ -55,14 +55,22 @@ def test_every_algorithm_trains_saves_and_reloads(algo: str, tiny: str, tmp_path
     assert lines[-1].split("/")[1].split(" ")[0] == f"{load_model(algo, run / 'model.zip').num_timesteps:,}"
     config = json.loads((run / "config.json").read_text())
     assert config["algo"] == algo and config["n_envs"] == 2
-    for name in ("model.zip", "best_model.zip", "vecnormalize.pkl", "learning_curve.npz", "config.json"):
+    for name in ("model.zip", "best_model.zip", "learning_curve.npz", "evaluations.npz", "config.json"):
         assert (run / name).is_file(), name
-    model = load_model(algo, run / "model.zip", device="cpu")
+    assert not list(run.rglob("*.pkl")) and not list(run.rglob(".*partial*"))  # no pickle, nothing half-written
+    model, stats = load_trained_model(run / "model.zip", algo)  # rebuilt from its blueprint: nothing unpickled
+    assert stats is not None and stats["obs_count"] > 256  # the statistics travel inside the model's zip
     assert model.num_timesteps >= 256
     sim = Simulator(tiny, num_envs=2, action_mode=config["action_mode"])
     obs = sim.reset(seeds=[5, 6])
     actions, _ = model.predict(obs, deterministic=True)
     assert sim.single_action_space.contains(np.asarray(actions[0]).astype(sim.single_action_space.dtype))
+
+
+def newest_steps(run: Path) -> int:
+    """The steps of a run's newest checkpoint, from the file names."""
+    names = (run / "checkpoints").glob("rl_model_*_steps.zip")
+    return max(int(p.name.removeprefix("rl_model_").removesuffix("_steps.zip")) for p in names)
 
 
 def test_resume_continues_the_timestep_count(tiny: str, tmp_path: Path) -> None:
@@ -71,13 +79,11 @@ def test_resume_continues_the_timestep_count(tiny: str, tmp_path: Path) -> None:
     base += ["--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]
     assert train.main(base + ["--timesteps", "128"] + FAST) == 0
     run = out / "ppo-tiny-seed0"
-    _, _, steps = last_checkpoint(run)
-    assert steps == 128
+    assert newest_steps(run) == 128
     # a second start without --resume refuses to overwrite the run
     assert train.main(base + ["--timesteps", "128"] + FAST) == 2
     assert train.main(base + ["--timesteps", "256", "--resume"] + FAST) == 0
-    _, _, steps = last_checkpoint(run)
-    assert steps == 256
+    assert newest_steps(run) == 256
     assert algo_class("ppo").load(run / "model.zip").num_timesteps == 256
 
 
@@ -88,18 +94,17 @@ def test_resume_of_an_off_policy_run_continues_with_its_replay_buffer(tiny: str,
     assert train.main(base + ["--timesteps", "256"] + FAST) == 0
     run = out / "td3-tiny-seed0"
     # every checkpoint saved its buffer, but only the newest is kept (a real buffer takes hundreds of MB)
-    assert [p.name for p in (run / "checkpoints").glob("*replay_buffer*")] == ["rl_model_replay_buffer_256_steps.pkl"]
-    with open(run / "checkpoints" / "rl_model_replay_buffer_256_steps.pkl", "rb") as fh:
-        before = pickle.load(fh)
-    last = 256 // 2 - 1  # the newest row (2 envs): mid-episode, neither done nor timed out
-    assert not before.dones[last].any() and not before.timeouts[last].any()
+    assert [p.name for p in (run / "checkpoints").glob("*replay_buffer*")] == ["rl_model_replay_buffer_256_steps.npz"]
+    with np.load(run / "checkpoints" / "rl_model_replay_buffer_256_steps.npz", allow_pickle=False) as before:
+        last = 256 // 2 - 1  # the newest row (2 envs): mid-episode, neither done nor timed out
+        assert not before["dones"][last].any() and not before["timeouts"][last].any()
     capsys.readouterr()
     assert train.main(base + ["--timesteps", "384", "--resume"] + FAST) == 0
     assert "with its replay buffer of 256 transitions" in capsys.readouterr().out
     buffers = list((run / "checkpoints").glob("*replay_buffer*"))
-    assert [p.name for p in buffers] == ["rl_model_replay_buffer_384_steps.pkl"]
-    model = load_model("td3", run / "model.zip", device="cpu")
-    model.load_replay_buffer(buffers[0])
+    assert [p.name for p in buffers] == ["rl_model_replay_buffer_384_steps.npz"]
+    model, _ = load_trained_model(run / "model.zip", "td3")
+    load_replay_buffer(model, buffers[0])
     assert model.replay_buffer.size() * model.n_envs == 384  # the first 256 transitions were carried over
     # the checkpoint cut those episodes: marked as time-outs, so n-step returns stop there instead of running
     # on into the fresh episodes the resumed run appended
@@ -132,8 +137,8 @@ def test_resume_writes_where_the_run_now_is(tiny: str, tmp_path: Path) -> None:
     assert train.main(base + ["--out", str(tmp_path / "a"), "--timesteps", "64"] + FAST) == 0
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     assert train.main(base + ["--out", str(tmp_path / "b"), "--timesteps", "128", "--resume"] + FAST) == 0
-    assert last_checkpoint(tmp_path / "b" / "ppo-tiny-seed0")[2] == 128
-    assert last_checkpoint(tmp_path / "a" / "ppo-tiny-seed0")[2] == 64
+    assert newest_steps(tmp_path / "b" / "ppo-tiny-seed0") == 128
+    assert newest_steps(tmp_path / "a" / "ppo-tiny-seed0") == 64
     saved = json.loads((tmp_path / "b" / "ppo-tiny-seed0" / "config.json").read_text())
     assert Path(saved["run_dir"]) == tmp_path / "b" / "ppo-tiny-seed0" and saved["timesteps"] == 128
     # TensorBoard logs of the resumed part go to the new folder too
@@ -179,7 +184,7 @@ def test_resume_checks_seeds_with_the_runs_own_n_envs(tiny: str, tmp_path: Path)
     base = ["--scenario", tiny, "--seed", "990", "--out", str(tmp_path), "--hyperparams", "n_steps=32", "batch_size=64"]
     assert train.main(base + ["--n-envs", "2", "--timesteps", "64"] + FAST) == 0
     assert train.main(base + ["--timesteps", "128", "--resume"] + FAST) == 0
-    assert last_checkpoint(tmp_path / "ppo-tiny-seed990")[2] == 128
+    assert newest_steps(tmp_path / "ppo-tiny-seed990") == 128
 
 
 def test_resume_of_a_finished_run_trains_nothing_and_keeps_its_target(tiny: str, tmp_path: Path, capsys) -> None:
@@ -188,25 +193,26 @@ def test_resume_of_a_finished_run_trains_nothing_and_keeps_its_target(tiny: str,
     base = ["--scenario", tiny, "--n-envs", "2", "--out", str(tmp_path), "--hyperparams", "n_steps=32", "batch_size=64"]
     assert train.main(base + ["--timesteps", "100"] + FAST) == 0
     run = tmp_path / "ppo-tiny-seed0"
-    assert last_checkpoint(run)[2] == 128
+    assert newest_steps(run) == 128
     for extra, target in (([], 100), (["--timesteps", "64"], 64)):
         capsys.readouterr()
         assert train.main(base + ["--resume", *extra] + FAST) == 0
         assert f"already has 128 steps (target {target}): nothing to train" in capsys.readouterr().out
         assert json.loads((run / "config.json").read_text())["timesteps"] == 100
-        assert last_checkpoint(run)[2] == 128
+        assert newest_steps(run) == 128
 
 
 def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
     base = ["--scenario", tiny, "--n-envs", "2", "--out", str(out), "--hyperparams", "n_steps=32", "batch_size=64"]
     assert train.main(base + ["--timesteps", "64"] + FAST) == 0
-    model_path, _, _ = last_checkpoint(out / "ppo-tiny-seed0")
-    model_path.write_bytes(b"not a zip file")
+    checkpoints = sorted((out / "ppo-tiny-seed0" / "checkpoints").glob("*.zip"))
+    for path in checkpoints:
+        path.write_bytes(b"not a zip file")
     capsys.readouterr()
     assert train.main(base + ["--timesteps", "128", "--resume"] + FAST) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot load checkpoint" in err[0]
+    assert len(err) == 1 and "no checkpoint in" in err[0] and "loads" in err[0], err
 
 
 @pytest.mark.parametrize(
@@ -415,9 +421,9 @@ def test_ctrl_c_leaves_a_loadable_checkpoint(tiny: str, tmp_path: Path) -> None:
     again = f"continue with: python train.py --algo ppo --scenario {tiny} --seed 0 --out {out} --resume"
     again += " --eval-seed 5000"  # not the default, so the hint repeats it
     assert again in stdout, stdout
-    model_path, stats, steps = last_checkpoint(out / "ppo-tiny-seed0")
-    assert steps > 0 and stats is not None
-    assert algo_class("ppo").load(model_path).num_timesteps == steps
+    found = last_checkpoint(out / "ppo-tiny-seed0", "ppo", normalised=True, trust=False)
+    assert found.steps > 0 and found.statistics is not None and not found.skipped
+    assert found.model.num_timesteps == found.steps
 
 
 # One bank facing twice its capacity for a few minutes: small enough to learn in seconds.
@@ -494,10 +500,11 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
     names = [p["name"] for p in results["policies"]]
     assert str(run / "best_model.zip") in names and str(run / "model.zip") in names
     best = load_policy(run / "best_model.zip", tiny)
-    assert best.vecnormalize_path == run / "best_model_vecnormalize.pkl"
+    assert best.vecnormalize_path == run / "best_model.zip"  # its statistics inside it
     # the run folder itself names its final agent
     final = load_policy(run, tiny)
-    assert final.path == run / "model.zip" and final.vecnormalize_path == run / "vecnormalize.pkl"
+    assert final.path == run / "model.zip" and final.vecnormalize_path == run / "model.zip"
+    assert best.statistics["obs_count"] < final.statistics["obs_count"]  # each with the statistics of its moment
     with pytest.raises(PolicyError, match="folder without model.zip"):
         load_policy(run / "checkpoints", tiny)
 
@@ -647,8 +654,6 @@ def test_td3_explores_with_the_configured_action_noise(tiny: str, tmp_path: Path
 
 
 def test_init_model_starts_a_new_run_from_another_models_weights_and_statistics(tiny: str, tmp_path: Path) -> None:
-    from stable_baselines3.common.vec_env import VecNormalize
-
     small = ["--scenario", tiny, "--n-envs", "2", "--timesteps", "128"] + FAST
     assert train.main(small + ["--out", str(tmp_path / "a"), "--hyperparams", "n_steps=32", "batch_size=64"]) == 0
     source = tmp_path / "a" / "ppo-tiny-seed0"
@@ -663,9 +668,8 @@ def test_init_model_starts_a_new_run_from_another_models_weights_and_statistics(
     ours = algo_class("ppo").load(run / "model.zip").policy.state_dict()
     assert theirs.keys() == ours.keys() and all(torch_equal(theirs[k], ours[k]) for k in theirs)
     # the observation statistics carry on from the source's instead of starting from scratch
-    stats = [pickle.loads((d / "vecnormalize.pkl").read_bytes()) for d in (source, run)]
-    assert isinstance(stats[1], VecNormalize)
-    assert stats[1].obs_rms.count > stats[0].obs_rms.count + 100
+    stats = [load_trained_model(d / "model.zip", "ppo")[1] for d in (source, run)]
+    assert stats[1]["obs_count"] > stats[0]["obs_count"] + 100
 
 
 def torch_equal(a, b) -> bool:

@@ -1,7 +1,7 @@
 """``python -m agents.datasets``: record a Minari dataset from any policy ``evaluate.py`` accepts.
 
-    python -m agents.datasets --scenario double11_2013 --policy success_rate_router --episodes 10
-    python -m agents.datasets --policy runs/ppo-double11_2013-seed0 --random-share 0.1 --root datasets/
+python -m agents.datasets --scenario double11_2013 --policy success_rate_router --episodes 10
+python -m agents.datasets --policy runs/ppo-double11_2013-seed0 --random-share 0.1 --root datasets/
 """
 
 from __future__ import annotations

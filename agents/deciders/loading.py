@@ -35,6 +35,8 @@ def load_policy(
     scenario: str | Path | Scenario,
     seed: int = 0,
     device: str = "cpu",
+    *,
+    trust: bool = False,
     **kwargs: Any,
 ) -> Policy:
     """The policy named by ``spec``: a heuristic name, a path to an SB3 model ``.zip``, or a train.py run folder
@@ -42,6 +44,7 @@ def load_policy(
 
     ``scenario`` gives heuristics the published (declared) capacities and checks that a model's spaces fit.
     ``seed`` seeds random policies; ``kwargs`` override a heuristic's parameters. A ``Policy`` passes through.
+    ``trust``: a model file may run code as it loads (its pickles); without it, such files are refused.
     """
     sc = load_scenario(scenario)
     if isinstance(spec, Policy):
@@ -66,7 +69,7 @@ def load_policy(
             f"unknown policy {str(spec)!r}: not a heuristic ({', '.join(HEURISTICS)}), a model .zip file or a run "
             "folder"
         )
-    policy = SB3Policy(path, algorithm=algorithm, device=device)
+    policy = SB3Policy(path, algorithm=algorithm, device=device, trust=trust)
     internal_shape = env_observations.observation_space(sc.n_banks, True).shape
     policy.observe_internal = policy.model.observation_space.shape == internal_shape
     policy_spaces_match(policy, sc)

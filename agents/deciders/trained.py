@@ -2,25 +2,28 @@
 
 :class:`SB3Policy` reads a model ``.zip`` saved by any of payroute's algorithms (PPO, A2C, SAC, TD3, DQN, or
 RecurrentPPO from sb3-contrib; the algorithm is read from the file unless given). VecNormalize statistics
-saved beside the model (``<model>_vecnormalize.pkl``, ``<model>.vecnormalize.pkl``, RL Zoo's
-``<model>/vecnormalize.pkl``, SB3 checkpoint naming ``rl_model_vecnormalize_<N>_steps.pkl``, or
-``vecnormalize.pkl`` in the same folder) are applied to observations. Anything wrong raises
-:class:`~agents.deciders.policy.PolicyError` with a one-line message.
+inside the zip (``agents.model_files``: payroute saves a model and its statistics as one file) or beside it
+(``<model>_vecnormalize.json`` or ``.pkl``, ``<model>.vecnormalize.*``, RL Zoo's ``<model>/vecnormalize.*``, SB3
+checkpoint naming ``rl_model_vecnormalize_<N>_steps.*``, or ``vecnormalize.*`` in the same folder) are applied
+to observations. Nothing in a file runs as code unless ``trust=True`` (``--trust-model``): pickled settings and
+``.pkl`` statistics are refused without it. Anything wrong raises :class:`~agents.deciders.policy.PolicyError`
+with a one-line message.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from agents.algorithms import AlgorithmError, algo_class, load_model
+from agents.algorithms import AlgorithmError, algo_class
+from agents.model_files import ModelFileError, load_trained_model, read_statistics_file
 from payroute_env import actions as env_actions
 from payroute_env import observations as env_observations
 from payroute_env._cli import one_line
@@ -77,7 +80,7 @@ def _detect_algorithm(path: Path) -> str:
 def _checkpoint_stats_name(model_path: Path) -> str | None:
     """The statistics file SB3's CheckpointCallback saves with ``<prefix>_<N>_steps.zip``, else ``None``."""
     checkpoint = re.fullmatch(r"(.*)_(\d+)_steps", model_path.with_suffix("").name)
-    return f"{checkpoint[1]}_vecnormalize_{checkpoint[2]}_steps.pkl" if checkpoint else None
+    return f"{checkpoint[1]}_vecnormalize_{checkpoint[2]}_steps" if checkpoint else None
 
 
 def _vecnormalize_path(model_path: Path, own_only: bool = False) -> Path | None:
@@ -88,15 +91,16 @@ def _vecnormalize_path(model_path: Path, own_only: bool = False) -> Path | None:
     """
     stem = model_path.with_suffix("")
     # train.py's and SB3's names beside the model; RL Zoo keeps them in a folder named as the model
-    candidates = [Path(f"{stem}_vecnormalize.pkl"), Path(f"{stem}.vecnormalize.pkl"), stem / "vecnormalize.pkl"]
+    names = [Path(f"{stem}_vecnormalize"), Path(f"{stem}.vecnormalize"), stem / "vecnormalize"]
     checkpoint = _checkpoint_stats_name(model_path)
     if checkpoint:
-        candidates.append(model_path.parent / checkpoint)
+        names.append(model_path.parent / checkpoint)
     elif not own_only:
-        candidates.append(model_path.parent / "vecnormalize.pkl")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+        names.append(model_path.parent / "vecnormalize")
+    for name in names:
+        for suffix in (".json", ".pkl"):  # the data file before the pickle
+            if (candidate := name.with_name(name.name + suffix)).is_file():
+                return candidate
     return None
 
 
@@ -156,17 +160,19 @@ def policy_spaces_match(policy: Policy, scenario: Scenario) -> None:
 class SB3Policy(Policy):
     """A trained stable-baselines3 model (observations normalised with its VecNormalize statistics if saved)."""
 
-    def __init__(self, path: str | Path, algorithm: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, path: str | Path, algorithm: str | None = None, device: str = "cpu", trust: bool = False
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise PolicyError(f"model file not found: {self.path}")
         self.algorithm = (algorithm or _detect_algorithm(self.path)).lower()
         _algorithm_class(self.algorithm)  # an unknown algorithm is a PolicyError naming it
+        self.trust = trust
         try:
-            self.model = load_model(self.algorithm, self.path, device=device)
-        except Exception as exc:  # noqa: BLE001 - any failure to unpickle/load is a bad model file
-            msg = one_line(exc, limit=200)
-            raise PolicyError(f"{self.path}: cannot load as {self.algorithm}: {type(exc).__name__}: {msg}") from None
+            self.model, inside = load_trained_model(self.path, self.algorithm, trust=trust, device=device)
+        except ModelFileError as exc:
+            raise PolicyError(one_line(exc, limit=400)) from None
         mode = _mode_of(self.model.action_space)
         if mode is None:
             raise PolicyError(f"{self.path}: unsupported action space {self.model.action_space}")
@@ -182,39 +188,37 @@ class SB3Policy(Policy):
         self.observe_internal = _is_internal_shape(shape)
         self.obs_rms: Any = None
         self.clip_obs, self.epsilon = 10.0, 1e-8
+        self.statistics: dict[str, Any] | None = None  # agents.model_files.read_statistics's, if any
+        self.vecnormalize_path: Path | None = None  # where they came from: this zip, or a file beside it
         recorded = getattr(self.model, NORMALISED_OBS_ATTRIBUTE, None)  # None: not saved by today's train.py
         own_only = recorded is not None and self.path.name == "best_model.zip"  # train.py saves its own stats
-        self.vecnormalize_path = _vecnormalize_path(self.path, own_only)
-        if self.vecnormalize_path is not None:
-            self._load_vecnormalize(self.vecnormalize_path, shape)
+        beside = None if inside is not None else _vecnormalize_path(self.path, own_only)
+        if inside is not None or beside is not None:
+            try:
+                stats = inside if inside is not None else read_statistics_file(beside, trust=trust)
+            except ModelFileError as exc:
+                raise PolicyError(one_line(exc, limit=400)) from None
+            self._use_statistics(stats, self.path if inside is not None else beside, shape)
         elif recorded is True or (recorded is None and _trained_with_normalisation(self.path)):
             said = "the model records it" if recorded else "its config.json says so"
-            wanted = _checkpoint_stats_name(self.path) or f"{self.path.stem}_vecnormalize.pkl" + (
-                "" if own_only else " or vecnormalize.pkl"
+            wanted = _checkpoint_stats_name(self.path) or f"{self.path.stem}_vecnormalize" + (
+                "" if own_only else " or vecnormalize"
             )
             raise PolicyError(
                 f"{self.path}: its train.py run normalised observations ({said}) but the statistics saved "
-                f"with this model are missing; put {wanted} beside it"
+                f"with this model are missing (not inside it, no {wanted}.json or .pkl beside it)"
             )
 
-    def _load_vecnormalize(self, path: Path, shape: tuple[int, ...] | None) -> None:
-        try:
-            with open(path, "rb") as fh:
-                vn = pickle.load(fh)
-        except Exception as exc:  # noqa: BLE001 - a corrupt pickle can raise almost anything
-            raise PolicyError(f"{path}: cannot read VecNormalize statistics: {type(exc).__name__}") from None
-        rms = getattr(vn, "obs_rms", None)
-        if rms is None or not hasattr(rms, "mean"):
-            raise PolicyError(f"{path}: not a VecNormalize statistics file")
-        if getattr(vn, "norm_obs", True):
-            if np.shape(rms.mean) != tuple(shape or ()):
+    def _use_statistics(self, stats: dict[str, Any], source: Path, shape: tuple[int, ...] | None) -> None:
+        if stats["norm_obs"]:
+            if stats["obs_mean"].shape != tuple(shape or ()):
                 raise PolicyError(
-                    f"{path}: VecNormalize statistics of shape {np.shape(rms.mean)} do not fit the model's "
+                    f"{source}: VecNormalize statistics of shape {stats['obs_mean'].shape} do not fit the model's "
                     f"observations {shape}"
                 )
-            self.obs_rms = rms
-        self.clip_obs = float(getattr(vn, "clip_obs", 10.0))
-        self.epsilon = float(getattr(vn, "epsilon", 1e-8))
+            self.obs_rms = SimpleNamespace(mean=stats["obs_mean"], var=stats["obs_var"])
+        self.clip_obs, self.epsilon = float(stats["clip_obs"]), float(stats["epsilon"])
+        self.statistics, self.vecnormalize_path = stats, source
 
     def normalize(self, observation: np.ndarray) -> np.ndarray:
         if self.obs_rms is None:
@@ -233,7 +237,8 @@ class SB3Policy(Policy):
         return self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
 
     def describe(self) -> str:
-        norm = f", VecNormalize {self.vecnormalize_path.name}" if self.vecnormalize_path else ""
+        where = self.vecnormalize_path
+        norm = "" if where is None else f", VecNormalize {'inside' if where == self.path else where.name}"
         return f"{self.algorithm} model {self.path} ({self.action_mode} actions{norm})"
 
 

@@ -78,11 +78,13 @@ def evaluate_to_folder(
     video: bool = False,
     report: bool = False,
     command: str = "",
+    trust_models: bool = False,
 ) -> tuple[EvaluationResult, list[Path]]:
     """Evaluate ``policies`` on seeds ``seed .. seed + episodes - 1`` and write ``results.json``,
     ``results.csv``, (``plots``) the PNG figures, (``video``) each policy's first episode as
     ``video_<policy>.mp4`` and (``report``) ``report.html``, naming ``command``, into ``out``; return the
-    result and the files written. The report embeds the figures, drawn for it even without ``plots``."""
+    result and the files written. The report embeds the figures, drawn for it even without ``plots``.
+    ``trust_models``: load model files that carry pickles (code that runs as they load)."""
     _check(episodes, seed, bound_layer_s, policies)
     try:
         checked = load_scenario(scenario)  # checked once, here; a Scenario passes through
@@ -103,6 +105,7 @@ def evaluate_to_folder(
                 progress=progress,
                 reference=reference,
                 video_dir=out if video else None,
+                trust_models=trust_models,
             )
         except (PolicyError, ScenarioError, ValueError) as exc:
             raise EvaluationError(str(exc)) from None

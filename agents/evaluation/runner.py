@@ -292,6 +292,7 @@ def evaluate_policies(
     timeline: bool = True,
     reference: str | None = None,
     video_dir: str | Path | None = None,
+    trust_models: bool = False,
 ) -> EvaluationResult:
     """Evaluate every policy on seeds ``seed .. seed + episodes - 1`` of ``scenario``.
 
@@ -301,13 +302,14 @@ def evaluate_policies(
     see ``paired_comparison``), as written in ``policies`` or as shown in the table; by default the best of the
     built-in heuristics evaluated (on a tie, the first listed), or none if no heuristic is among ``policies``.
     ``video_dir``: also write each policy's first episode as ``video_<policy>.mp4`` there (``agents.evaluation.video``).
+    ``trust_models``: load model files that carry pickles (code), e.g. from before ``agents.model_files``.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an integer >= 1; got {episodes!r}")
     sc = load_scenario(scenario)
     loaded = []
     for spec in policies:
-        pol = load_policy(spec, sc)
+        pol = load_policy(spec, sc, trust=trust_models)
         policy_spaces_match(pol, sc)
         loaded.append(pol)
     names = [p.name for p in loaded]
@@ -374,5 +376,3 @@ def evaluate_policies(
 def _is_heuristic(policy: Policy) -> bool:
     """One of the built-in hand-written policies (not a trained model, a plan or a planner)."""
     return type(policy) in HEURISTICS.values()
-
-

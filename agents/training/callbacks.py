@@ -20,18 +20,19 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from tqdm import tqdm
 
 from agents.deciders.residual import MODEL_ATTRIBUTE
+from agents.model_files import save_model, write_npz
 
 from .checkpoints import save_checkpoint
 from .residual import ResidualVecEnv
 from .status_quo import start_at_status_quo
 
 __all__ = [
-    "BEST_STATS",
+    "EVALUATIONS",
     "Checkpoints",
     "CtrlCStops",
     "KpiEvalCallback",
     "RecordResidual",
-    "SaveBestStats",
+    "SaveBest",
     "StartAtStatusQuo",
     "TrainingProgress",
     "ctrl_c_ignored",
@@ -39,7 +40,7 @@ __all__ = [
     "planned_steps",
 ]
 
-BEST_STATS = "best_model_vecnormalize.pkl"  # agents.deciders finds <model>_vecnormalize.pkl beside <model>.zip
+EVALUATIONS = "evaluations.npz"  # SB3's name for the periodic evaluations (timesteps, results, ep_lengths)
 
 
 class Checkpoints(BaseCallback):
@@ -113,6 +114,11 @@ class KpiEvalCallback(EvalCallback):
     def __init__(self, *args: Any, run_dir: Path, periodic_eval_seed: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run_dir, self.periodic_eval_seed = run_dir, periodic_eval_seed
+        # SB3 records evaluations only with a log_path, and writes them there in place, where a kill can tear
+        # them: it writes a scratch copy, and _on_step writes evaluations.npz whole (write_npz) instead
+        if self.log_path is not None:
+            self.log_path = str(run_dir / ".evaluations.sb3")
+        self._saved_evaluations = 0
         self._rates: list[float] = []
         self.curve_steps: list[int] = []
         self.curve_rates: list[float] = []
@@ -136,7 +142,16 @@ class KpiEvalCallback(EvalCallback):
             self.curve_steps.append(self.num_timesteps)
             self.curve_rates.append(rate)
             curve = {"timesteps": self.curve_steps, "failed_payment_rate": self.curve_rates}
-            np.savez(self.run_dir / "learning_curve.npz", **curve)
+            write_npz(self.run_dir / "learning_curve.npz", **curve)
+        if len(self.evaluations_timesteps) != self._saved_evaluations:
+            self._saved_evaluations = len(self.evaluations_timesteps)
+            Path(self.log_path + ".npz").unlink(missing_ok=True)  # SB3's copy, written in place (see __init__)
+            write_npz(
+                self.run_dir / EVALUATIONS,
+                timesteps=self.evaluations_timesteps,
+                results=self.evaluations_results,
+                ep_lengths=self.evaluations_length,
+            )
         return keep_going
 
     def restore(self, resumed_at: int) -> None:
@@ -145,34 +160,42 @@ class KpiEvalCallback(EvalCallback):
         The curve and ``evaluations.npz`` keep those up to the checkpoint's timestep ``resumed_at``, and
         ``best_model.zip`` is replaced only by a model that beats every earlier evaluation.
         """
-        curve_file, evals_file = self.run_dir / "learning_curve.npz", self.run_dir / "evaluations.npz"
-        if curve_file.exists():
-            with np.load(curve_file) as curve:
-                keep = curve["timesteps"] <= resumed_at
-                self.curve_steps = [int(t) for t in curve["timesteps"][keep]]
-                self.curve_rates = [float(r) for r in curve["failed_payment_rate"][keep]]
-        if evals_file.exists():
-            with np.load(evals_file) as evals:
-                means = evals["results"].mean(axis=1)
+        curve_file, evals_file = self.run_dir / "learning_curve.npz", self.run_dir / EVALUATIONS
+        try:
+            if curve_file.exists():
+                with np.load(curve_file, allow_pickle=False) as curve:
+                    keep = curve["timesteps"] <= resumed_at
+                    self.curve_steps = [int(t) for t in curve["timesteps"][keep]]
+                    self.curve_rates = [float(r) for r in curve["failed_payment_rate"][keep]]
+        except Exception as exc:  # noqa: BLE001 - torn or foreign: the curve goes on from here
+            print(f"--resume: {curve_file.name} is unreadable ({type(exc).__name__}); the learning curve restarts here")
+            self.curve_steps, self.curve_rates = [], []
+        try:
+            if evals_file.exists():
+                with np.load(evals_file, allow_pickle=False) as evals:
+                    means = evals["results"].mean(axis=1)
+                    keep = evals["timesteps"] <= resumed_at
+                    timesteps = [int(t) for t in evals["timesteps"][keep]]
+                    results = [list(r) for r in evals["results"][keep]]
+                    lengths = [list(n) for n in evals["ep_lengths"][keep]]
                 if (self.run_dir / "best_model.zip").exists() and len(means):
                     self.best_mean_reward = float(means.max())  # the score of the best_model.zip on disk
-                keep = evals["timesteps"] <= resumed_at
-                self.evaluations_timesteps = [int(t) for t in evals["timesteps"][keep]]
-                self.evaluations_results = [list(r) for r in evals["results"][keep]]
-                self.evaluations_length = [list(n) for n in evals["ep_lengths"][keep]]
+                self.evaluations_timesteps, self.evaluations_results = timesteps, results
+                self.evaluations_length = lengths
+        except Exception as exc:  # noqa: BLE001 - torn or foreign: earlier evaluations are left out
+            print(f"--resume: {evals_file.name} is unreadable ({type(exc).__name__}); earlier evaluations are left out")
 
 
-class SaveBestStats(BaseCallback):
-    """Save the VecNormalize statistics with every new ``best_model.zip`` (they drift as training goes on)."""
+class SaveBest(BaseCallback):
+    """Save every new ``best_model.zip`` with the VecNormalize statistics of that moment inside (they drift as
+    training goes on), as one file renamed into place."""
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = run_dir
 
     def _on_step(self) -> bool:
-        stats = self.model.get_vec_normalize_env()
-        if stats is not None:
-            stats.save(str(self.run_dir / BEST_STATS))
+        save_model(self.model, self.run_dir / "best_model.zip", self.model.get_vec_normalize_env())
         return True
 
 
@@ -185,10 +208,10 @@ def kpi_eval_callback(
         eval_env,
         run_dir=run_dir,
         periodic_eval_seed=config["periodic_eval_seed"],
-        callback_on_new_best=SaveBestStats(run_dir),
+        callback_on_new_best=SaveBest(run_dir),
         n_eval_episodes=config["periodic_eval_episodes"],
         eval_freq=max(config["eval_freq"] // config["n_envs"], 1),
-        best_model_save_path=str(run_dir),
+        best_model_save_path=None,  # SaveBest writes it whole, with its statistics
         log_path=str(run_dir),
         deterministic=True,
         verbose=0,

@@ -76,6 +76,7 @@ class TrainRequest:
     threads: int = 1
     residual: str | None = None  # train a correction to this heuristic (agents.deciders.residual)
     residual_scale: float | None = None  # its scale in (0, 1] (default 1)
+    trust_model: bool = False  # --init-model / --resume may read files whose pickles run code (agents.model_files)
 
 
 def resolve_config(args: TrainRequest) -> dict[str, Any]:
@@ -194,6 +195,7 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
         "final_eval_episodes": args.eval_episodes,
         "final_eval_seed": args.eval_seed,
         "threads": args.threads,
+        "trust_model": args.trust_model,
     }
 
 
@@ -274,7 +276,10 @@ def resumed_config(config: dict[str, Any], args: TrainRequest) -> dict[str, Any]
             f"--resume continues {config['run_dir']} with its own settings; this command changes "
             f"{'; '.join(changed)} (start a new run with --init-model instead)"
         )
-    here = {k: config[k] for k in ("run_dir", "scenario", "final_eval_episodes", "final_eval_seed", "threads")}
+    here = {
+        k: config[k]
+        for k in ("run_dir", "scenario", "final_eval_episodes", "final_eval_seed", "threads", "trust_model")
+    }
     if args.timesteps is not None or target_given:
         here["timesteps"] = config["timesteps"]
     resumed = {**saved, **here}

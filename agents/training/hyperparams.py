@@ -30,16 +30,14 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-import torch.nn as nn
 import yaml
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
 from agents.algorithms import ALGOS, AlgorithmError, algo_class
 from agents.deciders.residual import check_residual
+from agents.model_files import ACTIVATIONS, EXTRACTORS, LinearSchedule, class_named, schedule_from
 from payroute_env import env_id_for, load_scenario
 from payroute_env.sb3_vec_env import PaymentRoutingSB3VecEnv
-
-from .networks import PerBankExtractor
 
 __all__ = [
     "HyperparamError",
@@ -115,9 +113,6 @@ def apply_overrides(hyperparams: dict[str, Any], overrides: list[str]) -> dict[s
     return out
 
 
-_ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
-
-
 def schedules(algo_kwargs: dict[str, Any]) -> dict[str, Any]:
     """RL Zoo's ``lin_<value>`` for ``learning_rate`` / ``clip_range`` / ``clip_range_vf`` (linear decay from
     value to 0), and its ``train_freq: [n, step|episode]`` as the tuple SB3 wants."""
@@ -134,21 +129,13 @@ def schedules(algo_kwargs: dict[str, Any]) -> dict[str, Any]:
             if not value.startswith("lin_"):
                 raise HyperparamError(f"{key} = {value!r}: expected a number or lin_<number>")
             try:
-                start = float(value[4:])
-            except ValueError:
-                raise HyperparamError(f"{key} = {value!r}: expected a number or lin_<number>") from None
-            out[key] = _LinearSchedule(start)
+                out[key] = schedule_from(value, key)
+            except ValueError as exc:
+                raise HyperparamError(str(exc)) from None
     return out
 
 
-class _LinearSchedule:
-    """``progress_remaining`` (1 -> 0) times the start value; a class so that models pickle cleanly."""
-
-    def __init__(self, start: float) -> None:
-        self.start = start
-
-    def __call__(self, progress_remaining: float) -> float:
-        return progress_remaining * self.start
+_LinearSchedule = LinearSchedule  # the name models pickled before agents.model_files name it by
 
 
 def action_noise(algo: str, noise_type: Any, noise_std: Any, n_actions: int | None = None) -> Any:
@@ -177,21 +164,12 @@ def action_noise(algo: str, noise_type: Any, noise_std: Any, n_actions: int | No
 def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
     """YAML policy_kwargs to SB3's: ``activation_fn`` and ``features_extractor_class`` by name become classes."""
     kwargs = dict(raw or {})
-    extractor = kwargs.get("features_extractor_class")
-    if isinstance(extractor, str):
-        extractors = {"per_bank": PerBankExtractor}
-        if extractor not in extractors:
-            raise HyperparamError(
-                f"policy_kwargs.features_extractor_class = {extractor!r}; choose from {', '.join(extractors)}"
-            )
-        kwargs["features_extractor_class"] = extractors[extractor]
-    act = kwargs.get("activation_fn")
-    if isinstance(act, str):
-        names = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
-                 "silu": nn.SiLU}  # fmt: skip
-        if act not in names:
-            raise HyperparamError(f"policy_kwargs.activation_fn = {act!r}; choose from {', '.join(_ACTIVATIONS)}")
-        kwargs["activation_fn"] = names[act]
+    for key, table in (("features_extractor_class", EXTRACTORS), ("activation_fn", ACTIVATIONS)):
+        if isinstance(kwargs.get(key), str):  # the same names a saved model's blueprint uses
+            try:
+                kwargs[key] = class_named(kwargs[key], table, f"policy_kwargs.{key}")
+            except ValueError as exc:
+                raise HyperparamError(str(exc)) from None
     return kwargs
 
 

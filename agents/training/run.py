@@ -7,7 +7,6 @@ checkpoints and periodic evaluations, save the agent, then evaluate it against e
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import sys
@@ -21,12 +20,13 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from agents.algorithms import algo_class, load_model
+from agents.algorithms import algo_class
 from agents.deciders import HEURISTICS, PolicyError, SB3Policy
 from agents.deciders.residual import MODEL_ATTRIBUTE, make_base
 from agents.deciders.trained import NORMALISED_OBS_ATTRIBUTE, normalises_observations
 from agents.evaluation import evaluate_policies, print_results_table, write_results
 from agents.evaluation.plots import plot_learning_curve
+from agents.model_files import ModelFileError, apply_statistics, save_model, write_json
 from payroute_env._cli import one_line
 from payroute_env.sb3_vec_env import make_sb3_vec_env
 
@@ -37,6 +37,7 @@ from .checkpoints import (
     first_new_folder,
     last_checkpoint,
     prepare_run_dir,
+    remove_partial_files,
     save_checkpoint,
 )
 from .config import FINAL_EVAL_EPISODES, FINAL_EVAL_SEED, TrainRequest, UsageError, resolve_config, resumed_config
@@ -63,14 +64,14 @@ def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool) -> 
     return env
 
 
-def start_from(model: BaseAlgorithm, env: VecEnv, path: Path) -> None:
+def start_from(model: BaseAlgorithm, env: VecEnv, path: Path, trust: bool = False) -> None:
     """Give a fresh ``model`` the weights (and ``env`` the VecNormalize statistics) of the model at ``path``.
 
     The two must be the same algorithm with the same network, spaces and residual settings; anything else
-    is a ``UsageError`` naming the difference.
+    is a ``UsageError`` naming the difference. ``trust``: the file may run code as it loads (its pickles).
     """
-    try:  # the evaluator's loader: it detects the algorithm and finds the statistics saved beside the model
-        loaded = SB3Policy(path)
+    try:  # the evaluator's loader: it detects the algorithm and finds the statistics saved with the model
+        loaded = SB3Policy(path, trust=trust)
     except PolicyError as exc:
         raise UsageError(f"--init-model: {exc}") from None
     source = loaded.model
@@ -96,9 +97,8 @@ def start_from(model: BaseAlgorithm, env: VecEnv, path: Path) -> None:
         model.set_parameters(source.get_parameters(), exact_match=True, device="cpu")
     except Exception as exc:  # another net_arch or policy: the tensors do not fit
         raise UsageError(f"--init-model: {path} does not fit this run's network: {one_line(exc)}") from None
-    if isinstance(env, VecNormalize) and loaded.vecnormalize_path is not None:
-        stats = VecNormalize.load(str(loaded.vecnormalize_path), env.venv)
-        env.obs_rms, env.ret_rms = stats.obs_rms, stats.ret_rms
+    if isinstance(env, VecNormalize) and loaded.statistics is not None:
+        apply_statistics(env, loaded.statistics, str(loaded.vecnormalize_path))
 
 
 def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
@@ -113,34 +113,32 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         where = f"env_kwargs {config['env_kwargs']!r}, normalize {config['normalize']!r}"
         raise UsageError(f"cannot build the environments ({where}): {one_line(exc)}") from None
     done_steps = 0
+    trust = bool(config.get("trust_model"))
     if resume:
-        model_path, stats_path, done_steps = last_checkpoint(run_dir)
-        if stats_path is not None and isinstance(env, VecNormalize):
-            try:
-                env = VecNormalize.load(str(stats_path), env.venv)
-            except Exception as exc:  # a truncated or foreign pickle
-                raise UsageError(f"--resume: cannot read {stats_path}: {exc}") from None
-            env.training = True
-        try:
-            model = load_model(config["algo"], model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
-        except Exception as exc:  # zip, pickle or space mismatch: all mean the checkpoint is unusable
-            raise UsageError(f"--resume: cannot load checkpoint {model_path}: {exc}") from None
-        buffer, note = checkpoint_file(run_dir, done_steps, "replay_buffer"), ""
+        for leftover in remove_partial_files(run_dir):
+            print(f"removed {leftover.name}, a file a kill left half-written")
+        normalised = isinstance(env, VecNormalize)
+        found = last_checkpoint(run_dir, config["algo"], normalised, trust, env=env, device="cpu",
+                                tensorboard_log=str(run_dir / "tb"))  # fmt: skip
+        for damaged, why in found.skipped:
+            print(f"--resume: passed over {damaged.name}: {why}")
+        model, done_steps = found.model, found.steps
+        if normalised and found.statistics is not None:
+            apply_statistics(env, found.statistics, str(found.path))
+        note = ""
         if getattr(model, "replay_buffer", None) is not None:
-            if buffer.exists():
-                try:
-                    transitions = continue_replay_buffer(model, buffer)
-                except Exception as exc:  # a foreign or damaged pickle
-                    raise UsageError(
-                        f"--resume: cannot read {buffer} ({one_line(exc, limit=120)}); delete it to resume with an "
-                        "empty replay buffer"
-                    ) from None
-                note = f", with its replay buffer of {transitions} transitions"
-            else:  # e.g. a run saved before buffers were kept: learning goes on, from fresh experience
+            try:
+                transitions = continue_replay_buffer(model, run_dir, done_steps, trust)
+            except ModelFileError as exc:
+                raise UsageError(f"--resume: {one_line(exc, limit=200)}") from None
+            if transitions is None:  # e.g. the checkpoint before a damaged one: its buffer was not kept
+                buffer = checkpoint_file(run_dir, done_steps, "replay_buffer")
                 note = f"; no replay buffer saved with it ({buffer.name}), so the buffer starts empty"
-        print(f"resuming {run_dir} from {model_path.name} ({done_steps} steps){note}")
+            else:
+                note = f", with its replay buffer of {transitions} transitions"
+        print(f"resuming {run_dir} from {found.path.name} ({done_steps} steps){note}")
     if config["timesteps"] >= done_steps:  # resume: the new target (a finished run keeps its own)
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        write_json(run_dir / "config.json", config)
     if not resume:
         extra = {}
         if config.get("noise_type"):
@@ -165,7 +163,7 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         if config.get("residual"):  # saved inside every zip, so agents.deciders.load_policy rebuilds the pair
             setattr(model, MODEL_ATTRIBUTE, {"base": config["residual"], "scale": config["residual_scale"]})
         if config.get("init_model"):
-            start_from(model, env, Path(config["init_model"]))
+            start_from(model, env, Path(config["init_model"]), trust)
     setattr(model, NORMALISED_OBS_ATTRIBUTE, normalises_observations(config["normalize"]))  # saved in every zip
     remaining = config["timesteps"] - done_steps
     planned = planned_steps(model, remaining) if remaining > 0 else 0
@@ -204,16 +202,16 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
         scenario, out = shlex.quote(str(config["scenario"])), shlex.quote(str(run_dir.parent))
         seed = config["seed"]
         again = f"python train.py --algo {config['algo']} --scenario {scenario} --seed {seed} --out {out} --resume"
-        for flag, key, default in (("--eval-seed", "final_eval_seed", FINAL_EVAL_SEED),
-                                   ("--eval-episodes", "final_eval_episodes", FINAL_EVAL_EPISODES)):
+        for flag, key, default in (
+            ("--eval-seed", "final_eval_seed", FINAL_EVAL_SEED),
+            ("--eval-episodes", "final_eval_episodes", FINAL_EVAL_EPISODES),
+        ):
             if config[key] != default:  # the final table's seeds come from the command, not config.json
                 again += f" {flag} {config[key]}"
         print(f"\ninterrupted at {model.num_timesteps} steps; checkpoint saved to {path}; continue with: {again}")
         raise
     minutes = (time.perf_counter() - start) / 60
-    model.save(run_dir / "model.zip")
-    if isinstance(env, VecNormalize):
-        env.save(str(run_dir / "vecnormalize.pkl"))
+    save_model(model, run_dir / "model.zip", env)  # with its statistics inside, as one file
     save_checkpoint(model, env, run_dir)
     if remaining > 0:
         steps, where = model.num_timesteps, run_dir / "model.zip"
@@ -237,6 +235,7 @@ def final_table(config: dict[str, Any], run_dir: Path) -> None:
         episodes=config["final_eval_episodes"],
         seed=config["final_eval_seed"],
         progress=sys.stderr.isatty(),
+        trust_models=bool(config.get("trust_model")),
     )
     print_results_table(result)
     files = write_results(result, run_dir / "evaluation")
@@ -246,12 +245,18 @@ def final_table(config: dict[str, Any], run_dir: Path) -> None:
     if result.bound is not None:
         references["fluid bound"] = result.bound["failed_payment_rate"]
     curve_file = run_dir / "learning_curve.npz"
-    if curve_file.exists():
-        curve = np.load(curve_file)
+    try:
+        with np.load(curve_file, allow_pickle=False) as curve:
+            points = (curve["timesteps"], curve["failed_payment_rate"])
+    except FileNotFoundError:
+        points = None
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file: the table stands without the plot
+        print(f"{curve_file} is unreadable ({type(exc).__name__}); no learning-curve plot")
+        points = None
+    if points is not None:
         label = f"{config['algo']} (periodic evaluation)"
         title = f"{config['algo']} on {config['scenario_name']}"
-        curves = {label: (curve["timesteps"], curve["failed_payment_rate"])}
-        files.append(plot_learning_curve(curves, run_dir / "learning_curve.png", references, title))
+        files.append(plot_learning_curve({label: points}, run_dir / "learning_curve.png", references, title))
     print(f"wrote {', '.join(str(f) for f in files)}")
 
 
