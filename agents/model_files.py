@@ -133,6 +133,10 @@ ACTIVATIONS: dict[str, tuple[str, str]] = {"tanh": ("torch.nn", "Tanh"), "relu":
                                            "elu": ("torch.nn", "ELU"), "leaky_relu": ("torch.nn", "LeakyReLU"),
                                            "gelu": ("torch.nn", "GELU"), "silu": ("torch.nn", "SiLU")}  # fmt: skip
 EXTRACTORS: dict[str, tuple[str, str]] = {"per_bank": ("agents.training.networks", "PerBankExtractor")}
+OPTIMIZERS: dict[str, tuple[str, str]] = {
+    "adam": ("torch.optim", "Adam"),
+    "rmsprop": ("torch.optim", "RMSprop"),
+}  # A2C's
 _BUFFERS: dict[str, tuple[str, str]] = {
     name: ("stable_baselines3.common.buffers", name)
     for name in ("ReplayBuffer", "DictReplayBuffer", "NStepReplayBuffer", "RolloutBuffer", "DictRolloutBuffer")
@@ -147,7 +151,7 @@ _REBUILT_BY_SB3 = ("lr_schedule", "exploration_schedule", "_last_obs", "_last_ep
 
 def _name_of(cls: Any, table: dict[str, tuple[str, str]], what: str) -> str:
     for name, (module, attr) in table.items():
-        if getattr(cls, "__module__", None) == module and getattr(cls, "__qualname__", None) == attr:
+        if cls is _attr(module, attr):  # a model exists, so torch and SB3 are loaded already
             return name
     raise ModelFileError(f"{what} {cls!r} cannot be written as data; payroute knows {', '.join(table)}")
 
@@ -263,12 +267,15 @@ def _policy_kwargs_data(kwargs: dict[str, Any]) -> dict[str, Any]:
     if "features_extractor_class" in out:
         extractor = out["features_extractor_class"]
         out["features_extractor_class"] = _name_of(extractor, EXTRACTORS, "policy_kwargs.features_extractor_class")
+    if "optimizer_class" in out:
+        out["optimizer_class"] = _name_of(out["optimizer_class"], OPTIMIZERS, "policy_kwargs.optimizer_class")
     return _data_of(out, "policy_kwargs")
 
 
 def _policy_kwargs_from(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
-    for key, table in (("activation_fn", ACTIVATIONS), ("features_extractor_class", EXTRACTORS)):
+    named = (("activation_fn", ACTIVATIONS), ("features_extractor_class", EXTRACTORS), ("optimizer_class", OPTIMIZERS))
+    for key, table in named:
         if key in out:
             out[key] = class_named(out[key], table, f"policy_kwargs.{key}")
     return out
