@@ -46,7 +46,6 @@ ENV_IDS: dict[str, str | None] = {
 }
 
 
-
 def env_id_for(scenario: str) -> str:
     """The registered id of a built-in scenario (``payroute/PaymentRouting-v0`` for TOML files)."""
     for env_id, name in ENV_IDS.items():

@@ -192,7 +192,7 @@ def fluid_bound(
     n_steps = params.n_steps - now
 
     # layers of m steps each (the last one may be shorter), from step ``now`` on
-    bucket = max(1, int(round(layer_s / params.dt)))
+    bucket = max(1, min(round(layer_s / params.dt), n_steps))  # a layer longer than the night is the whole night
     m = np.full(-(-n_steps // bucket), bucket, dtype=np.int64)
     m[-1] = n_steps - bucket * (len(m) - 1)
     T = len(m)

@@ -192,6 +192,14 @@ def test_coarser_layers_relax_the_step_lp() -> None:
     assert coarse.lost >= 0.8 * fine.lost  # a relaxation, not a different model
 
 
+def test_a_layer_longer_than_the_night_is_the_whole_night() -> None:
+    # 1e308 s overflowed the step count (a 21-line OverflowError from evaluate.py): it is one layer of 600 s
+    whole = solve(tiny(), layer_s=600.0)
+    assert whole.lane_admitted.shape[0] == 1
+    huge = solve(tiny(), layer_s=1e308)
+    assert huge.lane_admitted.shape[0] == 1 and huge.failed_payment_rate == whole.failed_payment_rate
+
+
 def test_more_capacity_never_raises_the_bound() -> None:
     lo = solve(tiny(banks=bank(quick_capacity=60.0)), layer_s=30.0)
     hi = solve(tiny(banks=bank(quick_capacity=80.0)), layer_s=30.0)

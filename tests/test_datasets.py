@@ -87,6 +87,7 @@ def test_the_command_line_records_and_refuses_in_one_line(tiny: str, datasets: P
         (["--scenario", tiny, "--policy", "admit_all", "--episodes", "1"], "exists already"),
         (["--episodes", "0"], "--episodes must be at least 1"),
         (["--random-share", "1.5"], "--random-share must be in [0, 1]"),
+        (["--root", ""], "--root is empty"),
         (["--policy", "nope"], "unknown policy 'nope'"),
         (["--scenario", "nowhere"], "nowhere"),
         (["--dataset-id", "a b"], "--dataset-id must read"),

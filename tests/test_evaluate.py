@@ -163,6 +163,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, short_toml: Path) -> dict[s
         (["--bound-layer-s", "0"], "--bound-layer-s must be a finite number of seconds > 0; got 0"),
         (["--bound-layer-s", "nan"], "--bound-layer-s must be a finite number of seconds > 0; got nan"),
         (["--bound-layer-s", "inf"], "--bound-layer-s must be a finite number of seconds > 0; got inf"),
+        (["--out", ""], "--out is empty; name the folder for the results"),
         (["--policies", "corrupt"], "not a stable-baselines3 model file"),
         (["--policies", "pendulum"], "model expects observations of shape (3,)"),
     ],

@@ -132,8 +132,10 @@ def test_bad_residual_settings_in_a_model_are_named(tiny: str, tmp_path: Path) -
         (["--residual", "aimd", "--residual-scale", "2"], "residual_scale = 2.0: expected a number in (0, 1]"),
         (["--residual-scale", "0.5"], "--residual-scale 0.5 needs --residual"),
         (["--hyperparams", "residual=aimd"], "residual is no longer a setting of its own; it is now --residual"),
-        (["--hyperparams", f"vec_env_wrapper={{{WRAPPER}: {{base: [aimd]}}}}", f"callback={RECORD}"],
-         "residual = ['aimd']: expected a heuristic name"),  # fmt: skip
+        (
+            ["--hyperparams", f"vec_env_wrapper={{{WRAPPER}: {{base: [aimd]}}}}", f"callback={RECORD}"],
+            "residual = ['aimd']: expected a heuristic name",
+        ),  # fmt: skip
         (["--hyperparams", f"vec_env_wrapper={{{WRAPPER}: {{base: aimd}}}}"], "go together"),
         (["--hyperparams", f"vec_env_wrapper={{{WRAPPER}: {{bass: aimd}}}}"], "takes base (a heuristic) and scale"),
         (["--hyperparams", "vec_env_wrapper=my.Wrapper"], "train.py applies agents.training.residual.ResidualVecEnv"),

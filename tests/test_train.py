@@ -219,6 +219,7 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
     ("argv", "message"),
     [
         (["--algo", "nope"], "unknown algorithm"),
+        (["--out", ""], "--out is empty; name the folder for runs"),
         (["--algo", "dqn", "--action-mode", "continuous"], "cannot use action mode"),
         (["--algo", "sac", "--action-mode", "discrete"], "cannot use action mode"),
         (["--timesteps", "-5"], "--timesteps must be a positive"),
@@ -517,8 +518,13 @@ def test_training_ends_with_the_evaluation_table(tiny: str, tmp_path: Path, caps
         ("dqn", ["target_update_interval=1e3", "gradient_steps=-1", "learning_rate=5e-4"]),
         (
             "ppo",
-            ["n_steps=6.4e1", "clip_range=lin_0.2", "clip_range_vf=lin_0.2", "use_sde=true",
-             "env_kwargs.action_mode=continuous"],
+            [
+                "n_steps=6.4e1",
+                "clip_range=lin_0.2",
+                "clip_range_vf=lin_0.2",
+                "use_sde=true",
+                "env_kwargs.action_mode=continuous",
+            ],
         ),  # fmt: skip
         ("recurrent_ppo", ["policy_kwargs.lstm_hidden_size=32", "sde_sample_freq=4"]),
     ],

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-share", type=float, default=0.0, help="probability that a step's action is random")
     p.add_argument("--dataset-id", default=None, help="Minari id (none given: payroute/<scenario>/<policy>-v0)")
     p.add_argument("--root", default=None, help="datasets folder (none given: $MINARI_DATASETS_PATH or ~/.minari)")
+    p.add_argument("--trust-model", action="store_true", help="load a model file whose pickles run code (yours only)")
     args = p.parse_args(argv)
     try:
         dataset = record_dataset(
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             random_share=args.random_share,
             dataset_id=args.dataset_id,
             root=args.root,
+            trust_model=args.trust_model,
         )
     except DatasetError as exc:
         return fail("python -m agents.datasets", exc)

@@ -68,19 +68,23 @@ def record_dataset(
     random_share: float = 0.0,
     dataset_id: str | None = None,
     root: str | Path | None = None,
+    trust_model: bool = False,
 ) -> minari.MinariDataset:
     """Record ``episodes`` episodes of ``policy`` on ``scenario`` (seeds ``seed .. seed + episodes - 1``) as the
     Minari dataset ``dataset_id`` (default :func:`default_dataset_id`) under ``root`` (default: Minari's own,
-    ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``); return it."""
+    ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``); return it. ``trust_model``: a model file may run code
+    as it loads (its pickles)."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise DatasetError(f"--episodes must be at least 1; got {episodes}")
     if not 0 <= seed <= 2**32 - episodes:  # Gymnasium's reset takes seeds numpy's generators accept
         raise DatasetError(f"--seed must be in [0, 2**32 - {episodes}]; got {seed}")
     if not 0.0 <= random_share <= 1.0:
         raise DatasetError(f"--random-share must be in [0, 1]; got {random_share:g}")
+    if isinstance(root, str) and not root.strip():  # Path("") is the current folder: never what was meant
+        raise DatasetError("--root is empty; name the datasets folder or leave it out")
     try:
         checked: Scenario = load_scenario(scenario)
-        decider = load_policy(policy, checked, seed=seed)
+        decider = load_policy(policy, checked, seed=seed, trust=trust_model)
     except (PolicyError, ScenarioError) as exc:
         raise DatasetError(str(exc)) from None
     dataset_id = dataset_id or default_dataset_id(scenario, str(policy), random_share)

@@ -86,6 +86,8 @@ def evaluate_to_folder(
     result and the files written. The report embeds the figures, drawn for it even without ``plots``.
     ``trust_models``: load model files that carry pickles (code that runs as they load)."""
     _check(episodes, seed, bound_layer_s, policies)
+    if isinstance(out, str) and not out.strip():  # Path("") is the current folder: never what was meant
+        raise EvaluationError("--out is empty; name the folder for the results")
     try:
         checked = load_scenario(scenario)  # checked once, here; a Scenario passes through
     except ScenarioError as exc:

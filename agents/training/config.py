@@ -79,6 +79,13 @@ class TrainRequest:
     trust_model: bool = False  # --init-model / --resume may read files whose pickles run code (agents.model_files)
 
 
+def _named_folder(folder: str, flag: str) -> str:
+    """``folder``, unless empty (``Path("")`` is the current folder: never what was meant)."""
+    if not str(folder).strip():
+        raise UsageError(f"{flag} is empty; name the folder for runs")
+    return folder
+
+
 def resolve_config(args: TrainRequest) -> dict[str, Any]:
     """Every setting of the run, from the YAML file, the overrides and the request (the command line)."""
     if args.algo not in ALGOS:
@@ -176,7 +183,7 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
         "timesteps": int(timesteps),
         "n_envs": int(n_envs),
         "seed": args.seed,
-        "run_dir": str(Path(args.out) / run_name),
+        "run_dir": str(Path(_named_folder(args.out, "--out")) / run_name),
         "policy": policy_name,
         "policy_kwargs": raw_policy_kwargs,
         "normalize": normalize,
