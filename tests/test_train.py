@@ -219,7 +219,6 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
     ("argv", "message"),
     [
         (["--algo", "nope"], "unknown algorithm"),
-        (["--out", ""], "--out is empty; name the folder for runs"),
         (["--algo", "dqn", "--action-mode", "continuous"], "cannot use action mode"),
         (["--algo", "sac", "--action-mode", "discrete"], "cannot use action mode"),
         (["--timesteps", "-5"], "--timesteps must be a positive"),
@@ -312,6 +311,12 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path
     assert train.main(argv + ["--out", str(tmp_path)] + FAST) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(capsys) -> None:
+    assert train.main(["--out", ""] + FAST) == 2  # after the parametrized cases' --out, it would be overridden
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out is empty; name the folder for runs" in err[0], err
 
 
 def test_a_run_stopped_before_its_first_checkpoint_is_not_trained_into(tmp_path: Path, capsys) -> None:
