@@ -37,6 +37,7 @@ import numpy as np
 from gymnasium import spaces
 
 from agents.algorithms import ALGOS, algo_class, load_model
+from payroute_env._cli import one_line
 
 if TYPE_CHECKING:  # the heavy libraries load when a model does (``agents.deciders`` stays light), as in algorithms
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -363,7 +364,7 @@ def _read_entries(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, di
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
         if isinstance(exc, ModelFileError):
             raise
-        why = f"{type(exc).__name__}: {_short(exc)}"
+        why = f"{type(exc).__name__}: {one_line(exc, limit=200)}"
         raise ModelFileError(f"{path}: not a readable stable-baselines3 model file ({why})") from None
     if not isinstance(data, dict) or not (blueprint is None or isinstance(blueprint, dict)):
         raise ModelFileError(f"{path}: not a stable-baselines3 model file")
@@ -408,13 +409,9 @@ def load_trained_model(
     try:
         model = load_model(algo, path, **kwargs)
     except Exception as exc:  # noqa: BLE001 - tensors that do not fit, spaces that do not match, a torn pickle
-        raise ModelFileError(f"{path}: cannot load as {algo}: {type(exc).__name__}: {_short(exc)}") from None
+        why = f"{type(exc).__name__}: {one_line(exc, limit=200)}"
+        raise ModelFileError(f"{path}: cannot load as {algo}: {why}") from None
     return model, (read_statistics(stats, f"{path}:{STATISTICS_ENTRY}") if stats is not None else None)
-
-
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------- VecNormalize statistics
@@ -540,7 +537,8 @@ def load_replay_buffer(model: BaseAlgorithm, path: str | Path) -> None:
         with np.load(path, allow_pickle=False) as saved:
             values = {k: saved[k] for k in saved.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a readable replay buffer ({type(exc).__name__}: {_short(exc)})") from None
+        why = f"{type(exc).__name__}: {one_line(exc, limit=200)}"
+        raise ModelFileError(f"{path}: not a readable replay buffer ({why})") from None
     for key, value in values.items():
         name = key.removeprefix("counter.")
         ours = getattr(rb, name, None)
