@@ -12,6 +12,7 @@ the file raises :class:`ScenarioError` naming the file, the field, the value and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
 import weakref
@@ -71,6 +72,9 @@ DURATION = _rng(MIN_TIME_S, MAX_TIME_S)  # a positive time scale
 # nanosecond there writes a step ("jump at midnight"), the floor that the curve's own arithmetic uses.
 CURVE_TIME = _rng(1e-9, MAX_TIME_S)
 DELAY = _rng(0.0, MAX_TIME_S)  # a time that may be zero
+# Exogenous outages per hour: one per millisecond (the shortest time scale) already means "always down", and
+# a larger figure would overflow the per-step probability's arithmetic (1e308 * dt).
+MAX_HAZARD_PER_HOUR = 3600.0 / MIN_TIME_S
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ class Fragility:
     outage_max_s: float = field(metadata=DELAY)
     warm_start: float = field(metadata=_rng(0.0, 1.0, lo_open=True))
     warmup_s: float = field(metadata=DURATION)
-    hazard_per_hour: float = field(metadata=NONNEG)
+    hazard_per_hour: float = field(metadata=_rng(0.0, MAX_HAZARD_PER_HOUR))
 
 
 @dataclass(frozen=True)
@@ -284,11 +288,17 @@ def _describe_range(lo: float | None, hi: float | None, lo_open: bool) -> str:
     return f"{left}{lo_s}, {hi_s}]"
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The fields' types, resolved once per class (resolving the string annotations was most of a load)."""
+    return get_type_hints(cls)
+
+
 def _build(cls: type, table: Any, where: str, src: str, defaults: dict[str, Any] | None = None) -> Any:
     """Build dataclass ``cls`` from a TOML table, checking unknown, missing, typed and ranged fields."""
     if not isinstance(table, dict):
         raise ScenarioError(f"{src}: {where or 'top level'} must be a table, got {table!r}")
-    hints = get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - set(fields))
     if unknown:

@@ -32,7 +32,7 @@ def test_a_fresh_plain_ppo_acts_as_the_status_quo() -> None:
 @pytest.mark.slow
 def test_plain_ppo_learns_to_fail_fewer_payments_than_the_status_quo() -> None:
     """60,000 steps of SB3's defaults (one environment, 2,048-step rollouts): 12.9% against 14.1% on 20 seeds
-    (docs/RESULTS.md, "Plain SB3"); at 20,000 steps it is still within noise of the status quo."""  # noqa: D
+    (docs/RESULTS.md, "Plain SB3"); at 20,000 steps it is still within noise of the status quo."""
     model = PPO("MlpPolicy", make_vec_env("payroute/Double11-2013-v0", n_envs=1, seed=0), seed=0, device="cpu")
     model.learn(60_000)
     learned = rate(lambda obs: model.predict(obs, deterministic=True)[0])
