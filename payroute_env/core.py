@@ -360,6 +360,11 @@ def state_dtype(params: CoreParams) -> np.dtype:
     return _state_dtype(params.n_banks, params.max_attempts)
 
 
+def state_bytes(n_banks: int, max_attempts: int) -> int:
+    """Bytes of one environment's state record (``payroute_env.memory`` estimates runs from it)."""
+    return _state_dtype(n_banks, max_attempts).itemsize
+
+
 # The episode counters of every step's info, side by side in a record in this order (read in one go).
 COUNTER_FIELDS: tuple[str, ...] = ("arrived", "succeeded", "lost", "in_flight", "attempts", "failed_attempts")
 

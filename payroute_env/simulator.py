@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import actions, core, metrics, observations
+from . import actions, core, memory, metrics, observations
 from .sampling import key_from_seed, next_key
 from .scenario import Scenario, load_scenario
 
@@ -43,6 +43,8 @@ class Simulator:
             raise ValueError(f"observe_internal must be True or False; got {observe_internal!r}")
         self.beta, self.lost_weight = beta, lost_weight  # checked by the setters below
         self.scenario = load_scenario(scenario)
+        need = memory.simulator_bytes(self.scenario, int(num_envs), bool(observe_internal))
+        memory.require([(f"num_envs = {int(num_envs)} environments", need)], "lower num_envs")
         self.num_envs = int(num_envs)
         self.action_mode = actions.check_mode(action_mode)
         self.observe_internal = bool(observe_internal)

@@ -32,6 +32,7 @@ from agents.deciders import HEURISTICS, Policy, load_policy
 from agents.deciders.trained import policy_spaces_match
 from payroute_env import render
 from payroute_env.bounds import BoundError, BoundResult, fluid_bound
+from payroute_env.memory import require, simulator_bytes
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
 
@@ -40,7 +41,10 @@ from .stats import bootstrap_ci, interquartile_mean, paired_comparison
 from .stats import isnan as _isnan
 from .video import VideoWriter
 
-__all__ = ["SCALAR_KPIS", "EvaluationResult", "PolicyResult", "evaluate_policies", "machine_description", "run_policy"]
+__all__ = [
+    "SCALAR_KPIS", "EvaluationResult", "PolicyResult", "evaluate_policies", "evaluation_memory", "machine_description",
+    "run_policy",
+]  # fmt: skip
 
 # per-episode KPIs summarised by their mean (the failed-payment rate also gets a CI and an IQM)
 SCALAR_KPIS: tuple[str, ...] = (
@@ -281,6 +285,21 @@ def machine_description() -> str:
     return f"{cpu}, {cores} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
+RECORD_BYTES = 4 * 2**10  # one policy's KPI record of one episode (dicts of floats: about 2 KB measured)
+DECIDER_BYTES = 8 * 2**10  # a policy's working arrays per environment (a 256x256 network: about 1.4 KB measured)
+
+
+def evaluation_memory(scenario: Scenario, episodes: int, policies: Sequence[Policy]) -> list[tuple[str, int]]:
+    """What an evaluation of ``policies`` on ``episodes`` episodes holds at its peak, part by part (bytes): the
+    batch of environments of one policy at a time, every policy's episode records, a policy's working arrays."""
+    internal = any(p.observe_internal for p in policies)
+    return [
+        (f"{episodes} environments of {scenario.name}", simulator_bytes(scenario, episodes, internal)),
+        (f"records of {episodes} episodes x {len(policies)} policies", episodes * len(policies) * RECORD_BYTES),
+        (f"a policy's working arrays for {episodes} episodes", episodes * DECIDER_BYTES),
+    ]
+
+
 def evaluate_policies(
     scenario: str | Path | Scenario,
     policies: Sequence[str | Path | Policy],
@@ -321,6 +340,7 @@ def evaluate_policies(
         reference = as_written.get(reference.strip(), reference.strip())
         if reference not in names:
             raise ValueError(f"reference {reference!r} is not among the policies evaluated ({', '.join(names)})")
+    require(evaluation_memory(sc, episodes, loaded), "lower --episodes")  # before anything is allocated
     seeds = list(range(int(seed), int(seed) + episodes))
     results: list[PolicyResult] = []
     total = len(loaded) * sc.n_steps

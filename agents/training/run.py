@@ -42,6 +42,7 @@ from .checkpoints import (
 )
 from .config import FINAL_EVAL_EPISODES, FINAL_EVAL_SEED, TrainRequest, UsageError, resolve_config, resumed_config
 from .hyperparams import action_noise, policy_kwargs, schedules
+from .memory import check_training_memory
 from .residual import ResidualVecEnv
 from .status_quo import start_at_status_quo
 
@@ -272,6 +273,7 @@ def run_training(request: TrainRequest) -> Path:
         config = resolve_config(request)
         if request.resume:
             config = resumed_config(config, request)
+        check_training_memory(config)  # before any folder, environment or buffer exists
         new_folder = first_new_folder(Path(config["run_dir"]))
         run_dir = train(config, request.resume, progress=not request.no_progress and sys.stderr.isatty())
     except UsageError:
