@@ -16,6 +16,7 @@ import shlex
 import sys
 
 from agents.evaluation.folder import EvaluationError, evaluate_to_folder, print_catalog
+from agents.model_files import TRUST_HELP
 from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
 
 
@@ -52,11 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report", action="store_true", help="also write report.html: table, figures, scenario, machine, command"
     )
-    p.add_argument(
-        "--trust-model",
-        action="store_true",
-        help="load model files whose pickles run code as they load (older files, other tools); only files you trust",
-    )
+    p.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list built-in scenarios and policies, then exit")
     return p

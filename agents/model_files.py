@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # the heavy libraries load when a model does (``agents.decide
 __all__ = [
     "BLUEPRINT_ENTRY",
     "STATISTICS_ENTRY",
+    "TRUST_HELP",
     "ModelFileError",
     "UntrustedModelError",
     "apply_statistics",
@@ -55,6 +56,7 @@ __all__ = [
     "read_statistics",
     "save_model",
     "save_replay_buffer",
+    "write_replay_buffer",
     "statistics_of",
     "vecnormalize_from",
     "write_atomically",
@@ -63,6 +65,10 @@ __all__ = [
 BLUEPRINT_ENTRY = "payroute/blueprint.json"
 STATISTICS_ENTRY = "payroute/vecnormalize.json"
 FORMAT = 1
+
+
+# the --trust-model flag of every command that loads a model file
+TRUST_HELP = "load model files whose pickles run code as they load (older files, other tools); only files you trust"
 
 
 class ModelFileError(ValueError):
@@ -524,7 +530,11 @@ def vecnormalize_from(stats: dict[str, Any], venv: VecEnv, training: bool) -> Ve
 # ------------------------------------------------------------------------------------------------ replay buffers
 def save_replay_buffer(model: BaseAlgorithm, path: str | Path) -> None:
     """The model's replay buffer as ``.npz`` arrays (its arrays and counters; no objects), atomically."""
-    rb = model.replay_buffer
+    write_replay_buffer(model.replay_buffer, path)
+
+
+def write_replay_buffer(rb: Any, path: str | Path) -> None:
+    """A replay buffer object (SB3's ``ReplayBuffer``) as :func:`save_replay_buffer` writes it."""
     arrays = {k: v for k, v in vars(rb).items() if isinstance(v, np.ndarray)}
     counters = {k: v for k, v in vars(rb).items() if isinstance(v, bool | int | float) and not k.startswith("__")}
     write_npz(path, **arrays, **{f"counter.{k}": np.asarray(v) for k, v in counters.items()})

@@ -100,6 +100,25 @@ def test_a_crafted_zip_runs_no_code_unless_trusted(ppo_zip: Path, tmp_path: Path
     assert marker.exists()
 
 
+def test_the_analysis_commands_refuse_a_crafted_zip_in_one_line(
+    ppo_zip: Path, tmp_path: Path, tiny: str, capsys
+) -> None:
+    from agents.analysis import open_loop, rollout
+
+    marker = tmp_path / "ran"
+    crafted = _crafted(ppo_zip, tmp_path / "bare.zip", marker, "policy_class", keep_blueprint=False)
+    for main, argv in (
+        (rollout.main, ["--base", str(crafted), "--scenario", tiny, "--seeds", "0"]),
+        (open_loop.main, ["--init", str(crafted), "--scenario", tiny, "--iterations", "1"]),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "--trust-model" in err and len(err.splitlines()) == 1 and not marker.exists()
+    # with the flag the file is read as SB3 reads it, pickles and all: the payload runs
+    assert rollout.main(["--base", str(crafted), "--scenario", tiny, "--seeds", "0", "--trust-model"]) == 2
+    assert marker.exists()
+
+
 def test_a_crafted_statistics_pickle_runs_no_code_unless_trusted(ppo_zip: Path, tmp_path: Path, tiny: str) -> None:
     marker = tmp_path / "ran"
     folder = tmp_path / "model"
@@ -225,6 +244,26 @@ def test_older_files_load_when_trusted_and_once_converted_without(tiny: str, tmp
     np.testing.assert_array_equal(converted.predict(obs)[0], trusted.predict(obs)[0])
     with pytest.raises(UntrustedModelError):  # the pickles beside it are never read again without trust
         read_statistics_file(run / "vecnormalize.pkl")
+
+
+def test_a_pickled_replay_buffer_converts_to_arrays_that_resume_without_trust(tiny: str, tmp_path: Path) -> None:
+    from agents.training.checkpoints import continue_replay_buffer
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    sac = algo_class("sac")("MlpPolicy", PaymentRoutingEnv(tiny), learning_starts=10, device="cpu", seed=0)
+    sac.learn(40)
+    sac.save(run / "checkpoints" / "rl_model_40_steps.zip")
+    sac.save_replay_buffer(run / "checkpoints" / "rl_model_replay_buffer_40_steps.pkl")  # SB3's own pickle
+    fresh = algo_class("sac")("MlpPolicy", PaymentRoutingEnv(tiny), device="cpu", seed=1)
+    with pytest.raises(UntrustedModelError, match="--trust-model"):
+        continue_replay_buffer(fresh, run, 40, trust=False)
+    npz = run / "checkpoints" / "rl_model_replay_buffer_40_steps.npz"
+    assert convert(run) == [run / "checkpoints" / "rl_model_40_steps.zip", npz]
+    assert continue_replay_buffer(fresh, run, 40, trust=False) == 40
+    for key in ("observations", "next_observations", "actions", "rewards", "dones"):
+        np.testing.assert_array_equal(getattr(fresh.replay_buffer, key), getattr(sac.replay_buffer, key))
+    assert convert(run) == [run / "checkpoints" / "rl_model_40_steps.zip"]  # a converted buffer is left alone
 
 
 def test_the_convert_command_says_what_it_did_and_refuses_in_one_line(ppo_zip: Path, tmp_path: Path) -> None:

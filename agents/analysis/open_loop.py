@@ -43,6 +43,7 @@ import numpy as np
 
 from agents.deciders import Policy, PolicyError, load_policy
 from agents.evaluation import bootstrap_ci, run_policy
+from agents.model_files import TRUST_HELP
 from payroute_env import core
 from payroute_env._cli import OneLineArgumentParser, fail, run
 from payroute_env.actions import encode
@@ -156,11 +157,17 @@ class PlanPolicy(Policy):
 
 
 def plan_from_policy(
-    policy: str | Path | Policy, scenario: str | Path | Scenario, seed: int = 0, block_steps: int = 12
+    policy: str | Path | Policy,
+    scenario: str | Path | Scenario,
+    seed: int = 0,
+    block_steps: int = 12,
+    trust: bool = False,
 ) -> Plan:
-    """What ``policy`` did in the episode of ``seed``, averaged over blocks of ``block_steps`` steps."""
+    """What ``policy`` did in the episode of ``seed``, averaged over blocks of ``block_steps`` steps.
+
+    ``trust``: a model file may run code as it loads (its pickles; ``agents.model_files``)."""
     sc = load_scenario(scenario)
-    pol = load_policy(policy, sc)
+    pol = load_policy(policy, sc, trust=trust)
     timeline = run_policy(pol, sc, [seed], timeline=True).timeline
     assert timeline is not None
     admit, route = timeline["admit"], timeline["route"]  # [T, B], [T, B, 3]
@@ -422,6 +429,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes (seeds eval-seed ..)")
     p.add_argument("--eval-seed", type=int, default=1000)
     p.add_argument("--out", default=None, help="save the best plan to this .npz file")
+    p.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     return p
 
 
@@ -469,10 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sc = load_scenario(args.scenario)
         block_steps = max(1, int(round(args.block_s / sc.dt_s)))
+        closed_loop = []
         if args.init == "bound":
             init = plan_from_bound(sc, layer_s=args.block_s, capacity_factor=margin, cuts=args.bound_cuts)
         else:
-            init = plan_from_policy(args.init, sc, args.init_seed, block_steps)
+            init = plan_from_policy(args.init, sc, args.init_seed, block_steps, trust=args.trust_model)
+            # loaded afresh, as the plan's was: a policy that draws (random) starts its stream again
+            closed_loop = [(f"{args.init} (closed loop)", load_policy(args.init, sc, trust=args.trust_model))]
     except (PolicyError, ValueError, OSError) as exc:
         return fail("python -m agents.analysis.open_loop", exc)
     search_seeds = list(range(7, 7 + args.search_seeds))
@@ -509,7 +520,6 @@ def main(argv: list[str] | None = None) -> int:
         best.save(args.out)
     eval_seeds = list(range(args.eval_seed, args.eval_seed + args.episodes))
     print(f"evaluation on seeds {eval_seeds[0]}..{eval_seeds[-1]} ({sc.name}):")
-    closed_loop = [] if args.init == "bound" else [(f"{args.init} (closed loop)", load_policy(args.init, sc))]
     for label, pol in (
         *closed_loop,
         ("its open-loop plan", PlanPolicy(init)),

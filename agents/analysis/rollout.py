@@ -39,6 +39,7 @@ import numpy as np
 from agents.deciders import Policy, PolicyError, SB3Policy, load_policy
 from agents.deciders.heuristics import AdmitAll
 from agents.evaluation.stats import bootstrap_ci
+from agents.model_files import TRUST_HELP
 from payroute_env import core
 from payroute_env._cli import OneLineArgumentParser, fail, run
 from payroute_env.scenario import Scenario, load_scenario
@@ -157,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
         "--block-s", type=float, default=60.0, help="seconds between decisions, rounded to steps (default 60)"
     )
     p.add_argument("--futures", type=int, default=8, help="random futures per candidate (default 8)")
+    p.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     return p
 
 
@@ -166,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if negative:  # checked before the first (minute-long) episode runs
         return fail("python -m agents.analysis.rollout", f"--seeds must be >= 0; got {negative[0]}")
     try:
-        base = load_policy(args.base, args.scenario)
+        base = load_policy(args.base, args.scenario, trust=args.trust_model)
         results = []
         for seed in args.seeds:
             r = rollout_episode(base, args.scenario, seed, args.horizon_s, args.block_s, args.futures)

@@ -6,6 +6,7 @@ python -m agents.datasets --policy runs/ppo-double11_2013-seed0 --random-share 0
 
 from __future__ import annotations
 
+from agents.model_files import TRUST_HELP
 from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
 
 from .record import DatasetError, record_dataset
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-share", type=float, default=0.0, help="probability that a step's action is random")
     p.add_argument("--dataset-id", default=None, help="Minari id (none given: payroute/<scenario>/<policy>-v0)")
     p.add_argument("--root", default=None, help="datasets folder (none given: $MINARI_DATASETS_PATH or ~/.minari)")
-    p.add_argument("--trust-model", action="store_true", help="load a model file whose pickles run code (yours only)")
+    p.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     args = p.parse_args(argv)
     try:
         dataset = record_dataset(

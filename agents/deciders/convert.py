@@ -6,22 +6,22 @@ they load without ``--trust-model`` from then on.
 
 Each model is read the old way (its pickles run: convert only files you trust), then written back in place with
 its blueprint and its VecNormalize statistics inside (``agents.model_files.save_model``), whole or not at all.
-The ``.pkl`` files beside it are left where they are and no longer read; delete them when you like. Replay
-buffers (``.pkl``) are not converted: ``train.py --resume --trust-model`` reads one once, and the next
-checkpoint writes it as ``.npz``.
+The ``.pkl`` files beside it are left where they are and no longer read; delete them when you like. A run
+folder's pickled replay buffers (``checkpoints/rl_model_replay_buffer_<steps>_steps.pkl``) are written beside
+them as the ``.npz`` arrays that ``train.py --resume`` reads without trust.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agents.model_files import save_model
+from agents.model_files import save_model, write_replay_buffer
 from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
 
 from .policy import PolicyError
 from .trained import SB3Policy
 
-__all__ = ["convert", "main", "models_in"]
+__all__ = ["convert", "main", "models_in", "replay_buffers_in"]
 
 
 def models_in(path: Path) -> list[Path]:
@@ -35,13 +35,31 @@ def models_in(path: Path) -> list[Path]:
     return found
 
 
+def replay_buffers_in(path: Path) -> list[Path]:
+    """A run folder's pickled replay buffers not converted yet (none for a model file)."""
+    if not path.is_dir():
+        return []
+    pickled = sorted((path / "checkpoints").glob("rl_model_replay_buffer_*_steps.pkl"))
+    return [p for p in pickled if not p.with_suffix(".npz").exists()]
+
+
 def convert(path: str | Path) -> list[Path]:
-    """Rewrite every model at ``path`` (a zip or a run folder) in the format that loads without trust."""
+    """Rewrite every model at ``path`` (a zip or a run folder) in the format that loads without trust, and write
+    a run folder's pickled replay buffers as arrays; return the files written."""
+    from stable_baselines3.common.save_util import load_from_pkl  # SB3 is heavy; only a conversion needs it
+
     written = []
     for model_path in models_in(Path(path)):
         policy = SB3Policy(model_path, trust=True)
         save_model(policy.model, model_path, statistics=policy.statistics)
         written.append(model_path)
+    for pickled in replay_buffers_in(Path(path)):
+        try:
+            buffer = load_from_pkl(pickled)
+        except Exception as exc:  # noqa: BLE001 - a torn or foreign pickle: name it, convert the rest
+            raise PolicyError(f"{pickled}: not a readable replay buffer ({type(exc).__name__})") from None
+        write_replay_buffer(buffer, pickled.with_suffix(".npz"))
+        written.append(pickled.with_suffix(".npz"))
     return written
 
 
