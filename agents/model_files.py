@@ -55,6 +55,7 @@ __all__ = [
     "load_trained_model",
     "read_statistics",
     "save_model",
+    "read_pickled_replay_buffer",
     "save_replay_buffer",
     "write_replay_buffer",
     "statistics_of",
@@ -531,6 +532,14 @@ def vecnormalize_from(stats: dict[str, Any], venv: VecEnv, training: bool) -> Ve
 def save_replay_buffer(model: BaseAlgorithm, path: str | Path) -> None:
     """The model's replay buffer as ``.npz`` arrays (its arrays and counters; no objects), atomically."""
     write_replay_buffer(model.replay_buffer, path)
+
+
+def read_pickled_replay_buffer(path: str | Path) -> Any:
+    """A replay buffer SB3 pickled (``model.save_replay_buffer``): reading it runs its pickles; trusted files only."""
+    try:
+        return _attr("stable_baselines3.common.save_util", "load_from_pkl")(path)
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign pickle: one line naming the file
+        raise ModelFileError(f"{path}: not a readable replay buffer ({type(exc).__name__})") from None
 
 
 def write_replay_buffer(rb: Any, path: str | Path) -> None:

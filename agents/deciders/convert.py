@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.model_files import save_model, write_replay_buffer
+from agents.model_files import ModelFileError, read_pickled_replay_buffer, save_model, write_replay_buffer
 from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
 
 from .policy import PolicyError
@@ -46,8 +46,6 @@ def replay_buffers_in(path: Path) -> list[Path]:
 def convert(path: str | Path) -> list[Path]:
     """Rewrite every model at ``path`` (a zip or a run folder) in the format that loads without trust, and write
     a run folder's pickled replay buffers as arrays; return the files written."""
-    from stable_baselines3.common.save_util import load_from_pkl  # SB3 is heavy; only a conversion needs it
-
     written = []
     for model_path in models_in(Path(path)):
         policy = SB3Policy(model_path, trust=True)
@@ -55,9 +53,9 @@ def convert(path: str | Path) -> list[Path]:
         written.append(model_path)
     for pickled in replay_buffers_in(Path(path)):
         try:
-            buffer = load_from_pkl(pickled)
-        except Exception as exc:  # noqa: BLE001 - a torn or foreign pickle: name it, convert the rest
-            raise PolicyError(f"{pickled}: not a readable replay buffer ({type(exc).__name__})") from None
+            buffer = read_pickled_replay_buffer(pickled)
+        except ModelFileError as exc:
+            raise PolicyError(str(exc)) from None
         write_replay_buffer(buffer, pickled.with_suffix(".npz"))
         written.append(pickled.with_suffix(".npz"))
     return written
