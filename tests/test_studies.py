@@ -70,6 +70,8 @@ def test_the_paper_study_runs_every_algorithm_on_every_world_with_five_seeds() -
         ("evaluate.episodes", 1.5, "evaluate.episodes = 1.5"),
         ("train.colour", "red", "unknown field train.'colour'"),
         ("name", "a/b", "name = 'a/b'"),
+        ("search.searcher", "hyperband", "search.searcher = 'hyperband'; choose from random, optuna"),
+        ("search", {"searcher": "optuna", "grid": {"gamma": [0.9]}}, "searches search.sample"),
     ],
 )
 def test_a_bad_study_is_refused_naming_the_field(path: str, value: object, message: str) -> None:
@@ -170,3 +172,22 @@ def test_a_two_trial_study_runs_on_local_ray_and_resumes_without_rerunning(tmp_p
     capsys.readouterr()
     assert main([str(other), "--out", str(out), "--resume"]) == 2
     assert "differs from the study" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_optuna_search_picks_one_setting_that_every_seed_then_trains(tmp_path: Path) -> None:
+    study = changed("search", {"searcher": "optuna", "samples": 2,
+                               "sample": {"learning_rate": {"loguniform": [1e-4, 1e-3]}}})  # fmt: skip
+    study["train"]["seeds"] = [0, 1]
+    (tmp_path / "optuna.yml").write_text(yaml.safe_dump(study))
+    assert load_study(tmp_path / "optuna.yml").trials == 2 + 2
+    assert main([str(tmp_path / "optuna.yml"), "--out", str(tmp_path / "studies")]) == 0
+    folder = tmp_path / "studies" / "tiny"
+    result = json.loads((folder / "study.json").read_text())
+    (choice,) = result["study"]["optuna_choices"]
+    assert choice["algorithm"] == "ppo" and 1e-4 <= choice["learning_rate"] <= 1e-3
+    searched = sorted(folder.glob("search_runs/*/ppo-steady-seed0/model.zip"))
+    assert len(searched) == 2  # two Optuna trials, on the first seed, never on the worlds' episodes
+    (label,) = [name for name in result["worlds"]["steady"]["policies"] if name.startswith("ppo")]
+    assert result["worlds"]["steady"]["policies"][label]["runs"] == 2  # the choice, on both seeds
+    assert f"{choice['learning_rate']:.3g}" in label

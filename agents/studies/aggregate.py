@@ -113,7 +113,7 @@ def _profile(scores: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Share of runs x episodes failing at most tau of their payments, for tau over the observed range."""
     low = min(float(m.min()) for m in scores.values())
     high = max(float(m.max()) for m in scores.values())
-    taus = np.linspace(low, high, 41)
+    taus = np.linspace(low, high, 201)
     # rliable counts scores above tau: a failed rate at most tau is a negated rate above -tau (a hair below it)
     profiles, _ = rly.create_performance_profile({k: -v for k, v in scores.items()}, -taus - 1e-12, reps=1)
     return {"tau": taus.tolist(), "share": {k: np.asarray(v).tolist() for k, v in profiles.items()}}

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import numpy as np
 import ray
 from ray import tune
+from ray.tune.search.optuna import OptunaSearch
 
 from agents.deciders import HEURISTICS
 from agents.evaluation import evaluate_policies
@@ -35,15 +36,16 @@ from .trial import run_trial
 __all__ = ["connect", "run_study", "trial_points", "trial_settings"]
 
 
-def trial_points(spec: StudySpec) -> list[dict[str, Any]]:
+def trial_points(spec: StudySpec, chosen: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every trial of the study: algorithms x scenarios x grid points x sampled points x seeds.
 
     The sampled settings are drawn here, once per sample (from the study's own seeded generator), and every
-    seed trains the same draw: a policy's runs differ by their seed only.
+    seed trains the same draw: a policy's runs differ by their seed only. ``chosen`` (an Optuna search's
+    result, per algorithm and scenario) replaces the draws by one choice each.
     """
     rng = np.random.default_rng(spec.search.seed)
     draws = []
-    for _ in range(spec.search.samples):
+    for _ in range(spec.search.samples if chosen is None else 0):
         draw = {}
         for key, (sampler, args) in spec.search.sample.items():
             if sampler == "choice":
@@ -58,8 +60,10 @@ def trial_points(spec: StudySpec) -> list[dict[str, Any]]:
     ]
     points = []
     for algorithm, scenario, fixed, drawn, seed in itertools.product(
-        spec.algorithms, spec.scenarios, grid, draws, spec.seeds
+        spec.algorithms, spec.scenarios, grid, draws or [{}], spec.seeds
     ):
+        if chosen is not None:
+            drawn = chosen[(algorithm, scenario)]
         searched = {**fixed, **drawn}
         label = algorithm + (f"@{scenario}" if len(spec.scenarios) > 1 else "")
         if searched:
@@ -119,56 +123,36 @@ def run_study(
 ) -> tuple[dict[str, Any], list[Path]]:
     """Run (or with ``resume`` continue) ``spec``'s trials and write its aggregate into ``out/<name>/``.
 
-    Returns the aggregate (``agents.studies.aggregate``) and the files written.
+    With ``search.searcher: optuna`` an Optuna search (Tune's ``OptunaSearch``) first picks, per algorithm and
+    scenario, the sampled settings with the lowest failed-payment rate on train.py's own table (the first seed,
+    ``search.samples`` trials); then every seed trains that choice. Returns the aggregate and the files written.
     """
     folder = Path(out).resolve() / spec.name
-    trials_dir = folder / "trials"
-    if trials_dir.exists() and not resume:
-        raise StudyError(f"{folder} holds a study already: pass --resume to continue it, or another --out")
-    if resume and not tune.Tuner.can_restore(str(trials_dir)):
-        raise StudyError(f"--resume: {folder} holds no study to continue")
     recorded = folder / "spec.json"
+    if recorded.exists() and not resume:
+        raise StudyError(f"{folder} holds a study already: pass --resume to continue it, or another --out")
+    if resume and not recorded.exists():
+        raise StudyError(f"--resume: {folder} holds no study to continue")
     settings = {k: v for k, v in dataclasses.asdict(spec).items() if k != "source"}
     if resume:  # the same study, or the finished trials would be mixed with another study's
-        before = json.loads(recorded.read_text(encoding="utf-8")) if recorded.exists() else {}
+        before = json.loads(recorded.read_text(encoding="utf-8"))
         changed = sorted(k for k in settings if json.dumps(settings[k]) != json.dumps(before.get(k)))
         if changed:
             raise StudyError(f"--resume: {spec.source} differs from the study in {folder} ({', '.join(changed)})")
     connect(address)
     folder.mkdir(parents=True, exist_ok=True)
     recorded.write_text(json.dumps(settings, indent=1), encoding="utf-8")
-
-    runs = folder / "runs"  # train.py run folders, one tree (tensorboard --logdir <study>/runs)
-
-    def trainable(config: dict[str, Any]) -> None:
-        point = config["trial"]
-        tune.report(run_trial(trial_settings(point, spec), runs / slug(point["label"])))
-
-    resources = tune.with_resources(trainable, {"cpu": 1})
-    if resume:
-        tuner = tune.Tuner.restore(str(trials_dir), resources, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            resources,
-            param_space={"trial": tune.grid_search(trial_points(spec))},
-            tune_config=tune.TuneConfig(
-                metric="failed_payment_rate",
-                mode="min",
-                trial_name_creator=_trial_name,
-                trial_dirname_creator=_trial_name,
-            ),
-            run_config=tune.RunConfig(
-                name="trials",
-                storage_path=str(folder),
-                verbose=1,
-                failure_config=tune.FailureConfig(fail_fast=True),
-                sync_config=tune.SyncConfig(sync_artifacts=False),  # the runs are written where they stay
-            ),
-        )
-    grid = tuner.fit()
-    errors = [r.error for r in grid if r.error is not None]
-    if errors:
-        raise StudyError(f"{len(errors)} trial(s) failed; the first: {' '.join(str(errors[0]).split())[:300]}")
+    chosen = _optuna_choices(spec, folder) if spec.search.searcher == "optuna" else None
+    grid = _fit(
+        folder / "trials",
+        lambda: tune.Tuner(
+            _with_runs(spec, folder / "runs"),
+            param_space={"trial": tune.grid_search(trial_points(spec, chosen))},
+            tune_config=_tune_config(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            run_config=_run_config(folder, "trials"),
+        ),
+        _with_runs(spec, folder / "runs"),
+    )
     trained: dict[str, dict[str, list[list[float]]]] = {}
     for result in grid:
         label = result.config["trial"]["label"]
@@ -184,6 +168,82 @@ def run_study(
     matrices = {w: {k: np.asarray(v) for k, v in by_label.items()} for w, by_label in trained.items()}
     result = aggregate(matrices, heuristics, bounds)
     result["study"] = {"name": spec.name, "source": spec.source, "trials": len(grid), "worlds": list(spec.worlds)}
+    if chosen is not None:
+        result["study"]["optuna_choices"] = [{"algorithm": a, "scenario": c, **v} for (a, c), v in chosen.items()]
     files = write_aggregate(result, folder)
     print(markdown_table(result))
     return result, files
+
+
+def _with_runs(spec: StudySpec, runs: Path) -> Any:
+    """The trainable Tune runs: one trial, its train.py run in ``runs/<label>/`` (one TensorBoard tree)."""
+
+    def trainable(config: dict[str, Any]) -> None:
+        point = config["trial"]
+        tune.report(run_trial(trial_settings(point, spec), runs / slug(point["label"])))
+
+    return tune.with_resources(trainable, {"cpu": 1})
+
+
+def _tune_config(**kwargs: Any) -> Any:
+    return tune.TuneConfig(metric="failed_payment_rate", mode="min", **kwargs)
+
+
+def _run_config(folder: Path, name: str) -> Any:
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(folder),
+        verbose=1,
+        failure_config=tune.FailureConfig(fail_fast=True),
+        sync_config=tune.SyncConfig(sync_artifacts=False),  # the runs are written where they stay
+    )
+
+
+def _fit(path: Path, new_tuner: Any, trainable: Any) -> Any:
+    """Fit the experiment at ``path``: restored if it was started (finished trials stay), else ``new_tuner()``."""
+    if tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
+    else:
+        tuner = new_tuner()
+    grid = tuner.fit()
+    errors = [r.error for r in grid if r.error is not None]
+    if errors:
+        raise StudyError(f"{len(errors)} trial(s) failed; the first: {' '.join(str(errors[0]).split())[:300]}")
+    return grid
+
+
+def _optuna_choices(spec: StudySpec, folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (algorithm, scenario), the sampled settings an Optuna search found best on the first seed."""
+    samplers = {"loguniform": tune.loguniform, "uniform": tune.uniform}
+    chosen = {}
+    for algorithm, scenario in itertools.product(spec.algorithms, spec.scenarios):
+        name = f"search-{slug(algorithm)}-{slug(scenario)}"
+        space = {
+            key: tune.choice(args) if sampler == "choice" else samplers[sampler](*args)
+            for key, (sampler, args) in spec.search.sample.items()
+        }
+
+        def trainable(config: dict[str, Any], algorithm: str = algorithm, scenario: str = scenario) -> None:
+            searched = {key: config[key] for key in spec.search.sample}
+            label = f"{algorithm}-search[{','.join(f'{k}={_short(v)}' for k, v in sorted(searched.items()))}]"
+            point = {"label": label, "algorithm": algorithm, "scenario": scenario, "seed": spec.seeds[0],
+                     "searched": searched}  # fmt: skip
+            settings = {**trial_settings(point, spec), "worlds": []}  # the worlds' episodes stay unseen
+            tune.report(run_trial(settings, folder / "search_runs" / slug(label)))
+
+        resources = tune.with_resources(trainable, {"cpu": 1})
+        grid = _fit(
+            folder / name,
+            lambda space=space, resources=resources, name=name: tune.Tuner(
+                resources,
+                param_space=space,
+                tune_config=_tune_config(
+                    search_alg=OptunaSearch(seed=spec.search.seed), num_samples=spec.search.samples
+                ),
+                run_config=_run_config(folder, name),
+            ),
+            resources,
+        )
+        best = grid.get_best_result(metric="failed_payment_rate", mode="min")
+        chosen[(algorithm, scenario)] = {key: best.config[key] for key in spec.search.sample}
+    return chosen

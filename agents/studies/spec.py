@@ -17,6 +17,9 @@ A study is a YAML file (``agents/studies/quick.yml`` is the smallest)::
         learning_rate: {loguniform: [1.0e-4, 1.0e-3]}
       samples: 2                      # draws of the sampled space (per point of the grid), each on every seed
       seed: 0                         # of the draws
+      searcher: random                # or optuna: Tune's OptunaSearch picks one draw per algorithm and scenario
+                                      # (samples trials on the first seed, scored on train.py's table; no grid),
+                                      # then every seed trains that choice
     evaluate:
       worlds: [double11_2013, steady] # every trained agent, every heuristic and the fluid bound on each
       episodes: 5
@@ -45,7 +48,8 @@ RESIDUAL_HEURISTIC = "success_rate_router"
 SAMPLERS = ("loguniform", "uniform", "choice")
 TOP_LEVEL = ("name", "description", "algorithms", "train", "search", "evaluate")
 TRAIN_KEYS = ("scenarios", "seeds", "timesteps", "n_envs", "eval_episodes", "hyperparams")
-SEARCH_KEYS = ("grid", "sample", "samples", "seed")
+SEARCH_KEYS = ("grid", "sample", "samples", "seed", "searcher")
+SEARCHERS = ("random", "optuna")
 EVALUATE_KEYS = ("worlds", "episodes", "seed")
 
 
@@ -60,7 +64,8 @@ class SearchSpace:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     sample: dict[str, tuple[str, list[Any]]] = field(default_factory=dict)  # key -> (sampler, its arguments)
     samples: int = 1
-    seed: int = 0  # of the draws
+    seed: int = 0  # of the draws (and of Optuna's sampler)
+    searcher: str = "random"  # random: every draw on every seed; optuna: a search, then its choice on every seed
 
 
 @dataclass(frozen=True)
@@ -84,9 +89,13 @@ class StudySpec:
 
     @property
     def trials(self) -> int:
-        """Trials the study runs: algorithms x scenarios x seeds x grid points x samples."""
+        """Trials the study runs: algorithms x scenarios x seeds x grid points x samples; with Optuna, the
+        search's samples per algorithm and scenario, then its choice on every seed."""
+        pairs = len(self.algorithms) * len(self.scenarios)
+        if self.search.searcher == "optuna":
+            return pairs * (self.search.samples + len(self.seeds))
         grid = math.prod(len(values) for values in self.search.grid.values())
-        return len(self.algorithms) * len(self.scenarios) * len(self.seeds) * grid * self.search.samples
+        return pairs * len(self.seeds) * grid * self.search.samples
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -193,7 +202,14 @@ def _search(data: Any, bad: Any) -> SearchSpace:
     if samples > 1 and not draws:
         raise bad(f"search.samples = {samples}: without search.sample every sample would train the same settings")
     seed = _whole(table.get("seed", 0), "search.seed", 0, bad)
-    return SearchSpace(grid={k: list(v) for k, v in grid.items()}, sample=draws, samples=samples, seed=seed)
+    searcher = table.get("searcher", "random")
+    if searcher not in SEARCHERS:
+        raise bad(f"search.searcher = {searcher!r}; choose from {', '.join(SEARCHERS)}")
+    if searcher == "optuna" and (grid or not draws):
+        raise bad("search.searcher = 'optuna' searches search.sample (which must not be empty), not search.grid")
+    return SearchSpace(
+        grid={k: list(v) for k, v in grid.items()}, sample=draws, samples=samples, seed=seed, searcher=searcher
+    )
 
 
 def _table(data: Any, where: str, allowed: tuple[str, ...], bad: Any) -> dict[str, Any]:
