@@ -96,13 +96,7 @@ def _short(value: Any) -> str:
 
 def connect(address: str | None) -> None:
     """Start local Ray (``None``) or join the cluster at ``address``; an unreachable one is a ``StudyError``."""
-    if ray.is_initialized():
-        return
-    if address is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        return
-    if address != "auto":  # a host:port or ray://host:port: reachable at all? (Ray itself retries for minutes)
+    if address not in (None, "auto"):  # a host:port or ray://host:port: reachable? (Ray retries for minutes)
         parsed = urlparse(address if "://" in address else f"tcp://{address}")
         if not parsed.hostname or not parsed.port:
             raise StudyError(f"--address {address!r}: expected auto, host:port or ray://host:port")
@@ -110,6 +104,12 @@ def connect(address: str | None) -> None:
             socket.create_connection((parsed.hostname, parsed.port), timeout=5).close()
         except OSError as exc:
             raise StudyError(f"--address {address}: cannot reach it ({exc.strerror or exc})") from None
+    if ray.is_initialized():  # a notebook's (or an earlier study's) Ray
+        return
+    if address is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return
     try:  # the repository travels to the cluster's workers (they may not have payroute installed)
         root = Path(__file__).resolve().parents[2]
         runtime_env = {"working_dir": str(root), "excludes": ["runs/", "studies/", "results/", ".venv*/", ".git/"]}
