@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from rliable import metrics
 
 from agents.studies import StudyError, load_study
 from agents.studies.__main__ import main
-from agents.studies.aggregate import aggregate, markdown_table
+from agents.studies.aggregate import aggregate, markdown_table, probability_of_improvement
 from agents.studies.run import trial_points, trial_settings
 from agents.studies.spec import study_from_dict
 from agents.studies.trial import train_command, trial_request
@@ -140,6 +141,15 @@ def test_the_aggregate_matches_a_direct_computation() -> None:
     assert "| **router** (best heuristic) | 1 x 4 |" in markdown_table(result)
     shares = entry["profile"]["share"]["ppo"]
     assert shares[0] == pytest.approx(1 / 8) and shares[-1] == 1.0  # at most the smallest, at most the largest
+
+
+@pytest.mark.parametrize("runs", [(1, 1), (3, 1), (1, 4), (5, 3)])
+def test_the_fast_probability_of_improvement_is_rliables(runs: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(runs))
+    for trial in range(20):  # coarse values so that ties (which count half) occur often
+        x = rng.integers(0, 4, size=(runs[0], 6)) / 4
+        y = x.copy() if trial == 0 else rng.integers(0, 4, size=(runs[1], 6)) / 4
+        assert probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
 
 
 @pytest.mark.slow

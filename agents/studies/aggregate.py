@@ -39,7 +39,7 @@ from rliable import metrics  # noqa: E402
 
 from agents.evaluation.stats import paired_comparison  # noqa: E402
 
-__all__ = ["aggregate", "markdown_table", "write_aggregate"]
+__all__ = ["aggregate", "markdown_table", "probability_of_improvement", "write_aggregate"]
 
 BOOTSTRAP_REPS = 2000  # rliable's default is 50,000; 2,000 keep the intervals' ends within a few per mille
 CSV_COLUMNS = ("world", "policy", "kind", "runs", "episodes", "iqm", "iqm_low", "iqm_high", "mean",
@@ -84,7 +84,7 @@ def _aggregate(
         )
         pairs = {name: (_paid(scores[name]), _paid(scores[best])) for name in scores if name != best}
         improvement, improvement_ci = rly.get_interval_estimates(
-            pairs, metrics.probability_of_improvement, reps=BOOTSTRAP_REPS, random_state=state
+            pairs, probability_of_improvement, reps=BOOTSTRAP_REPS, random_state=state
         )
         best_mean, bound = float(scores[best].mean()), float(bounds[world])
         rows = {}
@@ -107,6 +107,18 @@ def _aggregate(
         out["worlds"][world] = {"best_heuristic": best, "fluid_bound": bound, "policies": rows}
         out["worlds"][world]["profile"] = _profile(scores)
     return out
+
+
+def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """rliable's ``metrics.probability_of_improvement`` (the Mann-Whitney U statistic per task over
+    ``runs_x * runs_y``, averaged over tasks), computed for all tasks at once.
+
+    rliable calls ``scipy.stats.mannwhitneyu`` once per task and bootstrap replicate: about 0.1 ms each, so a
+    study of 6 worlds x 20 episodes x 2,000 replicates x 8 policies took tens of minutes. U counts the pairs in
+    which x is greater plus half the ties, which is what this counts; a test checks the two agree."""
+    greater = (scores_x[:, None, :] > scores_y[None, :, :]).mean(axis=(0, 1))
+    ties = (scores_x[:, None, :] == scores_y[None, :, :]).mean(axis=(0, 1))
+    return float(np.mean(greater + 0.5 * ties))
 
 
 def _profile(scores: Mapping[str, np.ndarray]) -> dict[str, Any]:

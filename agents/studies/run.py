@@ -154,7 +154,9 @@ def run_study(
         _with_runs(spec, folder / "runs"),
     )
     trained: dict[str, dict[str, list[list[float]]]] = {}
-    for result in grid:
+    # Tune lists the trials in the order they finished (which a resumed study changes): sort by seed so that a
+    # policy's runs are rows in one order and the aggregate is the same however the trials were scheduled
+    for result in sorted(grid, key=lambda r: (r.config["trial"]["label"], r.config["trial"]["seed"])):
         label = result.config["trial"]["label"]
         for world, rates in result.metrics["worlds"].items():
             trained.setdefault(world, {}).setdefault(label, []).append(list(rates))
