@@ -35,6 +35,8 @@ from .trial import run_trial
 
 __all__ = ["connect", "run_study", "trial_points", "trial_settings"]
 
+REPORT_EVERY_S = 60  # the status table's period (and once at the end)
+
 
 def trial_points(spec: StudySpec, chosen: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every trial of the study: algorithms x scenarios x grid points x sampled points x seeds.
@@ -195,7 +197,13 @@ def _run_config(folder: Path, name: str) -> Any:
     return tune.RunConfig(
         name=name,
         storage_path=str(folder),
-        verbose=1,
+        verbose=1,  # the study's status table only, not each trial's config and result
+        progress_reporter=tune.CLIReporter(
+            metric_columns={"failed_payment_rate": "failed", "time_total_s": "seconds"},
+            parameter_columns=[],  # the trial's name says its algorithm, settings and seed
+            max_report_frequency=REPORT_EVERY_S,
+            print_intermediate_tables=False,
+        ),
         failure_config=tune.FailureConfig(fail_fast=True),
         sync_config=tune.SyncConfig(sync_artifacts=False),  # the runs are written where they stay
     )
@@ -203,11 +211,19 @@ def _run_config(folder: Path, name: str) -> Any:
 
 def _fit(path: Path, new_tuner: Any, trainable: Any) -> Any:
     """Fit the experiment at ``path``: restored if it was started (finished trials stay), else ``new_tuner()``."""
-    if tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
-    else:
-        tuner = new_tuner()
-    grid = tuner.fit()
+    # Tune's newer console output prints every trial's config and result as tables (25 lines a trial);
+    # its CLIReporter (the output Ray client connections use anyway) prints the study's status once a minute
+    engine = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = engine if engine is not None else "0"
+    try:
+        if tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
+        else:
+            tuner = new_tuner()
+        grid = tuner.fit()
+    finally:
+        if engine is None:
+            del os.environ["RAY_AIR_NEW_OUTPUT"]
     errors = [r.error for r in grid if r.error is not None]
     if errors:
         raise StudyError(f"{len(errors)} trial(s) failed; the first: {' '.join(str(errors[0]).split())[:300]}")
