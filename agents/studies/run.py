@@ -35,6 +35,7 @@ from .trial import run_trial
 
 __all__ = ["connect", "run_study", "trial_points", "trial_settings"]
 
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where ray start --head keeps its authentication token
 REPORT_EVERY_S = 60  # the status table's period (and once at the end)
 
 
@@ -117,7 +118,12 @@ def connect(address: str | None) -> None:
         runtime_env = {"working_dir": str(root), "excludes": ["runs/", "studies/", "results/", ".venv*/", ".git/"]}
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise StudyError(f"--address {address}: {' '.join(str(exc).split())[:300]}") from None
+        hint = ""
+        if address.startswith("ray://") and "RAY_AUTH_MODE" not in os.environ and TOKEN_FILE.exists():
+            # ray start --head turns token authentication on when ~/.ray/auth_token exists, but a Ray client
+            # sends the token only when told to (ray-project/ray#64755): its connection then times out
+            hint = " (if the cluster uses token authentication, run with RAY_AUTH_MODE=token)"
+        raise StudyError(f"--address {address}: {' '.join(str(exc).split())[:300]}{hint}") from None
 
 
 def run_study(
