@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from rliable import metrics
 
-from agents.studies import StudyError, load_study
+from agents.studies import StudyError, load_study, run
 from agents.studies.__main__ import main
 from agents.studies.aggregate import aggregate, markdown_table, probability_of_improvement
 from agents.studies.run import trial_points, trial_settings
@@ -99,6 +100,34 @@ def test_the_command_refuses_bad_input_in_one_line_before_any_trial(tmp_path: Pa
         assert len(err.splitlines()) == 1 and err.startswith("python -m agents.studies: error:"), err
         assert message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_client_that_times_out_with_a_local_token_file_is_told_about_token_authentication(
+    tmp_path: Path, monkeypatch
+) -> None:
+    def timed_out(**kwargs: object) -> None:
+        raise ConnectionError("ray client connection timeout")
+
+    listener = socket.create_server(("127.0.0.1", 0))  # the reachability check passes; Ray's client "times out"
+    address = f"ray://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setattr(run.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(run.ray, "init", timed_out)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    try:
+        monkeypatch.setattr(run, "TOKEN_FILE", tmp_path / "auth_token")  # no token here: no hint
+        with pytest.raises(StudyError) as err:
+            run.connect(address)
+        assert str(err.value) == f"--address {address}: ray client connection timeout"
+        (tmp_path / "auth_token").write_text("secret")
+        with pytest.raises(StudyError) as err:
+            run.connect(address)
+        assert str(err.value).endswith("(if the cluster uses token authentication, run with RAY_AUTH_MODE=token)")
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")  # told already: the error stays Ray's
+        with pytest.raises(StudyError) as err:
+            run.connect(address)
+        assert "RAY_AUTH_MODE" not in str(err.value)
+    finally:
+        listener.close()
 
 
 def test_every_seed_trains_the_same_draw_and_a_trial_is_a_train_py_command() -> None:
