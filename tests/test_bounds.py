@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import numpy as np
@@ -206,17 +207,22 @@ def test_more_capacity_never_raises_the_bound() -> None:
     assert hi.lost < lo.lost
 
 
+@functools.cache
+def plain_and_cut_bounds(scenario: str) -> tuple[Any, Any]:
+    """A built-in scenario's bound without and with both cuts (the slow LPs, solved once for the tests below)."""
+    return fluid_bound(scenario), fluid_bound(scenario, no_collapse=True, bank_throttle=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", BUILTIN_SCENARIOS)
 def test_bound_below_evaluated_heuristics(scenario: str) -> None:
     seeds = [7, 8]
-    bound = fluid_bound(scenario)
+    bound, cut = plain_and_cut_bounds(scenario)
     assert bound.status and 0.0 < bound.failed_payment_rate < 1.0
     # the plan's own bookkeeping: every expected intent is paid, lost or still pending at the end
     assert bound.succeeded > 0 and bound.pending >= -1e-6 * bound.arrived
     assert bound.lost + bound.succeeded + bound.pending == pytest.approx(bound.arrived, rel=1e-6)
     # with the cuts, the bound speaks for policies that never collapse a bank: check it against those
-    cut = fluid_bound(scenario, no_collapse=True, bank_throttle=True)
     assert cut.failed_payment_rate >= bound.failed_payment_rate - 1e-9
     for name in ("admit_all", "aimd", "success_rate_router"):
         result = run_policy(load_policy(name, scenario), scenario, seeds, timeline=False)
@@ -306,8 +312,7 @@ def test_bank_throttle_ties_the_pools_of_a_bank() -> None:
 
 @pytest.mark.slow
 def test_cuts_only_raise_the_bound_on_double11_2013() -> None:
-    plain = fluid_bound("double11_2013")
-    cut = fluid_bound("double11_2013", no_collapse=True, bank_throttle=True)
+    plain, cut = plain_and_cut_bounds("double11_2013")
     assert plain.failed_payment_rate <= cut.failed_payment_rate <= plain.failed_payment_rate + 0.005
     assert cut.n_variables == plain.n_variables + cut.lane_admitted.shape[0] * 8  # one stress per server and layer
 

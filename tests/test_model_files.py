@@ -251,11 +251,13 @@ def test_a_pickled_replay_buffer_converts_to_arrays_that_resume_without_trust(ti
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    sac = algo_class("sac")("MlpPolicy", PaymentRoutingEnv(tiny), learning_starts=10, device="cpu", seed=0)
+    sac = algo_class("sac")(
+        "MlpPolicy", PaymentRoutingEnv(tiny), learning_starts=10, buffer_size=64, device="cpu", seed=0
+    )  # a small buffer: SB3 allocates (and pickles) all of it
     sac.learn(40)
     sac.save(run / "checkpoints" / "rl_model_40_steps.zip")
     sac.save_replay_buffer(run / "checkpoints" / "rl_model_replay_buffer_40_steps.pkl")  # SB3's own pickle
-    fresh = algo_class("sac")("MlpPolicy", PaymentRoutingEnv(tiny), device="cpu", seed=1)
+    fresh = algo_class("sac")("MlpPolicy", PaymentRoutingEnv(tiny), buffer_size=64, device="cpu", seed=1)
     with pytest.raises(UntrustedModelError, match="--trust-model"):
         continue_replay_buffer(fresh, run, 40, trust=False)
     npz = run / "checkpoints" / "rl_model_replay_buffer_40_steps.npz"

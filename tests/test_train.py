@@ -654,7 +654,7 @@ def test_td3_explores_with_the_configured_action_noise(tiny: str, tmp_path: Path
 
     out = tmp_path / "runs"
     argv = ["--algo", "td3", "--scenario", tiny, "--timesteps", "64", "--n-envs", "2", "--out", str(out)]
-    hp = ["learning_starts=32", "batch_size=16", "noise_std=0.3"]
+    hp = ["learning_starts=32", "batch_size=16", "noise_std=0.3", "buffer_size=256"]
     assert train.main(argv + FAST + ["--hyperparams", *hp]) == 0
     run = out / "td3-tiny-seed0"
     assert json.loads((run / "config.json").read_text())["noise_type"] == "normal"
