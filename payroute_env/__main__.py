@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ScenarioError, ValueError) as exc:
         return fail("python -m payroute_env", exc)
     action = np.tile(actions.status_quo("continuous", sim.n_banks), (sim.num_envs, 1))
-    frame_step = round((args.frame_at_s - sim.scenario.start_s) / sim.scenario.dt_s)
+    first_s, last_s = sim.scenario.start_s + sim.scenario.dt_s, sim.scenario.end_s
+    in_night = first_s - sim.scenario.dt_s / 2 <= args.frame_at_s < last_s + sim.scenario.dt_s / 2  # False for NaN
+    frame_step = round((args.frame_at_s - sim.scenario.start_s) / sim.scenario.dt_s) if in_night else 0
     if args.frame is not None and not 1 <= frame_step <= sim.params.n_steps:
-        first, last = sim.scenario.start_s + sim.scenario.dt_s, sim.scenario.end_s
-        night = f"{first:g} to {last:g} s"
+        night = f"{first_s:g} to {last_s:g} s"
         return fail("python -m payroute_env", f"--frame-at-s {args.frame_at_s:g} is outside the night ({night})")
     timelines = render.FailedRateTimelines(sim.num_envs, sim.params.n_steps)
     for step in range(1, sim.params.n_steps + 1):
@@ -65,4 +66,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, "python -m payroute_env")

@@ -2,7 +2,7 @@
 
 ``OneLineArgumentParser`` for bad arguments, ``fail`` for bad input found later (a missing file, a scenario
 that does not validate), ``one_line`` to fold a library's multi-line message into that line; ``run`` calls a
-front end's ``main`` so that a closed pipe (``... | head``) ends it quietly.
+front end's ``main`` so that a closed pipe (``... | head``) ends it quietly and a file it cannot use in one line.
 """
 
 from __future__ import annotations
@@ -51,8 +51,12 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def run(main: Callable[[], int]) -> NoReturn:
-    """Exit with ``main()``'s status; if the reader of stdout went away (``| head``), exit 141 without a traceback."""
+def run(main: Callable[[], int], prog: str) -> NoReturn:
+    """Exit with ``main()``'s status; if the reader of stdout went away (``| head``), exit 141 without a traceback.
+
+    A file the command cannot read or write (a name too long for the file system, a folder without permission,
+    a full disk) ends it with one line naming the file, whichever path led there.
+    """
     try:
         status = main()
         sys.stdout.flush()  # surface a closed pipe here, not at interpreter shutdown
@@ -60,4 +64,7 @@ def run(main: Callable[[], int]) -> NoReturn:
         # Python's own advice: point stdout at devnull so the flush at shutdown cannot raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = EXIT_BROKEN_PIPE
+    except OSError as exc:  # after BrokenPipeError, which is one
+        name = exc.filename if exc.filename is not None else "a file"
+        status = fail(prog, f"cannot use {one_line(name, limit=120)}: {exc.strerror or one_line(exc)}")
     raise SystemExit(status)

@@ -127,5 +127,22 @@ def test_the_status_quo_command_saves_a_frame_as_png(tmp_path: Path) -> None:
         sim.step(status_quo("continuous", 6)[None])
         frame = timelines.frame(sim.params, sim.state, 0)
     assert np.array_equal(pixels, np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1))
-    late = subprocess.run(command[:-1] + ["1e9"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert late.returncode == 2 and "outside the night" in late.stderr and len(late.stderr.splitlines()) == 1
+    for outside in ("1e9", "nan", "inf"):  # NaN and inf once were a traceback (rounded to an integer step)
+        late = subprocess.run(command[:-1] + [outside], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert late.returncode == 2 and len(late.stderr.splitlines()) == 1, late.stderr
+        assert f"--frame-at-s {float(outside):g} is outside the night (5 to 1800 s)" in late.stderr
+
+
+FAST_NAMES = [name for name in COMMANDS if name != "train.py"]
+
+
+@pytest.mark.parametrize("name", FAST_NAMES)
+def test_a_path_too_long_for_the_file_system_is_one_line_not_a_traceback(name: str) -> None:
+    """Python 3.11's ``Path.exists()`` raises on ENAMETOOLONG: every command's runner turns any file it cannot
+    use into one line naming it (found by fuzzing every flag of every command)."""
+    too_long = "x" * 300
+    flag = {"python -m agents.datasets": "--policy", "evaluate.py": "--policies"}.get(name, "--scenario")
+    proc = subprocess.run(COMMANDS[name] + [flag, too_long], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: error: ") and "File name too long" in lines[0], lines
