@@ -91,6 +91,7 @@ def test_the_command_line_records_and_refuses_in_one_line(tiny: str, datasets: P
         (["--policy", "nope"], "unknown policy 'nope'"),
         (["--scenario", "nowhere"], "nowhere"),
         (["--dataset-id", "a b"], "--dataset-id must read"),
+        (["--dataset-id", "payroute/no-version"], "--dataset-id must read"),  # Minari raised a TypeError
     ]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()

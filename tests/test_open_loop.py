@@ -252,3 +252,13 @@ def test_cli_bad_input_exits_2(argv: list[str], message: str, capsys: pytest.Cap
     assert open_loop.main(["--scenario", "steady", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_block_longer_than_the_night_is_one_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--block-s 1e308`` was a numpy casting traceback (found by fuzzing every flag); it is the whole night."""
+    out = tmp_path / "plan.npz"
+    argv = ["--scenario", "steady", "--init", "admit_all", "--block-s", "1e308", "--iterations", "1",
+            "--population", "2", "--search-seeds", "1", "--episodes", "1", "--out", str(out)]  # fmt: skip
+    assert open_loop.main(argv) == 0, capsys.readouterr().err
+    plan = Plan.load(out)
+    assert plan.block_steps == load_scenario("steady").n_steps and plan.controls.shape[0] == 1

@@ -70,3 +70,6 @@ def test_cli(tiny: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert rollout.main(["--scenario", tiny, "--base", "success_rate_router"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("python -m agents.analysis.rollout: error:") and "memoryless" in err[0]
+    assert rollout.main([*argv, "--futures", str(10**19)]) == 2  # was an OverflowError from numpy's repeat
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "futures in the lookahead" in err[0] and err[0].endswith("lower --futures"), err

@@ -87,9 +87,12 @@ def test_the_command_refuses_bad_input_in_one_line_before_any_trial(tmp_path: Pa
     bad.write_text(yaml.safe_dump(changed("algorithms", ["muzero"])))
     good = tmp_path / "tiny.yml"
     good.write_text(yaml.safe_dump(TINY))
+    png = tmp_path / "frame.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
     for argv, message in (
         ([str(bad)], "unknown algorithm 'muzero'"),
         ([str(tmp_path / "missing.yml")], "cannot read the study file"),
+        ([str(png)], "not a text file (a study file is UTF-8 YAML)"),  # was a UnicodeDecodeError
         ([str(good), "--address", "127.0.0.1:1"], "--address 127.0.0.1:1: cannot reach it"),
         ([str(good), "--address", "nowhere"], "expected auto, host:port or ray://host:port"),
         ([str(good), "--resume", "--out", str(tmp_path / "none")], "holds no study to continue"),

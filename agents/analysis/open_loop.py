@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     margin = 1.0 if args.bound_capacity is None else args.bound_capacity  # of the bound's plan (and the margin search)
     try:
         sc = load_scenario(args.scenario)
-        block_steps = max(1, int(round(args.block_s / sc.dt_s)))
+        block_steps = min(sc.n_steps, max(1, round(args.block_s / sc.dt_s)))  # longer than the night: one block
         closed_loop = []
         if args.init == "bound":
             init = plan_from_bound(sc, layer_s=args.block_s, capacity_factor=margin, cuts=args.bound_cuts)

@@ -40,7 +40,7 @@ from agents.deciders import Policy, PolicyError, SB3Policy, load_policy
 from agents.deciders.heuristics import AdmitAll
 from agents.evaluation.stats import bootstrap_ci
 from agents.model_files import TRUST_HELP
-from payroute_env import core
+from payroute_env import core, memory
 from payroute_env._cli import OneLineArgumentParser, fail, run
 from payroute_env.scenario import Scenario, load_scenario
 from payroute_env.simulator import Simulator
@@ -109,6 +109,9 @@ def rollout_episode(
     block, horizon = round(block_s / sc.dt_s), round(horizon_s / sc.dt_s)  # in whole steps
     deltas = corrections(sc.n_banks)
     m = deltas.shape[0]
+    lookahead_bytes = memory.simulator_bytes(sc, m * futures, base.observe_internal)
+    memory.require([(f"{m} candidates x {futures} futures in the lookahead", lookahead_bytes)], "lower --futures")
+    lookahead = Simulator(sc, m * futures, observe_internal=base.observe_internal)
     candidate_deltas = np.repeat(deltas, futures, axis=0)  # candidate c: rows c*futures .. (c+1)*futures - 1
 
     base_run = Simulator(sc, 1, observe_internal=base.observe_internal)
@@ -117,7 +120,6 @@ def rollout_episode(
         obs, *_ = base_run.step(_act(base, obs))
 
     real = Simulator(sc, 1, observe_internal=base.observe_internal)
-    lookahead = Simulator(sc, m * futures, observe_internal=base.observe_internal)
     rng = np.random.default_rng([seed, 0x5EED])  # the futures' streams: never the episode's own
     obs = real.reset([seed])
     n_steps, blocks, corrected = real.params.n_steps, 0, 0

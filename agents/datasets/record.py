@@ -90,7 +90,7 @@ def record_dataset(
     dataset_id = dataset_id or default_dataset_id(scenario, str(policy), random_share)
     try:
         parse_dataset_id(dataset_id)
-    except ValueError:
+    except (ValueError, TypeError):  # Minari's parser raises TypeError on an id without -v<version>
         raise DatasetError(f"--dataset-id must read (namespace/)name-v<version>; got {dataset_id!r}") from None
     if root is not None:
         os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())  # where minari reads it, at each call

@@ -107,6 +107,8 @@ def load_study(path: str | Path) -> StudySpec:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise StudyError(f"{path}: cannot read the study file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise StudyError(f"{path}: not a text file (a study file is UTF-8 YAML)") from None
     except yaml.YAMLError as exc:
         raise StudyError(f"{path}: not YAML ({' '.join(str(exc).split())})") from None
     return study_from_dict(data, str(path))
