@@ -246,6 +246,10 @@ def test_cli_searches_margins(capsys: pytest.CaptureFixture[str]) -> None:
         (["--seed", "-1"], "--seed must be >= 0"),
         (["--eval-seed", "5", "--episodes", "3"], "evaluation seeds 5..7 overlap the search seeds 7..10"),
         (["--out", "/nonexistent/folder/plan.npz"], "folder /nonexistent/folder does not exist or is not writable"),
+        # found by fuzzing: a set of 10**30 seeds was built (out of memory), numpy's dimension limit, a range overflow
+        (["--search-seeds", str(10**30), "--eval-seed", "0", "--init-seed", "5"], "seeds must be below 2**64"),
+        (["--population", str(10**15)], "x --search-seeds 4 episodes in one batch: 9.95e+07 TiB)"),
+        (["--episodes", str(10**15)], "lower --episodes"),
     ],
 )
 def test_cli_bad_input_exits_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,8 +43,9 @@ import numpy as np
 
 from agents.deciders import Policy, PolicyError, load_policy
 from agents.evaluation import bootstrap_ci, run_policy
+from agents.evaluation.runner import evaluation_memory
 from agents.model_files import TRUST_HELP
-from payroute_env import core
+from payroute_env import core, memory
 from payroute_env._cli import OneLineArgumentParser, fail, run
 from payroute_env.actions import encode
 from payroute_env.bounds import fluid_bound, nominal_state
@@ -440,6 +441,8 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
     for name, low in least.items():
         if getattr(args, name) < low:
             return f"--{name.replace('_', '-')} must be >= {low}; got {getattr(args, name)}"
+    if max(args.init_seed + 1, args.eval_seed + args.episodes, 7 + args.search_seeds) > 2**64:
+        return "seeds must be below 2**64: lower --init-seed, --eval-seed, --episodes or --search-seeds"
     if not (math.isfinite(args.block_s) and args.block_s > 0):
         return f"--block-s must be a finite number of seconds > 0; got {args.block_s}"
     if not (math.isfinite(args.sigma) and args.sigma >= 0):
@@ -456,9 +459,8 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
         return f"--search-margins searches margins in [0.5, 1]; --bound-capacity {args.bound_capacity} is outside"
     if args.init != "bound" and args.eval_seed <= args.init_seed < args.eval_seed + args.episodes:
         return f"--init-seed {args.init_seed} is one of the evaluation seeds; choose another --init-seed"
-    search = set(range(7, 7 + args.search_seeds))
-    overlap = search & set(range(args.eval_seed, args.eval_seed + args.episodes))
-    if overlap:
+    # seeds 7 .. 7+n-1 against eval_seed .. eval_seed+episodes-1, as intervals (never sets: n may be huge)
+    if max(7, args.eval_seed) < min(7 + args.search_seeds, args.eval_seed + args.episodes):
         return (f"evaluation seeds {args.eval_seed}..{args.eval_seed + args.episodes - 1} overlap the search seeds "
                 f"7..{6 + args.search_seeds}; choose another --eval-seed")  # fmt: skip
     if args.out:
@@ -484,6 +486,12 @@ def main(argv: list[str] | None = None) -> int:
             init = plan_from_policy(args.init, sc, args.init_seed, block_steps, trust=args.trust_model)
             # loaded afresh, as the plan's was: a policy that draws (random) starts its stream again
             closed_loop = [(f"{args.init} (closed loop)", load_policy(args.init, sc, trust=args.trust_model))]
+        # refused up front, not after the search: its batch (every candidate on every search seed) and the evaluation
+        batch = args.population * args.search_seeds
+        what = f"--population {args.population} x --search-seeds {args.search_seeds} episodes in one batch"
+        memory.require([(what, memory.simulator_bytes(sc, batch))], "lower --population or --search-seeds")
+        evaluated = [policy for _, policy in closed_loop] + [PlanPolicy(init)]
+        memory.require(evaluation_memory(sc, args.episodes, evaluated), "lower --episodes")
     except (PolicyError, ValueError, OSError) as exc:
         return fail("python -m agents.analysis.open_loop", exc)
     search_seeds = list(range(7, 7 + args.search_seeds))
