@@ -43,3 +43,7 @@ def test_the_command_line_refuses_an_unknown_env_in_one_line(capsys: pytest.Capt
     assert main(["--env", "CartPole-v1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected a built-in payroute id" in err[0]
+    for bad in (["--seed", str(2**32)], ["--eval-seeds", "0", str(2**64)]):  # tracebacks from SB3 and reset once
+        assert main(bad) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--seed in [0, 2**32) (SB3's seeds), --eval-seeds in [0, 2**64)" in err[0], err

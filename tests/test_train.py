@@ -223,6 +223,7 @@ def test_resume_with_a_corrupt_checkpoint_exits_2(tiny: str, tmp_path: Path, cap
         (["--algo", "sac", "--action-mode", "discrete"], "cannot use action mode"),
         (["--timesteps", "-5"], "--timesteps must be a positive"),
         (["--n-envs", "0"], "--n-envs must be an integer >= 1"),
+        (["--threads", str(10**19)], "--threads must be at most 1024"),  # torch overflowed (found by fuzzing)
         (["--hyperparams", "n_envs=0"], "n_envs must be an integer >= 1, got 0"),
         (["--hyperparams", "n_timesteps=-5"], "n_timesteps must be a positive whole number, got -5"),
         (["--scenario", "no_such_scenario"], "unknown scenario"),

@@ -70,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.env not in ENV_IDS or ENV_IDS[args.env] is None:
         builtin = ", ".join(k for k, v in ENV_IDS.items() if v is not None)
         return fail(PROG, f"--env {args.env!r}: expected a built-in payroute id ({builtin})")
-    if args.timesteps < 1 or args.seed < 0 or min(args.eval_seeds) < 0:
-        return fail(PROG, "--timesteps must be >= 1, --seed and --eval-seeds >= 0")
+    if args.timesteps < 1 or not 0 <= args.seed < 2**32 or not all(0 <= s < 2**64 for s in args.eval_seeds):
+        return fail(PROG, "--timesteps must be >= 1, --seed in [0, 2**32) (SB3's seeds), --eval-seeds in [0, 2**64)")
     r = plain_ppo(args.env, args.timesteps, args.seed, args.eval_seeds)
     print(
         f"{args.env}, {len(args.eval_seeds)} episodes: status quo {100 * r['status_quo']:.2f}%, fresh PPO "

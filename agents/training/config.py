@@ -50,6 +50,9 @@ class UsageError(Exception):
     """Bad settings (or a run folder that cannot take this run): one line for the user; train.py exits 2."""
 
 
+MAX_THREADS = 1024  # torch threads: more than any CPU machine this trains on has cores
+
+
 @dataclass
 class TrainRequest:
     """What to train: train.py's command-line options, one field each (``None``: the YAML file's value).
@@ -121,6 +124,8 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
                                ("--eval-episodes", args.eval_episodes, 1), ("--threads", args.threads, 1)):  # fmt: skip
         if value < least:
             raise UsageError(f"{flag} must be >= {least}, got {value}")
+    if args.threads > MAX_THREADS:  # torch.set_num_threads overflows past a C int, and spawns what it is told to
+        raise UsageError(f"--threads must be at most {MAX_THREADS}, got {args.threads}")
     if args.eval_freq is not None and args.eval_freq < 1:
         raise UsageError(f"--eval-freq must be >= 1 environment step, got {args.eval_freq}")
     noise_type, noise_std = hp.pop("noise_type", None), hp.pop("noise_std", None)
