@@ -29,8 +29,12 @@ def _command(tiny: str, out: Path, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "train.py"), "--scenario", tiny, "--out", str(out), *SETTINGS, *extra]
 
 
-def _kill_after(command: list[str], seconds: float) -> str:
-    """Start ``command``, SIGKILL it ``seconds`` after it starts training; return what it printed."""
+def _kill_after(command: list[str], seconds: float, first_checkpoint: Path | None = None) -> str:
+    """Start ``command``, SIGKILL it ``seconds`` after it starts training; return what it printed.
+
+    With ``first_checkpoint`` (a run's checkpoint folder) the clock starts once a checkpoint is in it: a kill
+    before the first checkpoint leaves nothing to resume, and on a loaded machine 0.3 s may not reach one.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -38,6 +42,10 @@ def _kill_after(command: list[str], seconds: float) -> str:
     while not (line := proc.stdout.readline()).startswith("training"):
         assert line, proc.communicate()[1]  # it ended before training: its error is the test's failure
         lines.append(line)
+    deadline = time.monotonic() + 300
+    while first_checkpoint is not None and not list(first_checkpoint.glob("rl_model_*_steps.zip")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no first checkpoint"
+        time.sleep(0.05)
     time.sleep(seconds)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
@@ -54,7 +62,8 @@ def test_a_run_killed_at_random_moments_always_resumes_with_its_statistics(tiny:
     steps_seen = []
     for kill in range(8):
         resume = ["--resume"] if kill else []
-        printed = _kill_after(_command(tiny, out, "--timesteps", "10000000", *resume), float(rng.uniform(0.3, 2.0)))
+        command = _command(tiny, out, "--timesteps", "10000000", *resume)
+        printed = _kill_after(command, float(rng.uniform(0.3, 2.0)), None if kill else run / "checkpoints")
         if kill:
             assert "resuming" in printed, printed
         found = last_checkpoint(run, "ppo", normalised=True, trust=False)
