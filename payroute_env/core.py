@@ -460,7 +460,7 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
     grow_rate = np.broadcast_to(p.grow_rate, (N, S)).copy()
     if rz.active:
         # one column per draw; new kinds of draw are appended so that older ones keep their values
-        cols = np.cumsum([0, 1, B, C, S, B, 1, 1, B])
+        cols = np.cumsum([0, 1, B, C, S, B, 1, 1, B, 1])
         u = uniforms(keys, np.full(N, _RESET_STREAM), int(cols[-1]))
         pm = 2.0 * u - 1.0  # uniform in (-1, 1) for the multipliers
         peak_scale = 1.0 + rz.peak * pm[:, 0]
@@ -469,9 +469,11 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
         cap_mult = 1.0 + rz.capacity * pm[:, cols[2] : cols[3]]
         cap_mult[:, -1] = 1.0  # the platform's own balance system is not randomised
         capacity = capacity * cap_mult
-        if rz.shuffle_fragility > 0:  # deal the banks' collapse speeds out in a random order
+        if rz.shuffle_fragility > 0 or rz.fragile_banks:  # deal the banks' collapse speeds out in a random order
             shuffled = u[:, cols[6]] < rz.shuffle_fragility
             order = np.where(shuffled[:, None], np.argsort(u[:, cols[7] : cols[8]], axis=1), np.arange(B))
+            if rz.fragile_banks:
+                _deal_fastest_to(order, p.grow_rate[:B], rz.fragile_banks, sc.bank_names, u[:, cols[8]])
             grow_rate[:, :B] = np.take_along_axis(grow_rate[:, :B], order, axis=1)
         grow_rate = grow_rate * (1.0 + rz.fragility * pm[:, cols[3] : cols[4]])
         quick = np.minimum(quick * (1.0 + rz.quick_share * pm[:, cols[4] : cols[5]]), 1.0)
@@ -490,6 +492,22 @@ def reset(params: CoreParams, seeds: np.ndarray | None = None, keys: np.ndarray 
     state.grow_rate = grow_rate
     observe_in_place(p, state)
     return state
+
+
+def _deal_fastest_to(
+    order: np.ndarray, grow_rate: np.ndarray, allowed: tuple[str, ...], names: tuple[str, ...], u: np.ndarray
+) -> None:
+    """Make every deal (bank ``j`` gets the collapse speed of bank ``order[:, j]``) give the fastest speed to one of
+    the ``allowed`` banks: where it landed elsewhere, swap it with an allowed bank drawn from ``u`` (uniform).
+
+    The fastest is the first bank with the highest stress growth rate. After a uniform deal each allowed bank gets
+    it with probability 1/B, plus (1 - A/B)/A from the swaps: 1/A, uniform over the A allowed banks.
+    """
+    allowed_index = np.array([names.index(n) for n in allowed])
+    landed = np.argmax(order == int(np.argmax(grow_rate)), axis=1)  # the bank holding the fastest speed
+    rows = np.nonzero(~np.isin(landed, allowed_index))[0]
+    pick = allowed_index[np.minimum((u[rows] * len(allowed_index)).astype(np.int64), len(allowed_index) - 1)]
+    order[rows, landed[rows]], order[rows, pick] = order[rows, pick], order[rows, landed[rows]]
 
 
 def replicate(state: CoreState, i: int, keys: np.ndarray) -> CoreState:

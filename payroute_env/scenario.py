@@ -209,6 +209,11 @@ class Randomize:
                        ``[balance.share, balance_share_max]`` (0 = fixed)
     shuffle_fragility  probability that the banks' collapse speeds are dealt to the banks in a random
                        order (before the ``fragility`` multiplier): no bank is known to be the fragile one
+    fragile_banks      names of the banks that may get the scenario's fastest collapse speed (empty: any).
+                       After the deal, a fastest speed that landed elsewhere is swapped with one of these
+                       banks, drawn uniformly: with ``shuffle_fragility = 1`` the fragile bank is uniform
+                       over them. Two scenarios with disjoint lists are disjoint world families (train on one,
+                       evaluate on the other: docs/MODEL.md, "World families")
     ================== =============================================================================
     """
 
@@ -219,10 +224,13 @@ class Randomize:
     quick_share: float = field(default=0.0, metadata=_rng(0.0, 0.9))
     balance_share_max: float = field(default=0.0, metadata=_rng(0.0, 0.95))
     shuffle_fragility: float = field(default=0.0, metadata=PROB)
+    fragile_banks: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, f.name) > 0 for f in dataclasses.fields(self))
+        return bool(self.fragile_banks) or any(
+            getattr(self, f.name) > 0 for f in dataclasses.fields(self) if f.name != "fragile_banks"
+        )
 
 
 @dataclass(frozen=True)
@@ -330,7 +338,8 @@ def _convert(hint: Any, raw: Any, path: str, src: str, meta: Any) -> Any:
     if get_origin(hint) is tuple:
         (item,) = [a for a in get_args(hint) if a is not Ellipsis]
         if not isinstance(raw, list | tuple):
-            raise ScenarioError(f"{src}: {path} must be a list of tables, got {raw!r}")
+            kind = "tables" if dataclasses.is_dataclass(item) else "strings" if item is str else "values"
+            raise ScenarioError(f"{src}: {path} must be a list of {kind}, got {raw!r}")
         return tuple(_convert(item, r, f"{path}[{i}]", src, {}) for i, r in enumerate(raw))
     if hint is str:
         if not isinstance(raw, str):
@@ -407,6 +416,11 @@ def _check_consistency(sc: Scenario, src: str) -> None:
             f"randomize.balance_share_max = {rz.balance_share_max:g} must be 0 (fixed) or >= balance.share = "
             f"{sc.balance.share:g}"
         )
+    unknown = [name for name in rz.fragile_banks if name not in names]
+    if unknown:
+        bad(f"randomize.fragile_banks names {unknown[0]!r}, not a bank; the banks are {', '.join(names)}")
+    if len(set(rz.fragile_banks)) != len(rz.fragile_banks):
+        bad(f"randomize.fragile_banks must name each bank once, got {list(rz.fragile_banks)}")
     frags = [(f"banks[{i}].fragility", b.fragility) for i, b in enumerate(sc.banks)]
     for where, f in [*frags, ("switch.fragility", sc.switch.fragility)]:
         if f.outage_max_s < f.outage_min_s:

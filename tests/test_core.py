@@ -359,6 +359,46 @@ def test_new_randomize_fields_leave_the_older_draws_unchanged() -> None:
     assert not np.array_equal(a.pool_frac, b.pool_frac)
 
 
+FAMILIES = {
+    name: Path(__file__).resolve().parent.parent / "agents" / "scenarios" / f"wide_fragile_{name}.toml"
+    for name in ("icbc_cmb_boc", "ccb_cib_psbc")
+}
+
+
+def test_world_families_deal_the_fragile_bank_only_within_the_family() -> None:
+    """The training and evaluation families are disjoint: the fastest collapse speed (2013's CCB) goes only to
+    a bank of the family's list, uniformly; the other draws of the wide world are left as they were."""
+    wide = load_scenario(WIDE)
+    seen = {}
+    for name, path in FAMILIES.items():
+        sc = load_scenario(path)
+        state = core.reset(core.make_params(sc), seeds=np.arange(3000))
+        fragile = state.grow_rate[:, : sc.n_banks].argmax(1)
+        allowed = [sc.bank_names.index(b) for b in sc.randomize.fragile_banks]
+        share = np.bincount(fragile, minlength=sc.n_banks)[allowed] / 3000
+        assert set(fragile.tolist()) == set(allowed)
+        assert np.all(np.abs(share - 1 / 3) < 0.03), share  # 3.5 binomial standard deviations
+        seen[name] = set(fragile.tolist())
+        # the deal only moves collapse speeds: capacities, peak, shares are the wide world's, draw for draw
+        same = core.reset(core.make_params(wide), seeds=np.arange(3000))
+        assert np.array_equal(state.capacity, same.capacity) and np.array_equal(state.pool_frac, same.pool_frac)
+        assert np.array_equal(state.peak_scale, same.peak_scale)
+    assert not seen["icbc_cmb_boc"] & seen["ccb_cib_psbc"]
+
+
+def test_a_fragile_bank_list_moves_only_the_fastest_speed() -> None:
+    """Without shuffling or multipliers, the 2013 speeds stay where they are except that CCB's 90 s swaps with
+    the drawn allowed bank: every episode's speeds are 2013's, permuted by one swap."""
+    base = load_scenario("double11_2013")
+    sc = scenario_from_dict({**builtin_dict("double11_2013"), "randomize": {"fragile_banks": ["CMB", "PSBC"]}})
+    grow = core.reset(core.make_params(sc), seeds=np.arange(400)).grow_rate[:, : sc.n_banks]
+    nominal = core.make_params(base).grow_rate[: sc.n_banks]
+    changed = grow != nominal[None, :]
+    assert np.all(changed.sum(1) == 2) and np.all(changed[:, 1])  # CCB and one other bank, in every episode
+    assert set(grow.argmax(1).tolist()) == {2, 5}  # CMB or PSBC now collapses fastest
+    assert np.allclose(np.sort(grow, 1), np.sort(nominal)[None, :])
+
+
 def test_wide_randomization_accounts_for_every_intent() -> None:
     sim = Simulator(WIDE, num_envs=3)
     rng = np.random.default_rng(5)

@@ -404,6 +404,9 @@ def test_probability_outside_unit_interval_in_a_file(tmp_path: Path) -> None:
         (lambda d: d.update(randomize={"peak": 0.95}), "randomize.peak"),
         (lambda d: d.update(randomize={"shuffle_fragility": 1.5}), "randomize.shuffle_fragility"),
         (lambda d: d.update(randomize={"quick_share": -0.1}), "randomize.quick_share"),
+        (lambda d: d.update(randomize={"fragile_banks": ["NOPE"]}), "randomize.fragile_banks names 'NOPE', not a"),
+        (lambda d: d.update(randomize={"fragile_banks": "ICBC"}), "randomize.fragile_banks must be a list of strings"),
+        (lambda d: d.update(randomize={"fragile_banks": [3]}), "randomize.fragile_banks[0] = 3 must be a string"),
         (
             lambda d: (d["balance"].update(share=0.3), d.update(randomize={"balance_share_max": 0.2})),
             "randomize.balance_share_max",
@@ -524,3 +527,9 @@ def test_every_time_scale_is_refused_beyond_what_the_kernel_computes_and_runs_wi
         st = sim.state
         assert (st.arrived == st.succeeded + st.lost + st.in_flight).all(), (path, value)
         assert np.array_equal(st.latency_hist.sum(1), st.succeeded), (path, value)  # nothing fell out of the histogram
+
+
+def test_a_fragile_bank_named_twice_is_refused() -> None:
+    data = {**builtin_dict("double11_2013"), "randomize": {"fragile_banks": ["CCB", "CMB", "CCB"]}}
+    with pytest.raises(ScenarioError, match=r"randomize.fragile_banks must name each bank once"):
+        scenario_from_dict(data)
