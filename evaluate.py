@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policies",
         default="admit_all,static_capacity,sre_throttle,aimd,circuit_breaker,success_rate_router,random",
-        help="comma-separated heuristic names and/or paths to SB3 model .zip files (prefix algo: to force one)",
+        help="comma-separated heuristic names, shipped agents (pretrained:NAME, see --list) and/or paths to SB3 model "
+        ".zip files or run folders (prefix algo: to force one)",
     )
     p.add_argument("--episodes", type=int, default=20, help="episodes per policy (seeds seed .. seed+episodes-1)")
     p.add_argument("--seed", type=int, default=1000, help="first evaluation seed")

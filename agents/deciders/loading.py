@@ -1,6 +1,7 @@
-"""Any payroute policy by name: a heuristic, an SB3 model ``.zip`` or a train.py run folder.
+"""Any payroute policy by name: a heuristic, a shipped pretrained agent, an SB3 model ``.zip`` or a run folder.
 
-``load_policy`` takes a heuristic name (see ``agents.deciders.heuristics.HEURISTICS``) or the path of an SB3
+``load_policy`` takes a heuristic name (see ``agents.deciders.heuristics.HEURISTICS``), ``pretrained:<name>``
+for an agent shipped in ``agents/pretrained/`` (``agents.deciders.pretrained``), or the path of an SB3
 model ``.zip`` (the algorithm is read from the file, or forced with a prefix such as ``a2c:models/run.zip``),
 or a train.py run folder (its ``model.zip``). A model trained as a correction to a heuristic comes back
 with that heuristic (:class:`~agents.deciders.residual.ResidualPolicy`).
@@ -18,6 +19,7 @@ from payroute_env.scenario import Scenario, load_scenario
 from . import residual
 from .heuristics import HEURISTICS
 from .policy import Policy, PolicyError, first_line
+from .pretrained import PREFIX, pretrained_agents, pretrained_model
 from .trained import SB3Policy, model_file, policy_spaces_match
 
 __all__ = ["ALGORITHMS", "available_policies", "load_policy"]
@@ -26,8 +28,9 @@ ALGORITHMS: tuple[str, ...] = tuple(ALGOS)  # ppo, a2c, sac, td3, dqn, recurrent
 
 
 def available_policies() -> dict[str, str]:
-    """Heuristic names and one-line descriptions."""
-    return {name: first_line(cls.__doc__ or name) for name, cls in HEURISTICS.items()}
+    """Heuristic and shipped pretrained agents' names, with one-line descriptions."""
+    heuristics = {name: first_line(cls.__doc__ or name) for name, cls in HEURISTICS.items()}
+    return heuristics | {PREFIX + name: text for name, text in pretrained_agents().items()}
 
 
 def load_policy(
@@ -39,8 +42,8 @@ def load_policy(
     trust: bool = False,
     **kwargs: Any,
 ) -> Policy:
-    """The policy named by ``spec``: a heuristic name, a path to an SB3 model ``.zip``, or a train.py run folder
-    (its ``model.zip``).
+    """The policy named by ``spec``: a heuristic name, ``pretrained:<name>`` (a shipped agent), a path to an SB3
+    model ``.zip``, or a train.py run folder (its ``model.zip``).
 
     ``scenario`` gives heuristics the published (declared) capacities and checks that a model's spaces fit.
     ``seed`` seeds random policies; ``kwargs`` override a heuristic's parameters. A ``Policy`` passes through.
@@ -55,6 +58,11 @@ def load_policy(
             return HEURISTICS[text](sc, seed=seed, **kwargs)
         except TypeError as exc:
             raise PolicyError(f"bad parameters for {text}: {exc}") from None
+    if text.startswith(PREFIX):
+        name = text[len(PREFIX) :]
+        policy = _load_model(pretrained_model(name), None, sc, device, trust)
+        policy.name = text  # tables and plots name it as the user did, not by its path inside the package
+        return policy
     algorithm = None
     head, sep, tail = text.partition(":")
     if sep and head.lower() in ALGORITHMS:
@@ -69,6 +77,10 @@ def load_policy(
             f"unknown policy {str(spec)!r}: not a heuristic ({', '.join(HEURISTICS)}), a model .zip file or a run "
             "folder"
         )
+    return _load_model(path, algorithm, sc, device, trust)
+
+
+def _load_model(path: Path, algorithm: str | None, sc: Scenario, device: str, trust: bool) -> Policy:
     policy = SB3Policy(path, algorithm=algorithm, device=device, trust=trust)
     internal_shape = env_observations.observation_space(sc.n_banks, True).shape
     policy.observe_internal = policy.model.observation_space.shape == internal_shape

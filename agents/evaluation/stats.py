@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "interquartile_mean", "isnan", "paired_comparison"]
+__all__ = ["bootstrap_ci", "gap_closed", "interquartile_mean", "isnan", "paired_comparison"]
 
 
 RESAMPLE_BLOCK = 2**21  # resampled indices held at a time (16 MiB), however many episodes
@@ -98,6 +98,12 @@ def interquartile_mean(values: Sequence[float]) -> float:
     n = x.size
     lo, hi = int(np.floor(n * 0.25)), int(np.ceil(n * 0.75))
     return float(x[lo:hi].mean()) if hi > lo else float(x.mean())
+
+
+def gap_closed(policy: float, best_heuristic: float, bound: float) -> float | None:
+    """The share of the best heuristic's gap to the fluid bound that a policy closes (1: it reaches the bound,
+    0: no better than the heuristic, negative: worse); ``None`` where the heuristic is already at the bound."""
+    return (best_heuristic - policy) / (best_heuristic - bound) if best_heuristic > bound else None
 
 
 def isnan(v: Any) -> bool:

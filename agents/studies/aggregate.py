@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
-from agents.evaluation.stats import paired_comparison  # noqa: E402
+from agents.evaluation.stats import gap_closed, paired_comparison  # noqa: E402
 
 __all__ = ["aggregate", "markdown_table", "probability_of_improvement", "write_aggregate"]
 
@@ -96,7 +96,7 @@ def _aggregate(
                 "iqm": float(iqm[name][0]),
                 "iqm_ci": [float(v) for v in iqm_ci[name][:, 0]],
                 "mean": float(matrix.mean()),
-                "gap_closed": (best_mean - float(matrix.mean())) / (best_mean - bound) if best_mean > bound else None,
+                "gap_closed": gap_closed(float(matrix.mean()), best_mean, bound),
             }
             if name != best:
                 row["p_improvement"] = float(np.ravel(improvement[name])[0])

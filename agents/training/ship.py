@@ -1,0 +1,190 @@
+"""Ship a train.py run as a pretrained agent: ``agents/pretrained/<name>/`` with its model and its card.
+
+    python -m agents.training.ship /tmp/runs/ppo-double11_2013-seed0 --name default_2013 \\
+        --description "PPO trained by python train.py on double11_2013" --command "python train.py"
+
+The run's ``model.zip`` is copied (it must load without ``--trust-model`` and weigh under 1 MB with its
+statistics), then evaluated on every world named by ``--worlds`` beside every built-in heuristic and the fluid
+bound, with evaluate.py's protocol (``--episodes`` from seed 1000, ``--randomized-episodes`` on randomised
+worlds). The card (``card.json`` and ``card.md``) records the run's settings, the command, the machine, the commit
+and per world: the agent's failed-payment rate, the best heuristic's, the bound, the paired comparison with that
+heuristic and the share of its gap to the bound the agent closes. Its ``check`` holds the first two episodes of
+the first world, which ``tests/test_pretrained.py`` reproduces. Loading: ``agents.deciders.pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agents.deciders import HEURISTICS, PolicyError, load_policy
+from agents.deciders.pretrained import PRETRAINED_DIR
+from agents.evaluation.runner import PolicyResult, evaluate_policies, machine_description
+from agents.evaluation.stats import gap_closed
+from payroute_env import BUILTIN_SCENARIOS
+from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
+from payroute_env.scenario import load_scenario
+
+__all__ = ["MAX_MODEL_BYTES", "ship_agent"]
+
+PROG = "python -m agents.training.ship"
+MAX_MODEL_BYTES = 2**20  # "each under 1 MB with its normalisation statistics": strangers download these
+COMPARED = [name for name in HEURISTICS if name != "random"]  # the hand-written policies an agent must beat
+
+
+def ship_agent(
+    run_dir: str | Path,
+    name: str,
+    description: str,
+    command: str,
+    worlds: Sequence[str] = BUILTIN_SCENARIOS,
+    episodes: int = 20,
+    randomized_episodes: int = 100,
+    seed: int = 1000,
+    folder: Path = PRETRAINED_DIR,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Copy ``run_dir``'s final model into ``folder/name``, evaluate it on ``worlds`` and write its card; return it."""
+    run_dir = Path(run_dir)
+    model, config_path = run_dir / "model.zip", run_dir / "config.json"
+    if not model.is_file() or not config_path.is_file():
+        raise ValueError(f"{run_dir} is not a finished train.py run (it needs model.zip and config.json)")
+    if not name.replace("_", "").replace("-", "").isalnum() or not name[0].isalpha():
+        raise ValueError(f"--name {name!r}: use letters, digits, '_' and '-', starting with a letter")
+    size = model.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ValueError(f"{model} is {size / 2**20:.2f} MB; a shipped agent must be under 1 MB (a smaller network)")
+    if not worlds:
+        raise ValueError("--worlds: name at least one world")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    load_policy(model, worlds[0])  # refused here (pickles, spaces) before anything is written or evaluated
+    results = []
+    for world in worlds:
+        n = randomized_episodes if load_scenario(world).randomize.active else episodes
+        evaluated = evaluate_policies(world, [model, *COMPARED], episodes=n, seed=seed, progress=progress,
+                                      timeline=False)  # fmt: skip
+        results.append(_world_row(world, evaluated.policies, evaluated.bound, evaluated.reference))
+    agent = results[0]["agent_per_episode"]
+    card = {
+        "name": name,
+        "description": description,
+        "command": command,
+        "algorithm": config["algo"],
+        "training": {key: config[key] for key in ("scenario", "timesteps", "n_envs", "seed", "policy_kwargs",
+                                                   "algo_kwargs", "normalize", "residual", "residual_scale")},
+        "results": [{k: v for k, v in row.items() if k != "agent_per_episode"} for row in results],
+        "check": {"world": worlds[0], "seeds": [seed, seed + 1], "failed_payment_rate": agent[:2]},
+        "machine": machine_description(),
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%d"),
+    }  # fmt: skip
+    out = Path(folder) / name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, out / "model.zip")
+    (out / "card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    (out / "card.md").write_text(card_markdown(card), encoding="utf-8")
+    return card
+
+
+def _world_row(world: str, policies: list[PolicyResult], bound: dict[str, Any] | None, best: str | None) -> dict:
+    agent, heuristic = policies[0], next(p for p in policies if p.name == best)
+    bound_rate = bound["failed_payment_rate"] if bound is not None else None
+    versus = agent.summary["vs_reference"]
+    rate = agent.summary["failed_payment_rate"]
+    return {
+        "world": world,
+        "episodes": len(agent.episodes),
+        "first_seed": agent.episodes[0]["seed"],
+        "failed_payment_rate": rate,
+        "failed_payment_rate_ci": agent.summary["failed_payment_rate_ci"],
+        "best_heuristic": best,
+        "best_heuristic_failed_payment_rate": heuristic.summary["failed_payment_rate"],
+        "fluid_bound": bound_rate,
+        "vs_best_heuristic": versus["relative"],
+        "vs_best_heuristic_ci": versus["relative_ci"],
+        "better_episodes": versus["better_episodes"],
+        "gap_closed": None if bound_rate is None else gap_closed(rate, heuristic.summary["failed_payment_rate"],
+                                                                 bound_rate),
+        "agent_per_episode": [e["failed_payment_rate"] for e in agent.episodes],
+    }  # fmt: skip
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The card for people: what the agent is, how it was made, and its results table."""
+    t = card["training"]
+    lines = [
+        f"# pretrained:{card['name']}",
+        "",
+        card["description"],
+        "",
+        f"- Load: `python evaluate.py --policies success_rate_router,pretrained:{card['name']}` or "
+        f"`agents.deciders.load_policy(\"pretrained:{card['name']}\", scenario)`.",
+        f"- Trained with: `{card['command']}` ({card['algorithm']}, {t['timesteps']:,} steps, {t['n_envs']} "
+        f"environments, training seed {t['seed']}, on `{t['scenario']}`).",
+        f"- Measured on: {card['machine']}, commit {card['commit']}, {card['date']}.",
+        f"- Check (tests/test_pretrained.py): on `{card['check']['world']}` seeds {card['check']['seeds']}, failed "
+        + " and ".join(f"{100 * r:.4f}%" for r in card["check"]["failed_payment_rate"]) + ".",
+        "",
+        "| world | episodes | failed % | 95% CI | best heuristic | its failed % | fluid bound % | vs it % (paired) "
+        "| better in | gap to bound closed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in card["results"]:
+        lo, hi = r["vs_best_heuristic_ci"]
+        bound = "" if r["fluid_bound"] is None else f"{100 * r['fluid_bound']:.2f}"
+        closed = "" if r["gap_closed"] is None else f"{100 * r['gap_closed']:.0f}%"
+        lines.append(
+            f"| {r['world']} | {r['episodes']} (seeds {r['first_seed']}-{r['first_seed'] + r['episodes'] - 1}) "
+            f"| {100 * r['failed_payment_rate']:.2f} | [{100 * r['failed_payment_rate_ci'][0]:.2f}, "
+            f"{100 * r['failed_payment_rate_ci'][1]:.2f}] | {r['best_heuristic']} "
+            f"| {100 * r['best_heuristic_failed_payment_rate']:.2f} | {bound} | {100 * r['vs_best_heuristic']:+.1f} "
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {r['better_episodes']}/{r['episodes']} | {closed} |"
+        )
+    lines += ["", "Written by `python -m agents.training.ship` (see its docstring); the figures are its own.", ""]
+    return "\n".join(lines)
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10)  # fmt: skip
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = OneLineArgumentParser(prog=PROG, description="Ship a train.py run as a pretrained agent with its card.",
+                              formatter_class=DefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("run_dir", help="a finished train.py run folder (model.zip, config.json)")
+    p.add_argument("--name", required=True, help="the agent's name: pretrained:<name>")
+    p.add_argument("--description", required=True, help="one line on what the agent is")
+    p.add_argument("--command", required=True, help="the command that trained it, as the card shows it")
+    p.add_argument("--worlds", default=",".join(BUILTIN_SCENARIOS), help="comma-separated worlds to measure it on")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per fixed world")
+    p.add_argument("--randomized-episodes", type=int, default=100, help="episodes per randomised world")
+    p.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
+    p.add_argument("--folder", type=Path, default=PRETRAINED_DIR, help="where the agents' folders are")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    worlds = [w.strip() for w in args.worlds.split(",") if w.strip()]
+    try:
+        card = ship_agent(args.run_dir, args.name, args.description, args.command, worlds, args.episodes,
+                          args.randomized_episodes, args.seed, args.folder)  # fmt: skip
+    except (PolicyError, ValueError) as exc:
+        return fail(PROG, exc)
+    print(card_markdown(card))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, PROG)

@@ -1,0 +1,105 @@
+"""Shipped pretrained agents load by name with no training and still score what their cards say; the tool that
+ships one writes a card that is its own measurement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import evaluate
+import train
+from agents.deciders import PolicyError, available_policies, load_policy
+from agents.deciders.pretrained import PRETRAINED_DIR, pretrained_agents, pretrained_card, pretrained_model
+from agents.evaluation.runner import run_policy
+from agents.training import ship
+
+SHIPPED = sorted(pretrained_agents())
+
+
+def test_the_agents_the_generalist_issue_names_are_shipped() -> None:
+    assert "default_2013" in SHIPPED  # the 2013 default agent (python train.py)
+    assert {f"pretrained:{name}" for name in SHIPPED} <= set(available_policies())  # evaluate.py --list shows them
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_agent_loads_without_trust_and_reproduces_its_card(name: str) -> None:
+    """Two episodes of the card's check: a change of the simulator that silently invalidates the agent fails."""
+    card = pretrained_card(name)
+    assert pretrained_model(name).stat().st_size < ship.MAX_MODEL_BYTES  # under 1 MB with its statistics
+    for key in ("command", "algorithm", "training", "results", "machine", "commit"):
+        assert card[key], key
+    assert card["training"]["timesteps"] > 0 and isinstance(card["training"]["seed"], int)
+    check = card["check"]
+    policy = load_policy(f"pretrained:{name}", check["world"])  # trust=False: nothing in the file runs
+    assert policy.name == f"pretrained:{name}"
+    measured = [e["failed_payment_rate"] for e in run_policy(policy, check["world"], check["seeds"]).episodes]
+    # the card's evaluation ran 20 episodes in one batch, this one 2: the same figures up to float32 rounding in
+    # the network's batched matrix products (which can move an admit rate by one intent in ten million)
+    np.testing.assert_allclose(measured, check["failed_payment_rate"], rtol=1e-4, atol=0)
+    first = next(r for r in card["results"] if r["world"] == check["world"])
+    assert first["episodes"] >= 20 and first["best_heuristic"] and first["fluid_bound"] is not None
+    assert (PRETRAINED_DIR / name / "card.md").read_text(encoding="utf-8") == ship.card_markdown(card)
+
+
+def test_evaluate_cli_takes_a_shipped_agent_by_name(tmp_path: Path, capsys) -> None:
+    name = SHIPPED[0]
+    argv = ["--scenario", "steady", "--policies", f"admit_all,pretrained:{name}", "--episodes", "2", "--out",
+            str(tmp_path / "out"), "--no-plots", "--no-bound"]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [p["name"] for p in saved["policies"]] == ["admit_all", f"pretrained:{name}"]
+    assert f"pretrained:{name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["no_such_agent", "", "../default_2013", "..", ".hidden", "default_2013/"])
+def test_an_unknown_or_outside_name_is_refused_naming_the_shipped_agents(bad: str) -> None:
+    with pytest.raises(PolicyError, match=r"unknown pretrained agent .*; shipped: .*default_2013"):
+        load_policy(f"pretrained:{bad}", "double11_2013")
+
+
+def test_ship_writes_a_card_that_is_its_own_measurement(tiny: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    argv = ["--scenario", tiny, "--timesteps", "64", "--n-envs", "2", "--out", str(out), "--no-eval", "--no-progress",
+            "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]  # fmt: skip
+    assert train.main(argv) == 0
+    run = out / "ppo-tiny-seed0"
+    folder = tmp_path / "pretrained"
+    card = ship.ship_agent(run, "tiny_agent", "a test agent", "python train.py --scenario tiny", worlds=[tiny],
+                           episodes=3, folder=folder, progress=False)  # fmt: skip
+    assert (folder / "tiny_agent" / "model.zip").read_bytes() == (run / "model.zip").read_bytes()
+    assert json.loads((folder / "tiny_agent" / "card.json").read_text()) == card
+    assert (folder / "tiny_agent" / "card.md").read_text() == ship.card_markdown(card)
+    row = card["results"][0]
+    assert row["episodes"] == 3 and row["first_seed"] == 1000 and card["training"]["timesteps"] == 64
+    # the card's figures are a fresh evaluation of the copied model, episode by episode
+    policy = load_policy(folder / "tiny_agent" / "model.zip", tiny)
+    episodes = run_policy(policy, tiny, [1000, 1001, 1002]).episodes
+    rates = [e["failed_payment_rate"] for e in episodes]
+    assert card["check"]["failed_payment_rate"] == pytest.approx(rates[:2], rel=1e-4)
+    assert row["failed_payment_rate"] == pytest.approx(np.mean(rates), rel=1e-4)
+    heuristic = load_policy(row["best_heuristic"], tiny)
+    best = np.mean([e["failed_payment_rate"] for e in run_policy(heuristic, tiny, [1000, 1001, 1002]).episodes])
+    assert row["best_heuristic_failed_payment_rate"] == pytest.approx(best)
+    closed = (best - row["failed_payment_rate"]) / (best - row["fluid_bound"])
+    assert row["gap_closed"] == pytest.approx(closed)
+    assert f"| {tiny} | 3 (seeds 1000-1002) | {100 * row['failed_payment_rate']:.2f} |" in ship.card_markdown(card)
+
+
+def test_ship_refuses_what_must_not_ship(tiny: str, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "half").mkdir()
+    with pytest.raises(ValueError, match="not a finished train.py run"):
+        ship.ship_agent(tmp_path / "half", "x", "d", "c", worlds=[tiny], folder=tmp_path / "p")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.zip").write_bytes(b"x" * 100)
+    (run / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="--name '../x'"):
+        ship.ship_agent(run, "../x", "d", "c", worlds=[tiny], folder=tmp_path / "p")
+    monkeypatch.setattr(ship, "MAX_MODEL_BYTES", 10)
+    with pytest.raises(ValueError, match="must be under 1 MB"):
+        ship.ship_agent(run, "x", "d", "c", worlds=[tiny], folder=tmp_path / "p")
+    assert not (tmp_path / "p").exists()  # nothing written for a refused agent
+    assert ship.main([str(tmp_path / "half"), "--name", "x", "--description", "d", "--command", "c"]) == 2
