@@ -29,8 +29,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
 def pretrained_agents() -> dict[str, str]:
     """The shipped agents' names and one-line descriptions, in name order."""
-    names = sorted(p.parent.name for p in PRETRAINED_DIR.glob("*/card.json"))
-    return {name: pretrained_card(name)["description"] for name in names}
+    return {name: pretrained_card(name)["description"] for name in _shipped()}
 
 
 def pretrained_card(name: str) -> dict[str, Any]:
@@ -50,9 +49,14 @@ def pretrained_model(name: str) -> Path:
     return path
 
 
+def _shipped() -> list[str]:
+    """The names of the folders with a card, in name order."""
+    return sorted(p.parent.name for p in PRETRAINED_DIR.glob("*/card.json"))
+
+
 def _folder(name: str) -> Path:
-    folder = PRETRAINED_DIR / name
-    if not name or "/" in name or "\\" in name or name.startswith(".") or not (folder / "card.json").is_file():
-        shipped = ", ".join(sorted(p.parent.name for p in PRETRAINED_DIR.glob("*/card.json"))) or "none"
-        raise PolicyError(f"unknown pretrained agent {name!r}; shipped: {shipped}")
-    return folder
+    # only a name from the folder's own listing: "..", "a/b" or an absolute path can never leave it
+    shipped = _shipped()
+    if name not in shipped:
+        raise PolicyError(f"unknown pretrained agent {name!r}; shipped: {', '.join(shipped) or 'none'}")
+    return PRETRAINED_DIR / name

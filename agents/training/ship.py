@@ -66,8 +66,11 @@ def ship_agent(
     load_policy(model, worlds[0])  # refused here (pickles, spaces) before anything is written or evaluated
     results = []
     for world in worlds:
-        n = randomized_episodes if load_scenario(world).randomize.active else episodes
-        evaluated = evaluate_policies(world, [model, *COMPARED], episodes=n, seed=seed, progress=progress,
+        sc = load_scenario(world)  # checked once here; evaluate_policies trusts the Scenario
+        n = randomized_episodes if sc.randomize.active else episodes
+        # the model's path, not the policy loaded above: a correction's base heuristic reads each world's
+        # declared capacities, so the agent is loaded for each world
+        evaluated = evaluate_policies(sc, [model, *COMPARED], episodes=n, seed=seed, progress=progress,
                                       timeline=False)  # fmt: skip
         results.append(_world_row(world, evaluated.policies, evaluated.bound, evaluated.reference))
     agent = results[0]["agent_per_episode"]
