@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from agents.algorithms import ALGOS
+from agents.training.mixture import MixtureError, training_worlds
 from payroute_env import ScenarioError, load_scenario
 
 __all__ = ["RESIDUAL_PREFIX", "SearchSpace", "StudyError", "StudySpec", "load_study"]
@@ -136,7 +137,7 @@ def study_from_dict(data: Any, source: str = "<dict>") -> StudySpec:
     train = _table(table["train"], "train", TRAIN_KEYS, bad)
     scenarios = _names(train.get("scenarios", ["double11_2013"]), "train.scenarios", bad)
     for scenario in scenarios:
-        _world(scenario, "train.scenarios", bad)
+        _world(scenario, "train.scenarios", bad, training=True)
     seeds = _whole_list(train.get("seeds", [0]), "train.seeds", bad)
     # left out (or null): the algorithm's hyper-parameter file decides, as train.py does without the flag
     timesteps = None if train.get("timesteps") is None else _whole(train["timesteps"], "train.timesteps", 1, bad)
@@ -234,10 +235,14 @@ def _names(value: Any, where: str, bad: Any) -> list[str]:
     return [v.strip() for v in value]
 
 
-def _world(name: str, where: str, bad: Any) -> None:
+def _world(name: str, where: str, bad: Any, training: bool = False) -> None:
+    """Refuse a world that does not load; ``training`` worlds may also be mixtures (agents.training.mixture)."""
     try:
-        load_scenario(name)
-    except ScenarioError as exc:
+        if training:
+            training_worlds(name)
+        else:
+            load_scenario(name)
+    except (ScenarioError, MixtureError) as exc:
         raise bad(f"{where}: {' '.join(str(exc).split())}") from None
 
 

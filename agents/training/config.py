@@ -16,7 +16,7 @@ from typing import Any
 from agents.algorithms import ALGOS, COMPATIBLE_MODES
 from agents.deciders import PolicyError, model_file
 from agents.deciders.residual import check_residual
-from payroute_env import ScenarioError, load_scenario
+from payroute_env import ScenarioError
 from payroute_env._cli import one_line
 
 from .hyperparams import (
@@ -30,6 +30,7 @@ from .hyperparams import (
     payroute_hooks,
     read_zoo_expression,
 )
+from .mixture import MixtureError, split_envs, training_worlds
 
 __all__ = [
     "FINAL_EVAL_EPISODES",
@@ -93,10 +94,10 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
     """Every setting of the run, from the YAML file, the overrides and the request (the command line)."""
     if args.algo not in ALGOS:
         raise UsageError(f"unknown algorithm {args.algo!r}; choose from {', '.join(ALGOS)}")
-    try:
-        scenario = load_scenario(args.scenario)
+    try:  # a scenario, or a mixture of them (agents.training.mixture)
+        scenario = training_worlds(args.scenario)
         hp = apply_overrides(load_hyperparams(args.algo, scenario.name), args.hyperparams)
-    except (ScenarioError, HyperparamError) as exc:
+    except (ScenarioError, MixtureError, HyperparamError) as exc:
         raise UsageError(str(exc)) from None
     env_kwargs = hp.pop("env_kwargs", {})
     if not isinstance(env_kwargs, dict):
@@ -163,6 +164,11 @@ def resolve_config(args: TrainRequest) -> dict[str, Any]:
     for key, value in (("eval_freq", eval_freq), ("eval_episodes", periodic_episodes)):
         if not is_whole_number(value, 1):
             raise UsageError(f"{key} = {value!r}: expected a whole number >= 1")
+    for what, count in (("--n-envs", n_envs), ("eval_episodes", periodic_episodes)):
+        try:  # every member of a mixture needs an environment, in training and in the periodic evaluations
+            split_envs(scenario.weights, int(count), what)
+        except MixtureError as exc:
+            raise UsageError(str(exc)) from None
     if not args.resume:  # a resumed run checks with its own settings (resumed_config)
         check_seeds(args.seed, int(n_envs), args.eval_seed, args.eval_episodes, int(periodic_episodes))
     policy_name = hp.pop("policy", "MlpPolicy")

@@ -17,9 +17,9 @@ import numpy as np
 from agents.algorithms import ALGOS, algo_class
 from payroute_env import actions, observations
 from payroute_env.memory import MemoryLimitError, require, simulator_bytes
-from payroute_env.scenario import load_scenario
 
 from .config import UsageError
+from .mixture import split_envs, training_worlds
 
 __all__ = ["check_training_memory", "training_memory"]
 
@@ -37,15 +37,21 @@ def _setting(algo: str, config: dict[str, Any], name: str) -> Any:
 def training_memory(config: dict[str, Any]) -> list[tuple[str, int]]:
     """The run's peak memory, part by part: ``(what, bytes)``, each ``what`` naming the settings it grows with."""
     algo, n_envs = config["algo"], config["n_envs"]
-    sc = load_scenario(config["scenario"])
+    worlds = training_worlds(config["scenario"])  # one scenario, or a mixture's members sharing the environments
+    sc = worlds.members[0]
     internal = bool(config["env_kwargs"].get("observe_internal", False))
     obs = observations.size(sc.n_banks, internal)
     space = actions.action_space(config["action_mode"], sc.n_banks)
     act = int(np.prod(space.shape)) if space.shape else 1
     periodic = config["periodic_eval_episodes"]
+
+    def environments(n: int) -> int:
+        shares = split_envs(worlds.weights, n)
+        return sum(simulator_bytes(m, k, internal) for m, k in zip(worlds.members, shares, strict=True))
+
     parts = [
-        (f"--n-envs {n_envs} training environments", simulator_bytes(sc, n_envs, internal)),
-        (f"eval_episodes {periodic} periodic evaluation environments", simulator_bytes(sc, periodic, internal)),
+        (f"--n-envs {n_envs} training environments", environments(n_envs)),
+        (f"eval_episodes {periodic} periodic evaluation environments", environments(periodic)),
     ]
     if ALGOS[algo].on_policy:
         n_steps = int(_setting(algo, config, "n_steps"))

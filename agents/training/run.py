@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from agents.algorithms import algo_class
 from agents.deciders import HEURISTICS, PolicyError, SB3Policy
@@ -43,6 +43,7 @@ from .checkpoints import (
 from .config import FINAL_EVAL_EPISODES, FINAL_EVAL_SEED, TrainRequest, UsageError, resolve_config, resumed_config
 from .hyperparams import action_noise, policy_kwargs, schedules
 from .memory import check_training_memory
+from .mixture import ConcatVecEnv, split_envs, training_worlds
 from .residual import ResidualVecEnv
 from .status_quo import start_at_status_quo
 
@@ -50,12 +51,22 @@ __all__ = ["final_table", "make_env", "run_training", "start_from", "train"]
 
 
 def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool) -> VecEnv:
-    """SB3 vector env over the batched core, VecMonitor'ed, and normalised when the config says so."""
-    env = make_sb3_vec_env(
-        config["scenario"], n_envs, seed=seed, action_mode=config["action_mode"], **config.get("env_kwargs", {})
-    )
-    if config.get("residual"):  # the agent's actions become corrections to the heuristic's (agents.deciders.residual)
-        env = ResidualVecEnv(env, make_base(config["residual"], config["scenario"]), config["residual_scale"])
+    """SB3 vector env over the batched core, VecMonitor'ed, and normalised when the config says so.
+
+    On a mixture (``agents.training.mixture``) each member scenario gets its share of the ``n_envs``
+    environments (seeded ``seed + i`` in the order of the whole) and its own residual heuristic; they are
+    stepped as one ``ConcatVecEnv`` and normalised together.
+    """
+    worlds = training_worlds(config["scenario"])
+    counts = split_envs(worlds.weights, n_envs)
+    members = []
+    for scenario, count, offset in zip(worlds.members, counts, np.cumsum([0, *counts]).tolist(), strict=False):
+        env = make_sb3_vec_env(scenario, count, seed=seed + offset, action_mode=config["action_mode"],
+                               monitor=worlds.is_single, **config.get("env_kwargs", {}))  # fmt: skip
+        if config.get("residual"):  # actions become corrections to the heuristic's (agents.deciders.residual)
+            env = ResidualVecEnv(env, make_base(config["residual"], scenario), config["residual_scale"])
+        members.append(env)
+    env = members[0] if worlds.is_single else VecMonitor(ConcatVecEnv(members))  # SB3 looks for it on top
     norm = config["normalize"]
     if norm:
         opts = {"norm_obs": True, "norm_reward": True} if norm is True else dict(norm)
@@ -222,29 +233,37 @@ def train(config: dict[str, Any], resume: bool, progress: bool) -> Path:
 
 def final_table(config: dict[str, Any], run_dir: Path) -> None:
     """Evaluate the trained agent (``model.zip``, and ``best_model.zip`` if periodic evaluation kept one)
-    against every heuristic and the bound on the final-table seeds.
+    against every heuristic and the bound on the final-table seeds; on a mixture, on each member in turn.
 
-    The same evaluator as ``evaluate.py`` (``agents.evaluation``); results go to ``<run>/evaluation/`` and
-    the learning curve, with the status quo, the best heuristic and the bound, to ``learning_curve.png``.
+    The same evaluator as ``evaluate.py`` (``agents.evaluation``); results go to ``<run>/evaluation/``
+    (``<run>/evaluation/<member>/`` on a mixture) and the learning curve, with the status quo, the best
+    heuristic and the bound of a single scenario, to ``learning_curve.png``.
     """
     models = [str(run_dir / "model.zip")]
     if (run_dir / "best_model.zip").exists():  # the best periodic evaluation, with its own statistics
         models.append(str(run_dir / "best_model.zip"))
-    result = evaluate_policies(
-        config["scenario"],
-        [*models, *HEURISTICS],
-        episodes=config["final_eval_episodes"],
-        seed=config["final_eval_seed"],
-        progress=sys.stderr.isatty(),
-        trust_models=bool(config.get("trust_model")),
-    )
-    print_results_table(result)
-    files = write_results(result, run_dir / "evaluation")
-    rates = {r.name: r.summary["failed_payment_rate"] for r in result.policies}
-    best = result.reference  # the best heuristic: every policy is compared with it episode by episode
-    references = {"admit_all": rates["admit_all"], f"best heuristic ({best})": rates[best]}
-    if result.bound is not None:
-        references["fluid bound"] = result.bound["failed_payment_rate"]
+    worlds = training_worlds(config["scenario"])
+    files: list[Path] = []
+    references: dict[str, float] = {}
+    for scenario in worlds.members:
+        if not worlds.is_single:
+            print(f"\n{scenario.name} (member of {worlds.name})")
+        result = evaluate_policies(
+            scenario,
+            [*models, *HEURISTICS],
+            episodes=config["final_eval_episodes"],
+            seed=config["final_eval_seed"],
+            progress=sys.stderr.isatty(),
+            trust_models=bool(config.get("trust_model")),
+        )
+        print_results_table(result)
+        files += write_results(result, run_dir / "evaluation" / ("" if worlds.is_single else scenario.name))
+        if worlds.is_single:  # a mixture's curve pools its members: no one world's references fit it
+            rates = {r.name: r.summary["failed_payment_rate"] for r in result.policies}
+            best = result.reference  # the best heuristic: every policy is compared with it episode by episode
+            references = {"admit_all": rates["admit_all"], f"best heuristic ({best})": rates[best]}
+            if result.bound is not None:
+                references["fluid bound"] = result.bound["failed_payment_rate"]
     curve_file = run_dir / "learning_curve.npz"
     try:
         with np.load(curve_file, allow_pickle=False) as curve:
