@@ -29,7 +29,8 @@ from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = OneLineArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     p.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)}")
-    p.add_argument("--scenario", default="double11_2013", help="built-in scenario name or TOML path")
+    p.add_argument("--scenario", default="double11_2013",
+                   help="built-in scenario name or TOML path; a mixture file trains on several (docs/TRAINING.md)")
     p.add_argument("--timesteps", type=float, default=None, help="total environment steps (default: YAML)")
     p.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: YAML)")
     p.add_argument("--seed", type=int, default=0, help="training seed (environments seed .. seed+n_envs-1)")
