@@ -86,6 +86,10 @@ def test_ship_writes_a_card_that_is_its_own_measurement(tiny: str, tmp_path: Pat
     closed = (best - row["failed_payment_rate"]) / (best - row["fluid_bound"])
     assert row["gap_closed"] == pytest.approx(closed)
     assert f"| {tiny} | 3 (seeds 1000-1002) | {100 * row['failed_payment_rate']:.2f} |" in ship.card_markdown(card)
+    assert card["training"]["init_model"] is None and "starting from" not in ship.card_markdown(card)
+    # a curriculum's last stage: the card says which model it started from
+    started = {**card, "training": {**card["training"], "init_model": "gen/a/model.zip"}}
+    assert "on `" + tiny + "`, starting from `gen/a/model.zip`)" in ship.card_markdown(started)
 
 
 def test_ship_refuses_what_must_not_ship(tiny: str, tmp_path: Path, monkeypatch) -> None:

@@ -79,8 +79,9 @@ def ship_agent(
         "description": description,
         "command": command,
         "algorithm": config["algo"],
-        "training": {key: config[key] for key in ("scenario", "timesteps", "n_envs", "seed", "policy_kwargs",
-                                                   "algo_kwargs", "normalize", "residual", "residual_scale")},
+        "training": {key: config.get(key) for key in ("scenario", "timesteps", "n_envs", "seed", "policy_kwargs",
+                                                      "algo_kwargs", "normalize", "residual", "residual_scale",
+                                                      "init_model")},  # a curriculum's last stage names its start
         "results": [{k: v for k, v in row.items() if k != "agent_per_episode"} for row in results],
         "check": {"world": worlds[0], "seeds": [seed, seed + 1], "failed_payment_rate": agent[:2]},
         "machine": machine_description(),
@@ -129,7 +130,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- Load: `python evaluate.py --policies success_rate_router,pretrained:{card['name']}` or "
         f"`agents.deciders.load_policy(\"pretrained:{card['name']}\", scenario)`.",
         f"- Trained with: `{card['command']}` ({card['algorithm']}, {t['timesteps']:,} steps, {t['n_envs']} "
-        f"environments, training seed {t['seed']}, on `{t['scenario']}`).",
+        f"environments, training seed {t['seed']}, on `{t['scenario']}`"
+        + (f", starting from `{t['init_model']}`" if t.get("init_model") else "") + ").",
         f"- Measured on: {card['machine']}, commit {card['commit']}, {card['date']}.",
         f"- Check (tests/test_pretrained.py): on `{card['check']['world']}` seeds {card['check']['seeds']}, failed "
         + " and ".join(f"{100 * r:.4f}%" for r in card["check"]["failed_payment_rate"]) + ".",
