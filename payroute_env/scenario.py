@@ -309,6 +309,8 @@ def _build(cls: type, table: Any, where: str, src: str, defaults: dict[str, Any]
     hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - set(fields))
+    if unknown == ["members"] and not where:  # a training mixture (agents/training/mixture.py), not one world
+        raise ScenarioError(f"{src} is a mixture of worlds, for train.py only; name one of its members instead")
     if unknown:
         raise ScenarioError(f"{src}: unknown field {_join(where, unknown[0])!r}; allowed fields: {', '.join(fields)}")
     values: dict[str, Any] = {}

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import evaluate
 import train
 from agents.deciders import load_policy
 from agents.studies.spec import StudyError, load_study
@@ -145,6 +146,11 @@ def test_the_concatenated_env_steps_each_member_exactly_as_it_runs_alone(mix: st
     assert finished[0] >= 1 and finished[2] >= 2
     kpis = env.env_method("episode_kpis", indices=[2])
     assert kpis == alone[1].env_method("episode_kpis")
+
+
+def test_evaluate_py_refuses_a_mixture_naming_what_it_is(mix: str, capsys) -> None:
+    assert evaluate.main(["--scenario", mix, "--policies", "admit_all", "--episodes", "1", "--no-bound"]) == 2
+    assert "is a mixture of worlds, for train.py only; name one of its members" in capsys.readouterr().err
 
 
 def test_a_mixture_needs_an_environment_per_member(mix: str) -> None:
