@@ -64,16 +64,21 @@ class Mixture:
 
 def is_mixture_file(scenario: Any) -> bool:
     """Whether ``scenario`` names a mixture file (a ``.toml`` file with a ``members`` list)."""
+    return _mixture_table(scenario) is not None
+
+
+def _mixture_table(scenario: Any) -> dict[str, Any] | None:
+    """The parsed TOML of a mixture file, or None for anything else (``load_scenario`` judges the rest)."""
     if isinstance(scenario, Scenario) or not str(scenario).endswith(".toml"):
-        return False
+        return None
     path = Path(scenario)
     if not path.is_file():
-        return False
+        return None
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False  # load_scenario reports what is wrong with the file
-    return "members" in data
+        return None  # load_scenario reports what is wrong with the file
+    return data if "members" in data else None
 
 
 def training_worlds(scenario: str | Path | Scenario) -> Mixture:
@@ -81,14 +86,15 @@ def training_worlds(scenario: str | Path | Scenario) -> Mixture:
 
     Raises :class:`MixtureError` for a bad mixture file and ``ScenarioError`` for a bad scenario.
     """
-    if not is_mixture_file(scenario):
+    data = _mixture_table(scenario)
+    if data is None:
         sc = load_scenario(scenario)
         return Mixture(sc.name, sc.description, (sc,), (1.0,))
-    return _load_mixture(Path(scenario))
+    return _load_mixture(Path(scenario), data)
 
 
-def _load_mixture(path: Path) -> Mixture:
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+def _load_mixture(path: Path, data: dict[str, Any]) -> Mixture:
+    """Check the mixture file ``path`` (parsed: ``data``) and load its members."""
     unknown = sorted(set(data) - set(MIXTURE_KEYS))
     if unknown:
         raise MixtureError(f"{path}: unknown key(s) {', '.join(unknown)}; a mixture has {', '.join(MIXTURE_KEYS)}")
@@ -194,7 +200,7 @@ class ConcatVecEnv(VecEnv):
 
     def seed(self, seed: int | None = None) -> Sequence[None | int]:  # type: ignore[override]
         """Environment ``i`` of the whole gets ``seed + i`` at the next reset, as in SB3."""
-        for env, offset in zip(self.envs, self.offsets, strict=False):
+        for env, offset in zip(self.envs, self.offsets[:-1], strict=True):
             env.seed(None if seed is None else seed + offset)
         return [None if seed is None else seed + i for i in range(self.num_envs)]
 
