@@ -85,8 +85,11 @@ def test_split_is_exact_when_the_weights_divide_the_environments() -> None:
         ("", "members must be a non-empty list"),
         ('[[members]]\nscenario = "double11_2013"\nweight = 0\n', r"members\[0\]\.weight = 0: expected a positive"),
         ('[[members]]\nscenario = "double11_2013"\nweight = true\n', r"weight = True: expected a positive number"),
+        ('[[members]]\nscenario = "steady"\nreward_scale = -2\n', r"\[0\]\.reward_scale = -2: expected a positive"),
+        ('[[members]]\nscenario = "steady"\nreward_scale = "x"\n', r"reward_scale = 'x': expected a positive number"),
+        ('[[members]]\nscenario = "steady"\nreward_scale = nan\n', r"reward_scale = nan: expected a positive number"),
         ('[[members]]\nscenario = "no_such_world"\n', r"members\[0\]\.scenario: .*no_such_world"),
-        ('[[members]]\nscenario = "steady"\nshare = 2\n', r"expected the keys scenario, weight, got scenario, share"),
+        ('[[members]]\nscenario = "steady"\nshare = 2\n', r"keys scenario, weight, reward_scale, got scenario, share"),
         ('[[members]]\nscenario = "steady"\n\n[[members]]\nscenario = "steady"\n', "steady listed twice"),
         ('[[members]]\nscenario = "mix.toml"\n', "is itself a mixture"),
         ('seed = 3\n[[members]]\nscenario = "steady"\n', "unknown key.*seed"),
@@ -146,6 +149,36 @@ def test_the_concatenated_env_steps_each_member_exactly_as_it_runs_alone(mix: st
     assert finished[0] >= 1 and finished[2] >= 2
     kpis = env.env_method("episode_kpis", indices=[2])
     assert kpis == alone[1].env_method("episode_kpis")
+
+
+def test_a_reward_scale_multiplies_that_members_training_rewards_only(mix: str) -> None:
+    """tiny_quiet's rewards count 4 times in training; the episode statistics and evaluation stay unscaled."""
+    text = Path(mix).read_text()
+    assert training_worlds(mix).reward_scales is None  # no scale given: the rewards pass through untouched
+    scaled = str(Path(mix).with_name("scaled.toml"))
+    Path(scaled).write_text(text.replace("weight = 1\n", "weight = 1\nreward_scale = 4\n"))
+    assert training_worlds(scaled).reward_scales == (1.0, 4.0)
+    envs = {
+        (path, training): make_env(_config(path), 3, seed=7, training=training)
+        for path in (mix, scaled)
+        for training in (True, False)
+    }
+    for env in envs.values():
+        env.reset()
+    rng = np.random.default_rng(1)
+    returns = {key: [] for key in envs}
+    for _ in range(45):  # past tiny_quiet's 30-step episode
+        actions = rng.uniform(-1, 1, (3, *envs[mix, True].action_space.shape)).astype(np.float32)
+        steps = {key: env.step(actions) for key, env in envs.items()}
+        plain = steps[mix, True][1]
+        assert (plain != 0).any()
+        np.testing.assert_array_equal(steps[scaled, True][1], plain * np.array([1, 1, 4], dtype=plain.dtype))
+        np.testing.assert_array_equal(steps[scaled, False][1], plain)  # evaluation: unscaled
+        for key, (_, _, _, infos) in steps.items():
+            returns[key] += [info["episode"]["r"] for info in infos if "episode" in info]
+    assert returns[mix, True] and len(set(map(len, returns.values()))) == 1
+    for key in returns:  # VecMonitor sits under the scaling: the logged returns are the world's own
+        assert returns[key] == returns[mix, True]
 
 
 def test_evaluate_py_refuses_a_mixture_naming_what_it_is(mix: str, capsys) -> None:

@@ -12,12 +12,19 @@ A mixture file is a TOML file in ``agents/scenarios/`` (a training distribution,
     [[members]]
     scenario = "steady"
     weight = 1
+    reward_scale = 30                              # optional: its training rewards count 30 times (default 1)
 
 ``python train.py --scenario agents/scenarios/<mixture>.toml`` gives each member ``weight / total`` of
 ``--n-envs`` (rounded by largest remainder, at least one environment each) and of the periodic evaluations.
 The members are stepped side by side as one SB3 ``VecEnv`` (:class:`ConcatVecEnv`): every environment keeps
 its own scenario, its own episode length and its own random stream (environment ``i`` of the run is seeded
 ``seed + i``, whichever member it plays). The final table evaluates the agent on each member in turn.
+
+``reward_scale`` multiplies a member's training rewards before ``VecNormalize`` (:class:`ScaleRewards`): worlds
+whose policies differ by little in absolute terms (an ordinary evening fails about 1% of payments, a fragile
+bank's collapse ten times that) then weigh in the shared policy's gradient as much as the surge worlds. A
+constant factor leaves each world's best policy unchanged; it only changes how the one network trades the
+worlds off. The episode statistics (``VecMonitor``) and every evaluation stay in unscaled rewards.
 
 All members must have the same banks in the same order: they share one observation and action space.
 A plain scenario is a mixture of one member (``training_worlds``), so train.py has one code path.
@@ -33,15 +40,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from payroute_env.scenario import Scenario, ScenarioError, load_scenario
 
-__all__ = ["ConcatVecEnv", "Mixture", "MixtureError", "is_mixture_file", "split_envs", "training_worlds"]
+__all__ = [
+    "ConcatVecEnv",
+    "Mixture",
+    "MixtureError",
+    "ScaleRewards",
+    "is_mixture_file",
+    "split_envs",
+    "training_worlds",
+]
 
 MIXTURE_KEYS = ("name", "description", "members")
-MEMBER_KEYS = ("scenario", "weight")
+MEMBER_KEYS = ("scenario", "weight", "reward_scale")
 
 
 class MixtureError(ValueError):
@@ -56,6 +71,7 @@ class Mixture:
     description: str
     members: tuple[Scenario, ...]
     weights: tuple[float, ...]
+    reward_scales: tuple[float, ...] | None = None  # None: every member's rewards as they are
 
     @property
     def is_single(self) -> bool:
@@ -105,7 +121,7 @@ def _load_mixture(path: Path, data: dict[str, Any]) -> Mixture:
         raise MixtureError(f"{path}: description = {description!r}: expected a string")
     if not isinstance(members, list) or not members:
         raise MixtureError(f"{path}: members must be a non-empty list of [[members]] tables")
-    scenarios, weights = [], []
+    scenarios, weights, scales = [], [], []
     for k, member in enumerate(members):
         where = f"{path}: members[{k}]"
         if not isinstance(member, dict):
@@ -116,9 +132,11 @@ def _load_mixture(path: Path, data: dict[str, Any]) -> Mixture:
         ref, weight = member["scenario"], member.get("weight", 1.0)
         if not isinstance(ref, str) or not ref.strip():
             raise MixtureError(f"{where}.scenario = {ref!r}: expected a built-in name or a .toml file")
-        number = isinstance(weight, int | float) and not isinstance(weight, bool)
-        if not (number and math.isfinite(weight) and weight > 0):
-            raise MixtureError(f"{where}.weight = {weight!r}: expected a positive number")
+        scale = member.get("reward_scale", 1.0)
+        for field, value in (("weight", weight), ("reward_scale", scale)):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value > 0):
+                raise MixtureError(f"{where}.{field} = {value!r}: expected a positive number")
         if ref.endswith(".toml") and not Path(ref).is_absolute():
             ref = str(path.parent / ref)  # files are relative to the mixture, as a scenario's ``extends``
         if is_mixture_file(ref):
@@ -128,6 +146,7 @@ def _load_mixture(path: Path, data: dict[str, Any]) -> Mixture:
         except ScenarioError as exc:
             raise MixtureError(f"{where}.scenario: {exc}") from None
         weights.append(float(weight))
+        scales.append(float(scale))
     names = [sc.name for sc in scenarios]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -139,7 +158,8 @@ def _load_mixture(path: Path, data: dict[str, Any]) -> Mixture:
                 f"{path}: {sc.name} has the banks {', '.join(order)}, {scenarios[0].name} has {', '.join(banks[0])}; "
                 "every member needs the same banks in the same order (they share one observation space)"
             )
-    return Mixture(name.strip(), description, tuple(scenarios), tuple(weights))
+    given = any(s != 1.0 for s in scales)
+    return Mixture(name.strip(), description, tuple(scenarios), tuple(weights), tuple(scales) if given else None)
 
 
 def split_envs(weights: Sequence[float], n_envs: int, what: str = "--n-envs") -> list[int]:
@@ -250,3 +270,20 @@ class ConcatVecEnv(VecEnv):
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [image for env in self.envs for image in env.get_images()]
+
+
+class ScaleRewards(VecEnvWrapper):
+    """Multiply environment ``i``'s rewards by ``scales[i]`` (a mixture member's ``reward_scale``)."""
+
+    def __init__(self, venv: VecEnv, scales: Sequence[float]) -> None:
+        if len(scales) != venv.num_envs:
+            raise ValueError(f"{len(scales)} reward scales for {venv.num_envs} environments")
+        super().__init__(venv)
+        self.scales = np.asarray(scales, dtype=np.float64)
+
+    def reset(self) -> np.ndarray:
+        return self.venv.reset()
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        return obs, (rewards * self.scales).astype(rewards.dtype), dones, infos

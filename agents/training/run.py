@@ -43,7 +43,7 @@ from .checkpoints import (
 from .config import FINAL_EVAL_EPISODES, FINAL_EVAL_SEED, TrainRequest, UsageError, resolve_config, resumed_config
 from .hyperparams import action_noise, policy_kwargs, schedules
 from .memory import check_training_memory
-from .mixture import ConcatVecEnv, split_envs, training_worlds
+from .mixture import ConcatVecEnv, ScaleRewards, split_envs, training_worlds
 from .residual import ResidualVecEnv
 from .status_quo import start_at_status_quo
 
@@ -55,7 +55,8 @@ def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool) -> 
 
     On a mixture (``agents.training.mixture``) each member scenario gets its share of the ``n_envs``
     environments (seeded ``seed + i`` in the order of the whole) and its own residual heuristic; they are
-    stepped as one ``ConcatVecEnv`` and normalised together.
+    stepped as one ``ConcatVecEnv`` and normalised together; training rewards are scaled per member first where
+    the mixture gives a ``reward_scale``.
     """
     worlds = training_worlds(config["scenario"])
     counts = split_envs(worlds.weights, n_envs)
@@ -67,6 +68,8 @@ def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool) -> 
             env = ResidualVecEnv(env, make_base(config["residual"], scenario), config["residual_scale"])
         members.append(env)
     env = members[0] if worlds.is_single else VecMonitor(ConcatVecEnv(members))  # SB3 looks for it on top
+    if training and worlds.reward_scales is not None:  # after the monitor: its episode returns stay unscaled
+        env = ScaleRewards(env, np.repeat(worlds.reward_scales, counts).tolist())
     norm = config["normalize"]
     if norm:
         opts = {"norm_obs": True, "norm_reward": True} if norm is True else dict(norm)
