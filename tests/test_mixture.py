@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 import evaluate
 import train
+from agents.analysis.reward_spread import main as reward_spread_main
+from agents.analysis.reward_spread import reward_spread
 from agents.deciders import load_policy
 from agents.studies.spec import StudyError, load_study
 from agents.training import TrainRequest, UsageError, resolve_config
@@ -179,6 +181,28 @@ def test_a_reward_scale_multiplies_that_members_training_rewards_only(mix: str) 
     assert returns[mix, True] and len(set(map(len, returns.values()))) == 1
     for key in returns:  # VecMonitor sits under the scaling: the logged returns are the world's own
         assert returns[key] == returns[mix, True]
+
+
+def test_a_quiet_evening_speaks_far_more_softly_than_a_surge_in_the_training_rewards() -> None:
+    """The measurement behind generalist_mix_scaled's reward scales (docs/TRAINING.md)."""
+    (surge,) = reward_spread("double11_2013", "success_rate_router", episodes=2)
+    (quiet,) = reward_spread("steady", "success_rate_router", episodes=2)
+    assert (surge.steps, quiet.steps) == (744, 360)
+    assert 0 < quiet.step_std < surge.step_std / 10
+    assert surge.return_mean < quiet.return_mean < 0  # rewards are minus the cost of failed payments
+    with pytest.raises(ValueError, match="episodes = 1: expected at least 2"):
+        reward_spread("steady", "admit_all", episodes=1)
+
+
+def test_reward_spread_prints_each_member_with_its_scale(mix: str, capsys) -> None:
+    scaled = Path(mix).with_name("scaled.toml")
+    scaled.write_text(Path(mix).read_text().replace("weight = 1\n", "weight = 1\nreward_scale = 4\n"))
+    assert reward_spread_main([str(scaled), "--policy", "admit_all", "--episodes", "2"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    assert [(r[0], r[5]) for r in rows] == [("| tiny", "1"), ("| tiny_quiet", "4")]
+    assert float(rows[1][6].rstrip(" |")) == pytest.approx(4 * float(rows[1][2]), abs=2.5e-4)  # printed to 4 places
+    assert reward_spread_main([str(scaled), "--policy", "nope"]) == 2
+    assert "policy 'nope': expected a heuristic" in capsys.readouterr().err
 
 
 def test_evaluate_py_refuses_a_mixture_naming_what_it_is(mix: str, capsys) -> None:

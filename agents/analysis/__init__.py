@@ -1,4 +1,5 @@
 """Research analyses, not policies a platform could run: open-loop schedules searched against the simulator
 (``open_loop``), one-step lookahead over a base policy (``rollout``), model-predictive control from the fluid
-bound (``mpc``), and plain SB3 PPO at its defaults against the status quo (``plain_sb3``). Each runs as
+bound (``mpc``), plain SB3 PPO at its defaults against the status quo (``plain_sb3``), and how loudly each
+world of a training mixture speaks in the shared reward normalisation (``reward_spread``). Each runs as
 ``python -m agents.analysis.<name>``."""
