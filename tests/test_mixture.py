@@ -218,6 +218,8 @@ def test_a_mixture_needs_an_environment_per_member(mix: str) -> None:
 
 
 def test_train_py_trains_on_a_mixture_and_tables_each_member(mix: str, tmp_path: Path, capsys) -> None:
+    """With a reward scale on one member, through periodic evaluations (whose wrappers must match training's)."""
+    Path(mix).write_text(Path(mix).read_text().replace("weight = 1\n", "weight = 1\nreward_scale = 4\n"))
     out = tmp_path / "runs"
     argv = ["--scenario", mix, "--timesteps", "192", "--n-envs", "3", "--out", str(out), "--eval-freq", "96"]
     argv += ["--eval-episodes", "2", "--no-progress", "--hyperparams", "n_steps=32", "batch_size=48",

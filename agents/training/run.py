@@ -68,8 +68,11 @@ def make_env(config: dict[str, Any], n_envs: int, seed: int, training: bool) -> 
             env = ResidualVecEnv(env, make_base(config["residual"], scenario), config["residual_scale"])
         members.append(env)
     env = members[0] if worlds.is_single else VecMonitor(ConcatVecEnv(members))  # SB3 looks for it on top
-    if training and worlds.reward_scales is not None:  # after the monitor: its episode returns stay unscaled
-        env = ScaleRewards(env, np.repeat(worlds.reward_scales, counts).tolist())
+    if worlds.reward_scales is not None:  # after the monitor: its episode returns stay unscaled
+        # evaluation keeps the rewards as they are, under the same wrapper: SB3's EvalCallback copies the
+        # normalisation statistics by walking the training and evaluation wrappers side by side
+        scales = np.repeat(worlds.reward_scales, counts) if training else np.ones(sum(counts))
+        env = ScaleRewards(env, scales.tolist())
     norm = config["normalize"]
     if norm:
         opts = {"norm_obs": True, "norm_reward": True} if norm is True else dict(norm)
