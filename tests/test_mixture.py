@@ -55,6 +55,17 @@ def test_the_shipped_generalist_mixture_loads_with_six_banks_in_one_order() -> N
     assert split_envs(worlds.weights, 16) == [6, 2, 2, 2, 2, 2]
 
 
+@pytest.mark.parametrize("name", ["generalist_mix_scaled", "generalist_mix_loud"])
+def test_the_scaled_mixtures_keep_the_held_out_family_out_and_scale_only_the_quiet_nights(name: str) -> None:
+    worlds = training_worlds(ROOT / "agents" / "scenarios" / f"{name}.toml")
+    names = [m.name for m in worlds.members]
+    plain = training_worlds(ROOT / "agents" / "scenarios" / "generalist_mix.toml")
+    assert names == [m.name for m in plain.members]  # the same worlds, only louder: the held-out family stays out
+    assert worlds.reward_scales is not None
+    scale = dict(zip(names, worlds.reward_scales, strict=True))
+    assert scale["steady"] > scale["double11_2016"] > 1 and scale["wide_fragile_icbc_cmb_boc"] == 1
+
+
 def test_a_plain_scenario_is_a_mixture_of_one(tiny: str) -> None:
     worlds = training_worlds(tiny)
     assert worlds.is_single and worlds.name == "tiny" and worlds.weights == (1.0,)
