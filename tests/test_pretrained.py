@@ -36,9 +36,10 @@ def test_a_shipped_agent_loads_without_trust_and_reproduces_its_card(name: str) 
     policy = load_policy(f"pretrained:{name}", check["world"])  # trust=False: nothing in the file runs
     assert policy.name == f"pretrained:{name}"
     measured = [e["failed_payment_rate"] for e in run_policy(policy, check["world"], check["seeds"]).episodes]
-    # the card's evaluation ran 20 episodes in one batch, this one 2: the same figures up to float32 rounding in
-    # the network's batched matrix products (which can move an admit rate by one intent in ten million)
-    np.testing.assert_allclose(measured, check["failed_payment_rate"], rtol=1e-4, atol=0)
+    # ship.py measured the check as this batch of two (float32 batched products round differently with the batch
+    # size, and one intent's difference can drift a trajectory by a tenth of a percent): the same figures, up to a
+    # CPU whose float32 kernels round differently from the one that wrote the card
+    np.testing.assert_allclose(measured, check["failed_payment_rate"], rtol=1e-6, atol=0)
     first = next(r for r in card["results"] if r["world"] == check["world"])
     assert first["episodes"] >= 20 and first["best_heuristic"] and first["fluid_bound"] is not None
     assert (PRETRAINED_DIR / name / "card.md").read_text(encoding="utf-8") == ship.card_markdown(card)
@@ -78,7 +79,9 @@ def test_ship_writes_a_card_that_is_its_own_measurement(tiny: str, tmp_path: Pat
     policy = load_policy(folder / "tiny_agent" / "model.zip", tiny)
     episodes = run_policy(policy, tiny, [1000, 1001, 1002]).episodes
     rates = [e["failed_payment_rate"] for e in episodes]
-    assert card["check"]["failed_payment_rate"] == pytest.approx(rates[:2], rel=1e-4)
+    pair = run_policy(policy, tiny, [1000, 1001]).episodes  # the check is its own batch of two, as the test runs it
+    assert card["check"] == {"world": tiny, "seeds": [1000, 1001],
+                             "failed_payment_rate": [e["failed_payment_rate"] for e in pair]}  # fmt: skip
     assert row["failed_payment_rate"] == pytest.approx(np.mean(rates), rel=1e-4)
     heuristic = load_policy(row["best_heuristic"], tiny)
     best = np.mean([e["failed_payment_rate"] for e in run_policy(heuristic, tiny, [1000, 1001, 1002]).episodes])
