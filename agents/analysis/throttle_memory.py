@@ -3,8 +3,8 @@
 The success-rate router throttles with Google SRE's client-side rule over a 2-minute window of accepts. When a
 bank is down, its accepts fall to zero, and after it comes back the rule keeps rejecting payments until the
 window has refilled. A correction learned on top of the router (a residual agent) sees the bank's queues, not
-the router's window. This plays the router as shipped, with a shorter window and without throttling (K so
-large that nothing is rejected), the plain SRE throttle, and the status quo, on the same seeds:
+the router's window. This plays the router as shipped, with a shorter window and without throttling
+(``unthrottled_router``, which admits everything), the plain SRE throttle, and the status quo, on the same seeds:
 
     python -m agents.analysis.throttle_memory --scenario outage_drill --episodes 20
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.deciders.heuristics import AdmitAll, HeuristicPolicy, SREThrottle, SuccessRateRouter
+from agents.deciders.heuristics import AdmitAll, HeuristicPolicy, SREThrottle, SuccessRateRouter, UnthrottledRouter
 from agents.evaluation.runner import run_policy
 from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
 from payroute_env.scenario import Scenario, ScenarioError, load_scenario
@@ -21,7 +21,6 @@ from payroute_env.scenario import Scenario, ScenarioError, load_scenario
 __all__ = ["main", "throttle_variants", "variant_failures"]
 
 PROG = "python -m agents.analysis.throttle_memory"
-NO_THROTTLE_K = 1e9  # SRE's rule rejects max(0, (requests - K accepts) / (requests + 1)): nothing, for any accepts
 
 
 def throttle_variants(scenario: Scenario) -> dict[str, HeuristicPolicy]:
@@ -30,7 +29,9 @@ def throttle_variants(scenario: Scenario) -> dict[str, HeuristicPolicy]:
     return {
         "success_rate_router": SuccessRateRouter(scenario),
         "success_rate_router, 30 s throttle window": SuccessRateRouter(scenario, window_s=30.0),
-        "success_rate_router, no throttle": SuccessRateRouter(scenario, k=NO_THROTTLE_K),
+        # not a large K: SRE's rule rejects (requests - K accepts) / (requests + 1), which for a bank with no
+        # accepts in the window (one that is down) is nearly everything whatever K is
+        "unthrottled_router": UnthrottledRouter(scenario),
         "sre_throttle": SREThrottle(scenario),
         "admit_all": AdmitAll(scenario),
     }
