@@ -4,6 +4,7 @@ ships one writes a card that is its own measurement."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,46 @@ def test_ship_refuses_what_must_not_ship(tiny: str, tmp_path: Path, monkeypatch)
         ship.ship_agent(run, "x", "d", "c", worlds=[tiny], folder=tmp_path / "p")
     assert not (tmp_path / "p").exists()  # nothing written for a refused agent
     assert ship.main([str(tmp_path / "half"), "--name", "x", "--description", "d", "--command", "c"]) == 2
+
+
+def test_remeasure_rewrites_a_shipped_agents_figures_and_keeps_what_it_is(tiny: str, tmp_path: Path) -> None:
+    """A new heuristic or simulator version: the agent is measured again in place, its training run long gone."""
+    out = tmp_path / "runs"
+    argv = ["--scenario", tiny, "--timesteps", "64", "--n-envs", "2", "--out", str(out), "--no-eval", "--no-progress",
+            "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]  # fmt: skip
+    assert train.main(argv) == 0
+    folder = tmp_path / "pretrained"
+    shipped = ship.ship_agent(out / "ppo-tiny-seed0", "tiny_agent", "a test agent", "python train.py", worlds=[tiny],
+                              episodes=3, folder=folder, progress=False)  # fmt: skip
+    model = (folder / "tiny_agent" / "model.zip").read_bytes()
+    shutil.rmtree(out)  # remeasuring needs only the shipped folder
+    card = ship.remeasure_agent("tiny_agent", episodes=2, seed=2000, folder=folder, progress=False)
+    assert json.loads((folder / "tiny_agent" / "card.json").read_text()) == card
+    assert (folder / "tiny_agent" / "card.md").read_text() == ship.card_markdown(card)
+    assert (folder / "tiny_agent" / "model.zip").read_bytes() == model
+    for kept in ("name", "description", "command", "algorithm", "training"):
+        assert card[kept] == shipped[kept], kept
+    row = card["results"][0]
+    assert row["world"] == tiny and row["episodes"] == 2 and row["first_seed"] == 2000  # the card's worlds
+    policy = load_policy(folder / "tiny_agent" / "model.zip", tiny)
+    rates = [e["failed_payment_rate"] for e in run_policy(policy, tiny, [2000, 2001]).episodes]
+    assert row["failed_payment_rate"] == pytest.approx(np.mean(rates), rel=1e-4)
+    assert card["check"] == {"world": tiny, "seeds": [2000, 2001], "failed_payment_rate": rates}
+    with pytest.raises(ValueError, match=r"--remeasure 'nobody': no shipped agent .*shipped: tiny_agent"):
+        ship.remeasure_agent("nobody", folder=folder)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--remeasure", "x", "--name", "y"], "without run_dir, --name"),
+        (["run", "--name", "y"], "missing: --description, --command"),
+        ([], "missing: run_dir, --name, --description, --command"),
+    ],
+)
+def test_ship_cli_says_which_of_its_two_uses_it_was_given_wrong(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        ship.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

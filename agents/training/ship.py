@@ -12,6 +12,11 @@ heuristic and the share of its gap to the bound the agent closes. Its ``check`` 
 first world run as their own batch of two, exactly as ``tests/test_pretrained.py`` reproduces them (a network's
 float32 batched products round differently with the batch size, and a trajectory that differs by one intent can
 drift, so the check is not taken from the 20-episode batch). Loading: ``agents.deciders.pretrained``.
+
+When the comparison changes (a new heuristic, a new simulator version), a shipped agent is measured again in
+place, keeping its description, command and training record; its training run need not exist any more:
+
+    python -m agents.training.ship --remeasure generalist
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from payroute_env import BUILTIN_SCENARIOS
 from payroute_env._cli import DefaultsHelpFormatter, OneLineArgumentParser, fail, run
 from payroute_env.scenario import load_scenario
 
-__all__ = ["MAX_MODEL_BYTES", "card_markdown", "measure_check", "ship_agent"]
+__all__ = ["MAX_MODEL_BYTES", "card_markdown", "measure_check", "remeasure_agent", "ship_agent"]
 
 PROG = "python -m agents.training.ship"
 MAX_MODEL_BYTES = 2**20  # "each under 1 MB with its normalisation statistics": strangers download these
@@ -66,15 +71,6 @@ def ship_agent(
         raise ValueError("--worlds: name at least one world")
     config = json.loads(config_path.read_text(encoding="utf-8"))
     load_policy(model, worlds[0])  # refused here (pickles, spaces) before anything is written or evaluated
-    results = []
-    for world in worlds:
-        sc = load_scenario(world)  # checked once here; evaluate_policies trusts the Scenario
-        n = randomized_episodes if sc.randomize.active else episodes
-        # the model's path, not the policy loaded above: a correction's base heuristic reads each world's
-        # declared capacities, so the agent is loaded for each world
-        evaluated = evaluate_policies(sc, [model, *COMPARED], episodes=n, seed=seed, progress=progress,
-                                      timeline=False)  # fmt: skip
-        results.append(_world_row(world, evaluated.policies, evaluated.bound, evaluated.reference))
     card = {
         "name": name,
         "description": description,
@@ -83,18 +79,66 @@ def ship_agent(
         "training": {key: config.get(key) for key in ("scenario", "timesteps", "n_envs", "seed", "policy_kwargs",
                                                       "algo_kwargs", "normalize", "residual", "residual_scale",
                                                       "init_model")},  # a curriculum's last stage names its start
+        **_measurement(model, worlds, episodes, randomized_episodes, seed, progress),
+    }  # fmt: skip
+    out = Path(folder) / name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, out / "model.zip")
+    _write_card(card, out)
+    return card
+
+
+def remeasure_agent(
+    name: str,
+    worlds: Sequence[str] | None = None,
+    episodes: int = 20,
+    randomized_episodes: int = 100,
+    seed: int = 1000,
+    folder: Path = PRETRAINED_DIR,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure the shipped agent ``folder/name`` again (on its card's worlds unless ``worlds`` is given) and rewrite
+    its card's results, check, machine, commit and date; what it is and how it was trained are kept."""
+    out = Path(folder) / name
+    model, card_path = out / "model.zip", out / "card.json"
+    if not model.is_file() or not card_path.is_file():
+        shipped = sorted(p.name for p in Path(folder).iterdir() if (p / "card.json").is_file()) if Path(
+            folder).is_dir() else []  # fmt: skip
+        raise ValueError(f"--remeasure {name!r}: no shipped agent of that name in {folder}; shipped: "
+                         f"{', '.join(shipped) or 'none'}")  # fmt: skip
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    worlds = [r["world"] for r in card["results"]] if worlds is None else list(worlds)
+    if not worlds:
+        raise ValueError("--worlds: name at least one world")
+    card.update(_measurement(model, worlds, episodes, randomized_episodes, seed, progress))
+    _write_card(card, out)
+    return card
+
+
+def _measurement(model: Path, worlds: Sequence[str], episodes: int, randomized_episodes: int, seed: int,
+                 progress: bool) -> dict[str, Any]:  # fmt: skip
+    """A card's measured part: per world beside every compared heuristic and the bound, the check, where and when."""
+    results = []
+    for world in worlds:
+        sc = load_scenario(world)  # checked once here; evaluate_policies trusts the Scenario
+        n = randomized_episodes if sc.randomize.active else episodes
+        # the model's path, not a policy loaded once: a correction's base heuristic reads each world's declared
+        # capacities, so the agent is loaded for each world
+        evaluated = evaluate_policies(sc, [model, *COMPARED], episodes=n, seed=seed, progress=progress,
+                                      timeline=False)  # fmt: skip
+        results.append(_world_row(world, evaluated.policies, evaluated.bound, evaluated.reference))
+    return {
         "results": results,
         "check": measure_check(model, worlds[0], [seed, seed + 1]),
         "machine": machine_description(),
         "commit": _commit(),
         "date": time.strftime("%Y-%m-%d"),
-    }  # fmt: skip
-    out = Path(folder) / name
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model, out / "model.zip")
+    }
+
+
+def _write_card(card: dict[str, Any], out: Path) -> None:
     (out / "card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     (out / "card.md").write_text(card_markdown(card), encoding="utf-8")
-    return card
 
 
 def measure_check(model: str | Path, world: str, seeds: list[int]) -> dict[str, Any]:
@@ -174,11 +218,13 @@ def _commit() -> str:
 def _parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(prog=PROG, description="Ship a train.py run as a pretrained agent with its card.",
                               formatter_class=DefaultsHelpFormatter)  # fmt: skip
-    p.add_argument("run_dir", help="a finished train.py run folder (model.zip, config.json)")
-    p.add_argument("--name", required=True, help="the agent's name: pretrained:<name>")
-    p.add_argument("--description", required=True, help="one line on what the agent is")
-    p.add_argument("--command", required=True, help="the command that trained it, as the card shows it")
-    p.add_argument("--worlds", default=",".join(BUILTIN_SCENARIOS), help="comma-separated worlds to measure it on")
+    p.add_argument("run_dir", nargs="?", help="a finished train.py run folder (model.zip, config.json)")
+    p.add_argument("--name", help="the agent's name: pretrained:<name> (with run_dir)")
+    p.add_argument("--description", help="one line on what the agent is (with run_dir)")
+    p.add_argument("--command", help="the command that trained it, as the card shows it (with run_dir)")
+    p.add_argument("--remeasure", metavar="NAME", help="measure the shipped agent NAME again instead (no run_dir)")
+    p.add_argument("--worlds", help="comma-separated worlds to measure it on (default: every built-in world; "
+                   "with --remeasure, its card's)")
     p.add_argument("--episodes", type=int, default=20, help="episodes per fixed world")
     p.add_argument("--randomized-episodes", type=int, default=100, help="episodes per randomised world")
     p.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
@@ -187,11 +233,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    worlds = [w.strip() for w in args.worlds.split(",") if w.strip()]
+    parser = _parser()
+    args = parser.parse_args(argv)
+    worlds = None if args.worlds is None else [w.strip() for w in args.worlds.split(",") if w.strip()]
+    shipping = {"run_dir": args.run_dir, "--name": args.name, "--description": args.description,
+                "--command": args.command}  # fmt: skip
+    if args.remeasure is not None and any(v is not None for v in shipping.values()):
+        parser.error("--remeasure NAME measures a shipped agent: give it without run_dir, --name, --description "
+                     "and --command")  # fmt: skip
+    if args.remeasure is None and None in shipping.values():
+        missing = [k for k, v in shipping.items() if v is None]
+        parser.error(f"shipping a run needs run_dir, --name, --description and --command (missing: "
+                     f"{', '.join(missing)}); or --remeasure NAME")  # fmt: skip
     try:
-        card = ship_agent(args.run_dir, args.name, args.description, args.command, worlds, args.episodes,
-                          args.randomized_episodes, args.seed, args.folder)  # fmt: skip
+        if args.remeasure is not None:
+            card = remeasure_agent(args.remeasure, worlds, args.episodes, args.randomized_episodes, args.seed,
+                                   args.folder)  # fmt: skip
+        else:
+            card = ship_agent(args.run_dir, args.name, args.description, args.command,
+                              BUILTIN_SCENARIOS if worlds is None else worlds, args.episodes,
+                              args.randomized_episodes, args.seed, args.folder)  # fmt: skip
     except (PolicyError, ValueError) as exc:
         return fail(PROG, exc)
     print(card_markdown(card))
