@@ -62,12 +62,16 @@ def test_an_unknown_or_outside_name_is_refused_naming_the_shipped_agents(bad: st
         load_policy(f"pretrained:{bad}", "double11_2013")
 
 
-def test_ship_writes_a_card_that_is_its_own_measurement(tiny: str, tmp_path: Path) -> None:
-    out = tmp_path / "runs"
+def _tiny_run(tiny: str, out: Path) -> Path:
+    """A train.py run of 64 steps on the tiny world: a model to ship, not a good one."""
     argv = ["--scenario", tiny, "--timesteps", "64", "--n-envs", "2", "--out", str(out), "--no-eval", "--no-progress",
             "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]  # fmt: skip
     assert train.main(argv) == 0
-    run = out / "ppo-tiny-seed0"
+    return out / "ppo-tiny-seed0"
+
+
+def test_ship_writes_a_card_that_is_its_own_measurement(tiny: str, tmp_path: Path) -> None:
+    run = _tiny_run(tiny, tmp_path / "runs")
     folder = tmp_path / "pretrained"
     card = ship.ship_agent(run, "tiny_agent", "a test agent", "python train.py --scenario tiny", worlds=[tiny],
                            episodes=3, folder=folder, progress=False)  # fmt: skip
@@ -116,11 +120,8 @@ def test_ship_refuses_what_must_not_ship(tiny: str, tmp_path: Path, monkeypatch)
 def test_remeasure_rewrites_a_shipped_agents_figures_and_keeps_what_it_is(tiny: str, tmp_path: Path) -> None:
     """A new heuristic or simulator version: the agent is measured again in place, its training run long gone."""
     out = tmp_path / "runs"
-    argv = ["--scenario", tiny, "--timesteps", "64", "--n-envs", "2", "--out", str(out), "--no-eval", "--no-progress",
-            "--hyperparams", "n_steps=32", "batch_size=64", "n_epochs=1"]  # fmt: skip
-    assert train.main(argv) == 0
     folder = tmp_path / "pretrained"
-    shipped = ship.ship_agent(out / "ppo-tiny-seed0", "tiny_agent", "a test agent", "python train.py", worlds=[tiny],
+    shipped = ship.ship_agent(_tiny_run(tiny, out), "tiny_agent", "a test agent", "python train.py", worlds=[tiny],
                               episodes=3, folder=folder, progress=False)  # fmt: skip
     model = (folder / "tiny_agent" / "model.zip").read_bytes()
     shutil.rmtree(out)  # remeasuring needs only the shipped folder
